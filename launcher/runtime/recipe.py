@@ -1,0 +1,40 @@
+"""The recipe protocol: what the runtime expects of user training code.
+
+A spec names a recipe as ``module:Class`` (``train.recipe``). The runtime drives it in the
+same order inside a Modal container and in a local worker:
+
+1. **Stage 1, CPU, before the memory snapshot** -- ``Class(config, seed)``. Build everything
+   that needs no GPU: model, optimizer, scheduler, environments, data. No CUDA calls here.
+2. **Stage 2, after restore** -- ``recipe.setup(accelerator)``. Move to the device and wrap the
+   model/optimizer with ``accelerator.prepare``. The runtime then restores the newest
+   checkpoint through ``accelerator.load_state`` (which restores model, optimizer, scheduler,
+   RNG states, and the recipe itself, registered with ``register_for_checkpointing``).
+3. **Loop** -- ``recipe.train_step(step)`` performs one optimizer update and returns metrics
+   (floats). ``step`` counts from 0 and is the number of updates done before this one.
+4. ``state_dict()`` / ``load_state_dict()`` carry the recipe's own state (environment state,
+   episode statistics, its private RNG) so a resumed run is bit-identical.
+
+``config_schema`` is a JSON Schema (draft 2020-12) for ``train.config``; ``launch check``
+validates the spec's config against it. ``model_fields`` names the config keys that change
+the model's shape; resuming a checkpoint made with different values is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    config_schema: ClassVar[dict[str, Any]]
+    model_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: dict[str, Any], seed: int) -> None: ...
+
+    def setup(self, accelerator: Any) -> None: ...
+
+    def train_step(self, step: int) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
