@@ -1,0 +1,113 @@
+"""The `launch` command line. click parses; functions in launcher.commands do the work.
+
+Heavy imports (torch, accelerate, modal) happen only inside the commands that run a job, so
+`check` and `--dry-run` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from launcher import __version__
+from launcher.errors import LauncherError
+
+EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
+
+
+class _DefaultToRun(click.Group):
+    """`launch JOB.yaml [opts]` is `launch run JOB.yaml [opts]`; options may come first too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                          help="Override a spec value, YAML-typed, e.g. --set train.steps=500.")
+
+
+@click.group(cls=_DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="launch")
+def cli() -> None:
+    """Run a YAML job spec on Modal (default), locally (--local) or not at all (--dry-run).
+
+    \b
+      launch jobs/ppo.yaml               deploy and run on Modal
+      launch jobs/ppo.yaml --local       run the same app on this machine
+      launch --dry-run jobs/ppo.yaml     print the generated app and a plan
+      launch check jobs/*.yaml           validate specs
+    """
+
+
+@cli.command("run")
+@click.argument("job", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the generated app (stdout) and plan (stderr); run nothing.")
+@click.option("--local", is_flag=True, help="Run the app on this machine; no Modal account needed.")
+@set_option
+@click.option("--out", type=click.Path(dir_okay=False), help="With --dry-run: write the app here (only if it changed).")
+@click.option("--use-local-code", is_flag=True, help="Put the local launcher and recipe code in the image, not a git commit.")
+@debug_option
+def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
+            use_local_code: bool, debug: bool) -> int:
+    """Run JOB (a YAML spec)."""
+    if dry_run and local:
+        raise click.UsageError("--dry-run and --local exclude each other")
+    if out and not dry_run:
+        raise click.UsageError("--out needs --dry-run")
+    if dry_run:
+        from launcher.commands.render_app import dry_run as do_dry_run
+        return do_dry_run(job, sets, out, use_local_code)
+    raise LauncherError(f"{job}: running jobs is not built yet; use --dry-run to see the app")
+
+
+@cli.command("check")
+@click.argument("jobs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@set_option
+@debug_option
+def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...], debug: bool) -> int:
+    """Validate job specs; every problem is reported as FILE:LINE:COL: $.path: message."""
+    from launcher.commands.check import check
+    return check(jobs, sets)
+
+
+@cli.command("schema")
+@debug_option
+def schema_cmd(debug: bool) -> int:
+    """Print the JSON Schema of job specs."""
+    from launcher.resources import read_text
+    click.echo(read_text("schemas", "job.schema.json"), nl=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one handler maps every outcome to an exit code and one clear message."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = cli.main(args=args, prog_name="launch", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_USER
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("launch: interrupted", err=True)
+        return EXIT_INTERRUPT
+    except LauncherError as exc:
+        click.echo(str(exc), err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug in launcher, not the user's input
+        if "--debug" in args:
+            traceback.print_exc()
+        click.echo(f"launch: internal error (a bug in launcher): {type(exc).__name__}: {exc}"
+                   + ("" if "--debug" in args else "; rerun with --debug for the traceback"), err=True)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""`launch check FILE...`: validate many specs at once, for CI and pre-commit."""
+
+from __future__ import annotations
+
+import click
+
+from launcher.errors import SpecError
+from launcher.load import load_spec
+
+
+def check(paths: tuple[str, ...], sets: tuple[str, ...]) -> int:
+    bad = 0
+    for path in paths:
+        try:
+            load_spec(path, sets)
+        except SpecError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+    noun = "spec" if len(paths) == 1 else "specs"
+    summary = f"{len(paths)} {noun} checked, {bad} with problems" if bad else f"{len(paths)} {noun} ok"
+    click.echo(summary, err=True)
+    return 1 if bad else 0

@@ -1,0 +1,53 @@
+"""`launch --dry-run`: print the generated app (stdout or --out) and the plan (stderr)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from launcher import gitinfo
+from launcher.load import Loaded, load_spec
+from launcher.plan import plan
+from launcher.render import render
+
+
+@dataclass(frozen=True)
+class Rendered:
+    loaded: Loaded
+    app: str
+    code_line: str
+    note: str | None
+
+
+def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
+    repo = gitinfo.find_repo(loaded.path.resolve())
+    code = gitinfo.resolve(loaded.spec, repo, use_local_code)
+    source = code.source
+    line = (f"git {source.git_url} @ {source.git_commit}" if source.mode == "git"
+            else "local: " + ", ".join(["launcher", loaded.spec.train.recipe_module]))
+    return Rendered(loaded, render(loaded.spec, loaded.source, source), line, code.note)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file already holds it; True when the file changed."""
+    if path.is_file() and path.read_text("utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, "utf-8")
+    return True
+
+
+def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bool) -> int:
+    rendered = render_loaded(load_spec(job, sets), use_local_code)
+    click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
+    if rendered.note:
+        click.echo(f"note: {rendered.note}", err=True)
+    if out is None:
+        click.echo(rendered.app, nl=False)
+    elif write_if_changed(Path(out), rendered.app):
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(f"{out} is up to date", err=True)
+    return 0

@@ -1,0 +1,24 @@
+"""From a spec path (and `--set` flags) to a validated JobSpec, in one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from launcher.spec.compose import compose
+from launcher.spec.model import JobSpec
+from launcher.spec.validate import validate
+from launcher.spec.yamlpos import Document
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    source: str  # the path as the user wrote it: what every message names
+    doc: Document  # the composed document, with where each value came from
+    spec: JobSpec
+
+
+def load_spec(path: str | Path, sets: tuple[str, ...] = ()) -> Loaded:
+    doc = compose(Path(path), tuple(sets), display=str(path))
+    return Loaded(Path(path), str(path), doc, validate(doc))

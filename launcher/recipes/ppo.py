@@ -1,0 +1,402 @@
+"""PPO on batched CartPole-v1: the example recipe (``train.recipe: launcher.recipes.ppo:PPO``).
+
+One ``train_step`` is one rollout of ``rollout_steps`` steps in each of ``num_envs`` environments
+followed by one PPO update (``update_epochs`` passes of ``num_minibatches`` minibatches), so the
+spec's ``train.steps`` counts rollout+update rounds.
+
+Every source of randomness is a generator the recipe owns (the environments' reset generator and
+a policy generator for action sampling and minibatch shuffling), and both are in ``state_dict``,
+so a run resumed from a checkpoint continues bit for bit. Under DDP each process runs its own
+environments, seeded with ``seed + process_index``; DDP averages the gradients, so the parameters
+stay identical on every process.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from launcher.recipes.cartpole import NUM_ACTIONS, OBS_SIZE, CartPoleBatch
+
+# Window of the trailing mean return; CartPole-v1 counts as solved at a mean of 475 over 100.
+RETURN_WINDOW = 100
+# Keeps the policy generator's stream apart from the environments' for the same seed.
+POLICY_SEED_OFFSET = 1 << 32
+
+
+def _prop(schema: dict[str, Any], default: Any, description: str) -> dict[str, Any]:
+    return {**schema, "default": default, "description": description}
+
+
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+_NON_NEGATIVE = {"type": "number", "minimum": 0}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "PPO on CartPole-v1",
+    "description": "Configuration of launcher.recipes.ppo:PPO (train.config).",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "num_envs": _prop(_POSITIVE_INT, 32, "Environments stepped in parallel on each process."),
+        "rollout_steps": _prop(
+            _POSITIVE_INT, 128, "Steps taken in every environment per rollout (one rollout per update)."
+        ),
+        "hidden_sizes": _prop(
+            {"type": "array", "items": _POSITIVE_INT, "minItems": 1},
+            [64, 64],
+            "Widths of the hidden layers of the actor and of the critic (separate networks).",
+        ),
+        "activation": _prop(
+            {"enum": ["tanh", "relu"]}, "tanh", "Nonlinearity after each hidden layer."
+        ),
+        "learning_rate": _prop(
+            {"type": "number", "exclusiveMinimum": 0}, 2.5e-3, "Adam learning rate."
+        ),
+        "adam_eps": _prop({"type": "number", "exclusiveMinimum": 0}, 1e-5, "Adam epsilon."),
+        "gamma": _prop(_UNIT, 0.99, "Discount factor."),
+        "gae_lambda": _prop(_UNIT, 0.95, "Lambda of generalised advantage estimation."),
+        "clip_coef": _prop(
+            {"type": "number", "exclusiveMinimum": 0}, 0.2, "Clipping range of the probability ratio."
+        ),
+        "ent_coef": _prop(_NON_NEGATIVE, 0.0, "Weight of the entropy bonus."),
+        "vf_coef": _prop(_NON_NEGATIVE, 0.5, "Weight of the value loss."),
+        "max_grad_norm": _prop(
+            _NON_NEGATIVE, 0.5, "Gradient norm clipping threshold; 0 disables clipping."
+        ),
+        "update_epochs": _prop(_POSITIVE_INT, 4, "Passes over each rollout per update."),
+        "num_minibatches": _prop(
+            _POSITIVE_INT, 4, "Minibatches per pass; must divide num_envs * rollout_steps."
+        ),
+        "norm_adv": _prop(
+            {"type": "boolean"}, True, "Normalise advantages to zero mean and unit variance per minibatch."
+        ),
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    num_envs: int
+    rollout_steps: int
+    hidden_sizes: tuple[int, ...]
+    activation: str
+    learning_rate: float
+    adam_eps: float
+    gamma: float
+    gae_lambda: float
+    clip_coef: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    update_epochs: int
+    num_minibatches: int
+    norm_adv: bool
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> PPOConfig:
+        # The launcher validates train.config against CONFIG_SCHEMA before a run; this only
+        # refuses unknown keys (the schema is closed) and fills in the defaults.
+        properties = CONFIG_SCHEMA["properties"]
+        unknown = sorted(set(config) - set(properties))
+        if unknown:
+            raise ValueError(f"unknown PPO config keys: {', '.join(unknown)}")
+        merged = {name: prop["default"] for name, prop in properties.items()} | config
+        merged["hidden_sizes"] = tuple(merged["hidden_sizes"])
+        cfg = cls(**merged)
+        if (cfg.num_envs * cfg.rollout_steps) % cfg.num_minibatches:
+            raise ValueError("num_minibatches must divide num_envs * rollout_steps")
+        return cfg
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
+    """MLP with orthogonal init: the usual PPO initialisation, which matters for stability."""
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        linear = nn.Linear(fan_in, fan_out)
+        nn.init.orthogonal_(linear.weight, gain=out_gain if last else 2**0.5)
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, hidden_sizes: tuple[int, ...], activation: str) -> None:
+        super().__init__()
+        # A small output gain keeps the initial policy near uniform.
+        self.actor = mlp([OBS_SIZE, *hidden_sizes, NUM_ACTIONS], activation, out_gain=0.01)
+        self.critic = mlp([OBS_SIZE, *hidden_sizes, 1], activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor(obs), self.critic(obs).squeeze(-1)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates for (T, N) rollouts.
+
+    ``next_values[t]`` is the value of the observation reached by step t, before any reset (the
+    final observation of a finished episode), so a truncated step bootstraps from where it was
+    cut off, while a terminated one does not bootstrap at all. ``done`` (terminated or truncated)
+    stops the advantage from flowing back across an episode boundary.
+    """
+    delta = rewards + gamma * next_values * (~terminated) - values
+    carry = (gamma * lam) * (~done).to(values.dtype)
+    advantages = torch.empty_like(values)
+    last = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):
+        last = delta[t] + carry[t] * last
+        advantages[t] = last
+    return advantages
+
+
+@dataclasses.dataclass
+class Rollout:
+    obs: torch.Tensor  # (T, N, 4)
+    final_obs: torch.Tensor  # (T, N, 4): obs reached by each step, before auto-reset
+    actions: torch.Tensor  # (T, N)
+    logprobs: torch.Tensor  # (T, N)
+    rewards: torch.Tensor  # (T, N)
+    terminated: torch.Tensor  # (T, N)
+    done: torch.Tensor  # (T, N)
+    episode_returns: torch.Tensor  # (T, N): the return of the episode that ended there, if done
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Categorical sample by the Gumbel-max trick, drawn from the recipe's own generator."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    return torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)
+
+
+class PPO:
+    config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
+    model_fields: ClassVar[tuple[str, ...]] = ("hidden_sizes", "activation")
+
+    def __init__(self, config: dict[str, Any], seed: int) -> None:
+        self.cfg = PPOConfig.from_dict(config)
+        self.seed = seed
+        # The model's initialisation depends on the seed alone and leaves the global RNG as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model: nn.Module = ActorCritic(self.cfg.hidden_sizes, self.cfg.activation)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, fused=True
+        )
+        self.accelerator: Any = None
+        self.env = CartPoleBatch(self.cfg.num_envs, seed)
+        self._start_streams(seed, torch.device("cpu"))
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=RETURN_WINDOW)
+        self.episodes = 0
+        self.env_steps = 0
+
+    def _start_streams(self, seed: int, device: torch.device) -> None:
+        """Seed the environments and the policy generator for this process on ``device``."""
+        self.obs = self.env.seed(seed, device)
+        self.generator = torch.Generator(device)
+        self.generator.manual_seed(seed + POLICY_SEED_OFFSET)
+        self.episode_return = torch.zeros(self.cfg.num_envs, device=device)
+
+    def setup(self, accelerator: Any) -> None:
+        self.accelerator = accelerator
+        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        self._start_streams(self.seed + accelerator.process_index, accelerator.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs.device
+
+    def _policy(self) -> ActorCritic:
+        # Rollouts and value estimates skip the DDP wrapper: no gradients flow there, and the
+        # parameters are the same tensors.
+        if self.accelerator is None:
+            return self.model  # type: ignore[return-value]
+        return self.accelerator.unwrap_model(self.model)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        rollout = self._collect()
+        advantages, returns = self._advantages(rollout)
+        metrics = self._update(rollout, advantages, returns)
+        self._record_episodes(rollout)
+        return metrics | {
+            "return_mean100": (
+                sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else 0.0
+            ),
+            "episodes": float(self.episodes),
+            "env_steps": float(self.env_steps),
+        }
+
+    @torch.no_grad()
+    def _collect(self) -> Rollout:
+        T, N = self.cfg.rollout_steps, self.cfg.num_envs
+        dev = self.device
+        obs_buf = torch.empty((T, N, OBS_SIZE), device=dev)
+        final_buf = torch.empty((T, N, OBS_SIZE), device=dev)
+        act_buf = torch.empty((T, N), dtype=torch.int64, device=dev)
+        logp_buf = torch.empty((T, N), device=dev)
+        rew_buf = torch.empty((T, N), device=dev)
+        term_buf = torch.empty((T, N), dtype=torch.bool, device=dev)
+        done_buf = torch.empty((T, N), dtype=torch.bool, device=dev)
+        ret_buf = torch.empty((T, N), device=dev)
+        actor = self._policy().actor
+        obs, ep_ret = self.obs, self.episode_return
+        for t in range(T):
+            logits = actor(obs)
+            action = sample_actions(logits, self.generator)
+            obs_buf[t] = obs
+            act_buf[t] = action
+            logp_buf[t] = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            res = self.env.step(action)
+            done = res.terminated | res.truncated
+            ep_ret = ep_ret + res.reward
+            rew_buf[t] = res.reward
+            term_buf[t] = res.terminated
+            done_buf[t] = done
+            final_buf[t] = res.final_obs
+            ret_buf[t] = ep_ret
+            ep_ret = ep_ret.masked_fill(done, 0.0)
+            obs = res.obs
+        self.obs, self.episode_return = obs, ep_ret
+        self.env_steps += T * N
+        return Rollout(obs_buf, final_buf, act_buf, logp_buf, rew_buf, term_buf, done_buf, ret_buf)
+
+    @torch.no_grad()
+    def _advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        # Values are computed once per rollout, batched, instead of once per environment step.
+        critic = self._policy().critic
+        values = critic(r.obs).squeeze(-1)
+        next_values = critic(r.final_obs).squeeze(-1)
+        adv = gae(r.rewards, values, next_values, r.terminated, r.done, self.cfg.gamma, self.cfg.gae_lambda)
+        return adv, adv + values
+
+    def _record_episodes(self, r: Rollout) -> None:
+        # Boolean indexing flattens time-major, so episodes are recorded in the order they ended.
+        finished = r.episode_returns[r.done].tolist()
+        self.recent_returns.extend(finished)
+        self.episodes += len(finished)
+
+    def _update(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        obs = r.obs.reshape(-1, OBS_SIZE)
+        actions, old_logp = r.actions.reshape(-1), r.logprobs.reshape(-1)
+        advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+        batch = obs.shape[0]
+        mb_size = batch // self.cfg.num_minibatches
+        stats: list[torch.Tensor] = []
+        for _ in range(self.cfg.update_epochs):
+            perm = torch.randperm(batch, generator=self.generator, device=self.device)
+            for idx in perm.split(mb_size):
+                stats.append(
+                    self._minibatch(obs[idx], actions[idx], old_logp[idx], advantages[idx], returns[idx])
+                )
+        keys = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+        return dict(zip(keys, torch.stack(stats).mean(0).tolist()))
+
+    def _minibatch(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        old_logp: torch.Tensor,
+        adv: torch.Tensor,
+        returns: torch.Tensor,
+    ) -> torch.Tensor:
+        acc, cfg = self.accelerator, self.cfg
+        accumulate = acc.accumulate(self.model) if acc is not None else contextlib.nullcontext()
+        autocast = acc.autocast() if acc is not None else contextlib.nullcontext()
+        with accumulate:
+            with autocast:
+                logits, value = self.model(obs)
+            # Losses in float32 whatever the autocast precision.
+            logp_all = torch.log_softmax(logits.float(), -1)
+            value = value.float()
+            logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+            log_ratio = logp - old_logp
+            ratio = log_ratio.exp()
+            if cfg.norm_adv:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            policy_loss = torch.max(
+                -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+            ).mean()
+            value_loss = 0.5 * (value - returns).square().mean()
+            loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+            self._backward_and_step(loss)
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clip_frac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            return torch.stack([loss, policy_loss, value_loss, entropy, approx_kl, clip_frac]).detach()
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        acc, cfg = self.accelerator, self.cfg
+        if acc is None:
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        else:
+            acc.backward(loss)
+            # Under gradient accumulation, clip only the summed gradient, right before the step.
+            if cfg.max_grad_norm > 0 and acc.sync_gradients:
+                acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _local_state(self) -> dict[str, Any]:
+        return {
+            "env": self.env.state_dict(),
+            "obs": self.obs.cpu(),
+            "episode_return": self.episode_return.cpu(),
+            "recent_returns": list(self.recent_returns),
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "generator": self.generator.get_state(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The recipe's own state, one entry per process.
+
+        Accelerate's ``save_state`` calls this on every process but writes only the main
+        process's result, so the per-process states (each process has its own environments) are
+        gathered here; ``load_state_dict`` then picks this process's entry.
+        """
+        local = [self._local_state()]
+        acc = self.accelerator
+        if acc is not None and acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            return {"processes": gather_object(local)}
+        return {"processes": local}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        processes = state["processes"]
+        acc = self.accelerator
+        count, index = (acc.num_processes, acc.process_index) if acc is not None else (1, 0)
+        if len(processes) != count:
+            raise ValueError(
+                f"PPO state was saved by {len(processes)} processes; this run has {count}"
+            )
+        local = processes[index]
+        dev = self.device
+        self.env.load_state_dict(local["env"])
+        self.obs = local["obs"].to(dev)
+        self.episode_return = local["episode_return"].to(dev)
+        self.recent_returns = collections.deque(local["recent_returns"], maxlen=RETURN_WINDOW)
+        self.episodes = int(local["episodes"])
+        self.env_steps = int(local["env_steps"])
+        self.generator.set_state(local["generator"])

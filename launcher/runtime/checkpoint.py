@@ -1,0 +1,289 @@
+"""Checkpoint store on a directory: the mounted Modal Volume, or a local one.
+
+Each checkpoint is ``<root>/step-00000100/`` with a ``manifest.json`` (step, spec hash,
+every file's size and sha256, versions, caller's ``extra``). It is written under
+``.tmp-step-00000100-<random>``, fsynced, then renamed into place, so a final-named
+directory with a valid manifest is always complete. Deletion renames to ``.trash-...``
+first, so a kill mid-delete never leaves a half-deleted directory that looks complete.
+
+Stdlib only: the store does not care what writes the files (in practice
+``accelerator.save_state``). One writer per root is assumed: ``clean_temp`` removes
+any temporary directory it finds. On Modal, ``volume.commit()`` after ``save`` is the
+caller's job.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+_STEP_DIR = re.compile(r"step-(\d{8,})")
+_LEFTOVER_PREFIXES = (".tmp-", ".trash-")
+_CHUNK = 1 << 20
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written, read or verified."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    manifest: dict[str, Any]
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save(
+    root: str | os.PathLike[str],
+    step: int,
+    writer: Callable[[Path], object],
+    *,
+    spec_hash: str,
+    extra: dict[str, Any] | None = None,
+    keep_last: int | None = None,
+) -> Checkpoint:
+    """Write a checkpoint via ``writer(tmp_dir)``, publish it atomically, apply retention."""
+    if keep_last is not None and keep_last < 1:
+        raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{step_name(step)}-", dir=root))
+    except OSError as exc:
+        raise CheckpointError(_not_written(step, exc)) from exc
+    try:
+        manifest = _write(tmp, step, writer, spec_hash, extra or {})
+        _publish(tmp, root / step_name(step))
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise CheckpointError(_not_written(step, exc)) from exc
+    if keep_last is not None:
+        _retain(root, step, keep_last)
+    return Checkpoint(root / step_name(step), step, manifest)
+
+
+def complete(root: str | os.PathLike[str]) -> list[Checkpoint]:
+    """The complete checkpoints under ``root``, newest first."""
+    found = []
+    for step, path in _step_dirs(Path(root)):
+        try:
+            found.append(Checkpoint(path, step, _read_manifest(path, step)))
+        except CheckpointError:
+            continue
+    return found
+
+
+def verify(ckpt: Checkpoint) -> None:
+    """Check every file in the manifest for presence, size and sha256; extra files are fine."""
+    for rel, expected in ckpt.manifest["files"].items():
+        path = ckpt.path / rel
+        if not path.is_file():
+            raise CheckpointError(f"{rel} is missing")
+        size = path.stat().st_size
+        if size != expected["size"]:
+            raise CheckpointError(f"{rel} has {size} bytes, the manifest says {expected['size']}")
+        if _sha256(path) != expected["sha256"]:
+            raise CheckpointError(f"{rel} does not match its sha256 in the manifest")
+
+
+def latest_loadable(
+    root: str | os.PathLike[str],
+    load: Callable[[Path], object],
+    warn: Callable[[str], object],
+) -> Checkpoint | None:
+    """Verify and ``load`` checkpoints newest first; warn about and skip each that fails."""
+    candidates = _step_dirs(Path(root))
+    for i, (step, path) in enumerate(candidates):
+        try:
+            ckpt = Checkpoint(path, step, _read_manifest(path, step))
+            verify(ckpt)
+            load(path)
+            return ckpt
+        except Exception as exc:
+            then = "falling back to the previous one" if i + 1 < len(candidates) else (
+                "no earlier checkpoint to fall back to")
+            warn(f"checkpoint {path.name} skipped: {_reason(exc)}; {then}")
+    return None
+
+
+def clean_temp(root: str | os.PathLike[str]) -> list[str]:
+    """Remove temporary and trash directories left by killed attempts; return their names."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = sorted(p.name for p in root.iterdir() if p.name.startswith(_LEFTOVER_PREFIXES))
+    for name in removed:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return removed
+
+
+def _write(
+    tmp: Path, step: int, writer: Callable[[Path], object], spec_hash: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    writer(tmp)
+    manifest = {
+        "format": FORMAT,
+        "step": step,
+        "spec_hash": spec_hash,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "files": _hash_tree(tmp),
+        "versions": _versions(),
+        "extra": extra,
+    }
+    # Written last and with "x": its presence means every file above is in place.
+    with open(tmp / MANIFEST, "x", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    for dirpath, _, _ in os.walk(tmp):
+        _fsync_dir(Path(dirpath))
+    return manifest
+
+
+def _hash_tree(top: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under ``top``, fsyncing each on the way."""
+    files = {}
+    for dirpath, _, names in os.walk(top):
+        for name in names:
+            path = Path(dirpath, name)
+            files[path.relative_to(top).as_posix()] = {
+                "size": path.stat().st_size,
+                "sha256": _sha256(path, fsync=True),
+            }
+    return dict(sorted(files.items()))
+
+
+def _sha256(path: Path, *, fsync: bool = False) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first, then deleted."""
+    old = _trash_name(final) if final.exists() else None
+    if old is not None:
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if old is not None:
+            os.rename(old, final)
+        raise
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _retain(root: Path, step: int, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` checkpoints up to ``step``; newer ones are left alone."""
+    older = [c for c in complete(root) if c.step <= step]
+    for ckpt in older[keep_last:]:
+        try:
+            _discard(ckpt.path)
+        except OSError as exc:
+            raise CheckpointError(
+                f"checkpoint at step {step} written, but removing {ckpt.path.name} failed: "
+                f"{_reason(exc)}"
+            ) from exc
+
+
+def _discard(path: Path) -> None:
+    trash = _trash_name(path)
+    os.rename(path, trash)
+    _fsync_dir(path.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _trash_name(path: Path) -> Path:
+    return path.with_name(f".trash-{path.name}-{secrets.token_hex(4)}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems (FUSE mounts among them) cannot fsync a directory.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Final-named checkpoint directories, newest first, whether complete or not."""
+    if not root.is_dir():
+        return []
+    found = [(int(m[1]), p) for p in root.iterdir() if (m := _STEP_DIR.fullmatch(p.name))]
+    return sorted((s, p) for s, p in found if p.is_dir())[::-1]
+
+
+def _read_manifest(path: Path, step: int) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{MANIFEST} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{MANIFEST} is unreadable: {_reason(exc)}") from exc
+    if not _well_formed(manifest, step):
+        raise CheckpointError(f"{MANIFEST} is not a format-{FORMAT} manifest for step {step}")
+    return manifest
+
+
+def _well_formed(manifest: Any, step: int) -> bool:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return False
+    files = manifest.get("files")
+    return manifest.get("step") == step and isinstance(files, dict) and all(
+        isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+        for f in files.values()
+    )
+
+
+def _versions() -> dict[str, str]:
+    # Package metadata, not imports: saving must not pay for (or require) importing torch.
+    versions = {"python": platform.python_version(), "launcher": "unknown"}
+    for dist in ("torch", "accelerate", "launcher"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    if isinstance(exc, CheckpointError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _not_written(step: int, exc: BaseException) -> str:
+    return f"checkpoint at step {step} not written: {_reason(exc)}; earlier checkpoints are intact"

@@ -1,0 +1,122 @@
+"""Build one document from a spec file, its `extends:` bases and `--set` overrides.
+
+Positions follow values through the merge: each value keeps the location of the file (or the
+`--set` flag) that supplied it, so an error points into the file that holds the bad value.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from launcher.errors import Location, Problem, SpecError
+from launcher.spec import yamlpos
+from launcher.spec.yamlpos import Document, JsonPath, json_path
+
+
+def _paths(value: Any, path: JsonPath = ()) -> list[JsonPath]:
+    out = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, path + (index,))
+    return out
+
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _deep_merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def merge(base: Document, over: Document) -> Document:
+    """Deep-merge `over` onto `base`: mappings key by key, anything else replaced."""
+    value = _deep_merge(base.value, over.value)
+    merged = Document(value)
+    for path in _paths(value):
+        for mine, theirs, out in ((over.values, base.values, merged.values),
+                                  (over.keys, base.keys, merged.keys)):
+            found = mine.get(path) or theirs.get(path)
+            if found is not None:
+                out[path] = found
+    return merged
+
+
+def _extends_list(doc: Document) -> list[tuple[str, Location]]:
+    raw = doc.value.pop("extends", None)
+    where = doc.where(("extends",))
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise SpecError([Problem(where, "$.extends",
+                                 "must be a path or a list of paths to base specs")])
+    return [(item, doc.where(("extends", i)) if isinstance(raw, list) else where)
+            for i, item in enumerate(items)]
+
+
+def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Document:
+    """Load `path` with its bases merged underneath; `chain` holds the files above it."""
+    doc = yamlpos.load(path, display)
+    if not isinstance(doc.value, dict):
+        raise SpecError([Problem(doc.where(()), "$", "the top level of a spec must be a mapping")])
+    merged = Document({})
+    chain = chain + (path.resolve(),)
+    for rel, where in _extends_list(doc):
+        target = (path.parent / rel).resolve()
+        shown = os.path.normpath(os.path.join(os.path.dirname(display), rel))
+        if target in chain:
+            names = " -> ".join([*(p.name for p in chain), target.name])
+            raise SpecError([Problem(where, "$.extends", f"extends cycle: {names}")])
+        if not target.is_file():
+            raise SpecError([Problem(where, "$.extends", f"base spec {shown!r} does not exist")])
+        merged = merge(merged, load_file(target, shown, chain))
+    return merge(merged, doc)
+
+
+def _set_problem(arg: str, message: str, path: str = "") -> SpecError:
+    return SpecError([Problem(Location(f"--set {arg}"), path, message)])
+
+
+def apply_set(doc: Document, arg: str) -> Document:
+    """Apply one `--set dotted.path=value` override; the value is read as YAML."""
+    dotted, eq, text = arg.partition("=")
+    if not eq:
+        raise _set_problem(arg, "expected PATH=VALUE, e.g. --set train.steps=500")
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise _set_problem(arg, f"{dotted!r} is not a dotted path such as compute.gpu_count")
+    value = yamlpos.parse(text, f"--set {arg}").value if text.strip() else None
+    path = tuple(keys)
+    container = doc.value
+    for depth, key in enumerate(keys[:-1]):
+        child = container.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise _set_problem(arg, "is not a mapping, so it has no keys to set",
+                               json_path(path[: depth + 1]))
+        container = child
+    container[keys[-1]] = copy.deepcopy(value)
+    where = Location(f"--set {arg}")
+    for table in (doc.values, doc.keys):
+        for old in [p for p in table if p[: len(path)] == path]:
+            del table[old]
+    for sub in _paths(value, path):
+        doc.values[sub] = where
+    for depth in range(1, len(path) + 1):
+        doc.keys.setdefault(path[:depth], where)
+        doc.values.setdefault(path[:depth], where)
+    return doc
+
+
+def compose(path: Path, sets: tuple[str, ...] = (), display: str | None = None) -> Document:
+    doc = load_file(path, display or str(path))
+    for arg in sets:
+        doc = apply_set(doc, arg)
+    return doc

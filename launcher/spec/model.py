@@ -1,0 +1,140 @@
+"""The validated job spec as frozen, typed dataclasses.
+
+Standard library only: the runtime rebuilds a `JobSpec` inside the container from the literal
+that the generated app embeds, and must not pull in jsonschema or YAML to do it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Compute:
+    gpu: tuple[str, ...]  # ranked fallbacks; empty means CPU only
+    gpu_count: int
+    nodes: int
+    rdma: bool
+    cpu: float
+    memory_mib: int
+    timeout_s: int
+    region: tuple[str, ...]
+    cloud: str | None
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str | None
+    ref: str | None
+
+
+@dataclass(frozen=True)
+class Image:
+    dockerfile: str
+    code: str  # git | local
+    git: GitSource
+
+
+@dataclass(frozen=True)
+class Retries:
+    max_retries: int
+    initial_delay_s: int
+    backoff_coefficient: float
+    max_delay_s: int
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based), as Modal computes it."""
+        raw = self.initial_delay_s * self.backoff_coefficient ** (retry - 1)
+        return float(min(raw, self.max_delay_s))
+
+
+@dataclass(frozen=True)
+class KeepWarm:
+    min_containers: int
+    max_containers: int | None
+    buffer_containers: int
+    scaledown_window_s: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    volume: str
+    mount: str
+    every_steps: int | None
+    every_s: int | None
+    keep_last: int
+    resume: str  # auto | never
+
+
+@dataclass(frozen=True)
+class Train:
+    recipe: str
+    steps: int
+    seed: int
+    mixed_precision: str
+    gradient_accumulation_steps: int
+    log_every: int
+    tracker: str
+    config: dict[str, Any] = field(hash=False)
+
+    @property
+    def recipe_module(self) -> str:
+        return self.recipe.partition(":")[0]
+
+    @property
+    def recipe_class(self) -> str:
+        return self.recipe.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    version: int
+    name: str
+    compute: Compute
+    image: Image
+    snapshot: str  # none | cpu | gpu
+    retries: Retries
+    keep_warm: KeepWarm
+    checkpoint: Checkpoint
+    secrets: tuple[str, ...]
+    env: dict[str, str] = field(hash=False)
+    train: Train = field(hash=False, default=None)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, not tuples): what the generated app embeds."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def gpu_string(self) -> list[str] | str | None:
+        """The `gpu=` argument Modal takes: 'H100:8', or a ranked list of such strings."""
+        if not self.compute.gpu:
+            return None
+        options = [f"{g}:{self.compute.gpu_count}" if self.compute.gpu_count > 1 else g
+                   for g in self.compute.gpu]
+        return options[0] if len(options) == 1 else options
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        c, i, r, k, p, t = (data[key] for key in
+                            ("compute", "image", "retries", "keep_warm", "checkpoint", "train"))
+        return cls(
+            version=data["version"],
+            name=data["name"],
+            compute=Compute(**{**c, "gpu": tuple(c["gpu"]), "region": tuple(c["region"])}),
+            image=Image(i["dockerfile"], i["code"], GitSource(**i["git"])),
+            snapshot=data["snapshot"],
+            retries=Retries(**r),
+            keep_warm=KeepWarm(**k),
+            checkpoint=Checkpoint(**p),
+            secrets=tuple(data["secrets"]),
+            env=dict(data["env"]),
+            train=Train(**t),
+        )

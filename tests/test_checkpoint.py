@@ -1,0 +1,362 @@
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.runtime import checkpoint
+from launcher.runtime.checkpoint import CheckpointError
+
+
+def writer_for(step: int):
+    """A writer like ``accelerator.save_state``: files at the top and in a subdirectory."""
+
+    def write(tmp: Path) -> None:
+        (tmp / "model.safetensors").write_bytes(f"weights {step}".encode() * 1000)
+        (tmp / "optimizer.bin").write_bytes(b"adam")
+        (tmp / "custom").mkdir()
+        (tmp / "custom" / "recipe.pkl").write_bytes(f"recipe {step}".encode())
+
+    return write
+
+
+def save(root: Path, step: int, **kwargs) -> checkpoint.Checkpoint:
+    return checkpoint.save(root, step, writer_for(step), spec_hash="abc123", **kwargs)
+
+
+def names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+def enospc(tmp: Path) -> None:
+    (tmp / "model.safetensors").write_bytes(b"partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+        self.warnings: list[str] = []
+
+    def load(self, path: Path) -> None:
+        self.loaded.append(path.name)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    saved = [save(tmp_path, step) for step in (100, 200, 300)]
+    found = checkpoint.complete(tmp_path)
+    assert found == saved[::-1]
+    assert [c.path.name for c in found] == ["step-00000300", "step-00000200", "step-00000100"]
+    assert names(tmp_path) == ["step-00000100", "step-00000200", "step-00000300"]
+    for ckpt in found:
+        checkpoint.verify(ckpt)
+    assert (found[0].path / "custom" / "recipe.pkl").read_bytes() == b"recipe 300"
+
+
+def test_manifest_content(tmp_path: Path) -> None:
+    ckpt = checkpoint.save(
+        tmp_path, 100, writer_for(100), spec_hash="abc123", extra={"hidden": 64}
+    )
+    on_disk = json.loads((tmp_path / "step-00000100" / "manifest.json").read_text())
+    assert on_disk == ckpt.manifest
+    model = (tmp_path / "step-00000100" / "model.safetensors").read_bytes()
+    assert on_disk["files"] == {
+        "custom/recipe.pkl": {
+            "size": 10, "sha256": hashlib.sha256(b"recipe 100").hexdigest()},
+        "model.safetensors": {"size": len(model), "sha256": hashlib.sha256(model).hexdigest()},
+        "optimizer.bin": {"size": 4, "sha256": hashlib.sha256(b"adam").hexdigest()},
+    }
+    assert on_disk["format"] == 1
+    assert on_disk["step"] == 100
+    assert on_disk["spec_hash"] == "abc123"
+    assert on_disk["extra"] == {"hidden": 64}
+    assert on_disk["created"].endswith("+00:00")
+    versions = on_disk["versions"]
+    assert versions["python"] == "{}.{}.{}".format(*sys.version_info[:3])
+    assert set(versions) == {"python", "torch", "accelerate", "launcher"}
+
+
+def test_large_file_hashed_in_chunks(tmp_path: Path) -> None:
+    data = os.urandom(3 * (1 << 20) + 17)
+    ckpt = checkpoint.save(
+        tmp_path, 1, lambda tmp: (tmp / "big.bin").write_bytes(data), spec_hash="h"
+    )
+    assert ckpt.manifest["files"]["big.bin"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_module_imports_stdlib_only() -> None:
+    code = (
+        "import sys, launcher.runtime.checkpoint as c\n"
+        "c._versions()\n"
+        "bad = {'torch', 'accelerate', 'click', 'jinja2', 'jsonschema'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_retention_keeps_exactly_keep_last(tmp_path: Path) -> None:
+    for step in (100, 200, 300, 400):
+        save(tmp_path, step, keep_last=2)
+    assert names(tmp_path) == ["step-00000300", "step-00000400"]
+
+
+def test_retention_runs_only_after_the_new_checkpoint_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save(tmp_path, 100)
+    discard = checkpoint._discard
+    seen: list[list[int]] = []
+
+    def spy(path: Path) -> None:
+        seen.append([c.step for c in checkpoint.complete(tmp_path)])
+        discard(path)
+
+    monkeypatch.setattr(checkpoint, "_discard", spy)
+    save(tmp_path, 200, keep_last=1)
+    assert seen == [[200, 100]]
+    assert names(tmp_path) == ["step-00000200"]
+
+
+def test_retention_never_removes_the_checkpoint_just_saved(tmp_path: Path) -> None:
+    # After a fallback the run re-saves below a newer (failed) checkpoint.
+    save(tmp_path, 100)
+    save(tmp_path, 300)
+    save(tmp_path, 200, keep_last=1)
+    assert names(tmp_path) == ["step-00000200", "step-00000300"]
+
+
+def test_failed_save_removes_nothing_and_leaves_no_temp(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step, keep_last=2)
+    with pytest.raises(CheckpointError):
+        checkpoint.save(tmp_path, 300, enospc, spec_hash="abc123", keep_last=2)
+    assert names(tmp_path) == ["step-00000100", "step-00000200"]
+    for ckpt in checkpoint.complete(tmp_path):
+        checkpoint.verify(ckpt)
+
+
+def test_enospc_message(tmp_path: Path) -> None:
+    save(tmp_path, 100)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.save(tmp_path, 200, enospc, spec_hash="abc123")
+    assert str(info.value) == (
+        "checkpoint at step 200 not written: No space left on device (errno 28); "
+        "earlier checkpoints are intact"
+    )
+    assert names(tmp_path) == ["step-00000100"]
+
+
+def test_enospc_while_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(path: Path, *, fsync: bool = False) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "_sha256", no_space)
+    with pytest.raises(CheckpointError, match=r"^checkpoint at step 100 not written: No space"):
+        save(tmp_path, 100)
+    assert names(tmp_path) == []
+
+
+def test_non_os_error_from_writer(tmp_path: Path) -> None:
+    def broken(tmp: Path) -> None:
+        raise RuntimeError("CUDA error: out of memory")
+
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.save(tmp_path, 100, broken, spec_hash="abc123")
+    assert str(info.value) == (
+        "checkpoint at step 100 not written: RuntimeError: CUDA error: out of memory; "
+        "earlier checkpoints are intact"
+    )
+    assert names(tmp_path) == []
+
+
+def test_interrupt_during_write_removes_temp_and_propagates(tmp_path: Path) -> None:
+    def interrupted(tmp: Path) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, 100, interrupted, spec_hash="abc123")
+    assert names(tmp_path) == []
+
+
+def test_resave_replaces_existing_step(tmp_path: Path) -> None:
+    save(tmp_path, 100)
+    checkpoint.save(
+        tmp_path, 100, lambda tmp: (tmp / "new.bin").write_bytes(b"new"), spec_hash="second"
+    )
+    assert names(tmp_path) == ["step-00000100"]
+    (ckpt,) = checkpoint.complete(tmp_path)
+    assert ckpt.manifest["spec_hash"] == "second"
+    assert sorted(ckpt.manifest["files"]) == ["new.bin"]
+    assert sorted(p.name for p in ckpt.path.iterdir()) == ["manifest.json", "new.bin"]
+
+
+def test_failed_resave_keeps_the_old_one(tmp_path: Path) -> None:
+    save(tmp_path, 100)
+    with pytest.raises(CheckpointError):
+        checkpoint.save(tmp_path, 100, enospc, spec_hash="second")
+    (ckpt,) = checkpoint.complete(tmp_path)
+    assert ckpt.manifest["spec_hash"] == "abc123"
+    checkpoint.verify(ckpt)
+
+
+def test_writer_may_not_write_the_manifest(tmp_path: Path) -> None:
+    def sneaky(tmp: Path) -> None:
+        (tmp / "manifest.json").write_text("{}")
+
+    with pytest.raises(CheckpointError, match=r"^checkpoint at step 1 not written: File exists"):
+        checkpoint.save(tmp_path, 1, sneaky, spec_hash="h")
+    assert names(tmp_path) == []
+
+
+def test_killed_mid_write_is_never_returned(tmp_path: Path) -> None:
+    save(tmp_path, 100)
+    partial = tmp_path / ".tmp-step-00000200-x1y2"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".trash-step-00000050-abcd").mkdir()
+    rec = Recorder()
+    assert [c.step for c in checkpoint.complete(tmp_path)] == [100]
+    assert checkpoint.latest_loadable(tmp_path, rec.load, rec.warn).step == 100
+    assert rec.warnings == []
+
+
+def test_clean_temp(tmp_path: Path) -> None:
+    save(tmp_path, 100)
+    (tmp_path / ".tmp-step-00000200-x1y2" / "sub").mkdir(parents=True)
+    (tmp_path / ".trash-step-00000050-abcd").mkdir()
+    assert checkpoint.clean_temp(tmp_path) == [
+        ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
+    assert names(tmp_path) == ["step-00000100"]
+    assert checkpoint.clean_temp(tmp_path) == []
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    rec = Recorder()
+    assert checkpoint.clean_temp(missing) == []
+    assert checkpoint.complete(missing) == []
+    assert checkpoint.latest_loadable(missing, rec.load, rec.warn) is None
+    assert rec.warnings == []
+
+
+def truncate(path: Path) -> None:
+    (path / "model.safetensors").write_bytes(b"short")
+
+
+def flip_byte(path: Path) -> None:
+    target = path / "model.safetensors"
+    data = bytearray(target.read_bytes())
+    data[10] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def delete_file(path: Path) -> None:
+    (path / "custom" / "recipe.pkl").unlink()
+
+
+def delete_manifest(path: Path) -> None:
+    (path / "manifest.json").unlink()
+
+
+def garble_manifest(path: Path) -> None:
+    (path / "manifest.json").write_text("{not json")
+
+
+def wrong_step_manifest(path: Path) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["step"] = 7
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "reason"),
+    [
+        (truncate, "model.safetensors has 5 bytes, the manifest says 11000"),
+        (flip_byte, "model.safetensors does not match its sha256 in the manifest"),
+        (delete_file, "custom/recipe.pkl is missing"),
+        (delete_manifest, "manifest.json is missing"),
+        (garble_manifest, "manifest.json is unreadable: JSONDecodeError: Expecting property "
+                          "name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (wrong_step_manifest, "manifest.json is not a format-1 manifest for step 300"),
+    ],
+)
+def test_corrupt_newest_falls_back(tmp_path: Path, corrupt, reason: str) -> None:
+    for step in (100, 200, 300):
+        save(tmp_path, step)
+    corrupt(tmp_path / "step-00000300")
+    rec = Recorder()
+    found = checkpoint.latest_loadable(tmp_path, rec.load, rec.warn)
+    assert found is not None and found.step == 200
+    assert rec.loaded == ["step-00000200"]
+    assert rec.warnings == [
+        f"checkpoint step-00000300 skipped: {reason}; falling back to the previous one"]
+
+
+def test_verify_names_the_file(tmp_path: Path) -> None:
+    ckpt = save(tmp_path, 100)
+    delete_file(ckpt.path)
+    with pytest.raises(CheckpointError, match=r"^custom/recipe\.pkl is missing$"):
+        checkpoint.verify(ckpt)
+
+
+def test_verify_tolerates_extra_files(tmp_path: Path) -> None:
+    ckpt = save(tmp_path, 100)
+    (ckpt.path / "notes.txt").write_text("added later")
+    checkpoint.verify(ckpt)
+
+
+def test_load_failure_falls_back(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step)
+    rec = Recorder()
+
+    def load(path: Path) -> None:
+        if path.name == "step-00000200":
+            raise RuntimeError("size mismatch for fc.weight")
+        rec.load(path)
+
+    found = checkpoint.latest_loadable(tmp_path, load, rec.warn)
+    assert found is not None and found.step == 100
+    assert rec.warnings == [
+        "checkpoint step-00000200 skipped: RuntimeError: size mismatch for fc.weight; "
+        "falling back to the previous one"]
+
+
+def test_nothing_loadable(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step)
+    truncate(tmp_path / "step-00000200")
+    delete_manifest(tmp_path / "step-00000100")
+    rec = Recorder()
+    assert checkpoint.latest_loadable(tmp_path, rec.load, rec.warn) is None
+    assert rec.loaded == []
+    assert rec.warnings == [
+        "checkpoint step-00000200 skipped: model.safetensors has 5 bytes, the manifest says "
+        "11000; falling back to the previous one",
+        "checkpoint step-00000100 skipped: manifest.json is missing; "
+        "no earlier checkpoint to fall back to",
+    ]
+
+
+def test_complete_skips_broken_manifests(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step)
+    garble_manifest(tmp_path / "step-00000200")
+    (tmp_path / "step-00000300").mkdir()  # a directory with no manifest at all
+    (tmp_path / "step-00000400").write_text("a file, not a checkpoint")
+    assert [c.step for c in checkpoint.complete(tmp_path)] == [100]
+
+
+def test_keep_last_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^keep_last must be at least 1, got 0$"):
+        save(tmp_path, 100, keep_last=0)
+    assert names(tmp_path) == []
