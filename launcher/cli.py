@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -51,18 +52,32 @@ def cli() -> None:
 @set_option
 @click.option("--out", type=click.Path(dir_okay=False), help="With --dry-run: write the app here (only if it changed).")
 @click.option("--use-local-code", is_flag=True, help="Put the local launcher and recipe code in the image, not a git commit.")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --local: data-parallel processes through Accelerate (gloo on CPU).")
+@click.option("--preempt-after", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="With --local: send the worker SIGINT after SECONDS, as a Modal preemption.")
+@click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --local: where volumes live (default .launch/volumes in the repo).")
+@click.option("--fresh", is_flag=True, help="Ignore existing checkpoints and start from step 0.")
 @debug_option
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
-            use_local_code: bool, debug: bool) -> int:
+            use_local_code: bool, processes: int, preempt_after: float | None,
+            volumes_dir: Path | None, fresh: bool, debug: bool) -> int:
     """Run JOB (a YAML spec)."""
     if dry_run and local:
         raise click.UsageError("--dry-run and --local exclude each other")
     if out and not dry_run:
         raise click.UsageError("--out needs --dry-run")
+    if not local and (processes > 1 or preempt_after or volumes_dir):
+        raise click.UsageError("--processes, --preempt-after and --volumes-dir need --local")
     if dry_run:
         from launcher.commands.render_app import dry_run as do_dry_run
         return do_dry_run(job, sets, out, use_local_code)
-    raise LauncherError(f"{job}: running jobs is not built yet; use --dry-run to see the app")
+    if local:
+        from launcher.backends.local import Options
+        from launcher.commands.local_run import local as run_local
+        return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug))
+    raise LauncherError(f"{job}: running on Modal is not built yet; use --local or --dry-run")
 
 
 @cli.command("check")

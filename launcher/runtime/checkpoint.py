@@ -41,6 +41,14 @@ class CheckpointError(Exception):
     """A checkpoint could not be written, read or verified."""
 
 
+class Incompatible(Exception):
+    """A checkpoint that loads but must not be resumed (e.g. the model's config changed).
+
+    `latest_loadable` lets it through instead of falling back: an older checkpoint of the
+    same run would be just as incompatible, and silently training from it would be wrong.
+    """
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path
@@ -120,6 +128,8 @@ def latest_loadable(
             verify(ckpt)
             load(path)
             return ckpt
+        except Incompatible:
+            raise
         except Exception as exc:
             then = "falling back to the previous one" if i + 1 < len(candidates) else (
                 "no earlier checkpoint to fall back to")

@@ -55,7 +55,7 @@ def _extends_list(doc: Document) -> list[tuple[str, Location]]:
     if raw is None:
         return []
     items = raw if isinstance(raw, list) else [raw]
-    if not items or not all(isinstance(item, str) and item for item in items):
+    if not all(isinstance(item, str) and item for item in items):
         raise SpecError([Problem(where, "$.extends",
                                  "must be a path or a list of paths to base specs")])
     return [(item, doc.where(("extends", i)) if isinstance(raw, list) else where)
@@ -93,6 +93,9 @@ def apply_set(doc: Document, arg: str) -> Document:
     keys = dotted.strip().split(".")
     if not all(keys):
         raise _set_problem(arg, f"{dotted!r} is not a dotted path such as compute.gpu_count")
+    if keys[0] == "extends":  # bases are merged while the file loads; a later value is ignored
+        raise _set_problem(arg, "cannot be set with --set; edit the spec's extends: instead",
+                           "$.extends")
     value = yamlpos.parse(text, f"--set {arg}").value if text.strip() else None
     path = tuple(keys)
     container = doc.value

@@ -23,11 +23,14 @@ from launcher.errors import Problem, SpecError
 from launcher.resources import read_text
 from launcher.spec import units
 from launcher.spec.model import JobSpec
+from launcher.spec.recipe_config import config_problems
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 FORMAT_VERSION = 1
 RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-CREDENTIAL_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|^KEY$", re.IGNORECASE)
+# TOKEN and SECRET as whole words between underscores, so HF_TOKEN and AWS_SECRET_ACCESS_KEY are
+# refused but TOKENIZERS_PARALLELISM and MAX_TOKENS are not.
+CREDENTIAL_NAME = re.compile(r"(^|_)(TOKEN|SECRET)(_|$)|PASSWORD|PASSWD|(^|_)KEY$", re.IGNORECASE)
 
 
 def schema_text() -> str:
@@ -219,7 +222,7 @@ def _sort_key(problem: Problem) -> tuple[str, int, int, str]:
     return (loc.source, loc.line or 0, loc.col or 0, problem.message)
 
 
-def validate(doc: Document) -> JobSpec:
+def validate(doc: Document, check_recipe: bool = True) -> JobSpec:
     """The JobSpec for a composed document, or a SpecError listing every problem."""
     version = _version_problem(doc)
     if version is not None:
@@ -230,6 +233,8 @@ def validate(doc: Document) -> JobSpec:
     problems = [p for e in Validator(job_schema()).iter_errors(raw) for p in _explain(e, doc)]
     raw = apply_defaults(job_schema(), raw)
     problems += _semantic(raw, doc)
+    if not problems and check_recipe:
+        problems += config_problems(raw, doc, _explain, Validator)
     if problems:
         raise SpecError(sorted(set(problems), key=_sort_key))
     return JobSpec.from_dict(_normalise(raw))

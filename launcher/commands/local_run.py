@@ -1,0 +1,18 @@
+"""`launch JOB --local`: render the app and run it here under the local supervisor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launcher import gitinfo
+from launcher.backends.local import Options, run_local
+from launcher.load import load_spec
+from launcher.render import CodeSource, render
+
+
+def local(job: str, sets: tuple[str, ...], options: Options) -> int:
+    loaded = load_spec(job, sets)
+    repo = gitinfo.find_repo(loaded.path.resolve())
+    # Locally the code is this checkout, whatever image.code says.
+    app = render(loaded.spec, loaded.source, CodeSource("local"))
+    return run_local(loaded.spec, app, repo.root, options)
