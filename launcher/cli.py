@@ -58,18 +58,22 @@ def cli() -> None:
               help="With --local: send the worker SIGINT after SECONDS, as a Modal preemption.")
 @click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
               help="With --local: where volumes live (default .launch/volumes in the repo).")
-@click.option("--fresh", is_flag=True, help="Ignore existing checkpoints and start from step 0.")
+@click.option("--fresh", is_flag=True, help="With --local: move the volume's checkpoints aside and start from step 0.")
+@click.option("--detach", is_flag=True, help="On Modal: return at once with the call id and how to follow it.")
 @debug_option
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
             use_local_code: bool, processes: int, preempt_after: float | None,
-            volumes_dir: Path | None, fresh: bool, debug: bool) -> int:
+            volumes_dir: Path | None, fresh: bool, detach: bool, debug: bool) -> int:
     """Run JOB (a YAML spec)."""
     if dry_run and local:
         raise click.UsageError("--dry-run and --local exclude each other")
     if out and not dry_run:
         raise click.UsageError("--out needs --dry-run")
-    if not local and (processes > 1 or preempt_after or volumes_dir):
-        raise click.UsageError("--processes, --preempt-after and --volumes-dir need --local")
+    if not local and (processes > 1 or preempt_after or volumes_dir or fresh):
+        raise click.UsageError("--processes, --preempt-after, --volumes-dir and --fresh need --local "
+                               "(on Modal, set checkpoint.resume: never or use a new volume)")
+    if detach and (local or dry_run):
+        raise click.UsageError("--detach is for runs on Modal")
     if dry_run:
         from launcher.commands.render_app import dry_run as do_dry_run
         return do_dry_run(job, sets, out, use_local_code)
@@ -77,7 +81,8 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         from launcher.backends.local import Options
         from launcher.commands.local_run import local as run_local
         return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug))
-    raise LauncherError(f"{job}: running on Modal is not built yet; use --local or --dry-run")
+    from launcher.commands.modal_run import remote
+    return remote(job, sets, use_local_code, detach)
 
 
 @cli.command("check")

@@ -81,7 +81,7 @@ def cost_lines(spec: JobSpec) -> list[str]:
     what = f"{c.gpus} × {c.gpu_type}"
     unknown = "" if c.per_hour is not None else f" (no price on file for {c.gpu_type})"
     return [f"cost        {c.hours(1)}/h for {what}{unknown}; worst case one launch "
-            f"{c.hours(worst)} ({human_seconds(spec.compute.timeout_s)} × {attempts} attempts)"]
+            f"{c.hours(worst)} ({human_seconds(spec.compute.timeout_s)} × {attempts} attempt{'s' if attempts > 1 else ''})"]
 
 
 def warnings(spec: JobSpec) -> list[str]:

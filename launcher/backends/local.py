@@ -82,8 +82,10 @@ class Supervisor:
         self.worker: subprocess.Popen[str] | None = None
         self.interrupted = False
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, **self.spec.env, "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1",
+    def _env(self, attempt: int) -> dict[str, str]:
+        threads = str(max(1, (os.cpu_count() or 1) // self.options.processes))
+        return {"OMP_NUM_THREADS": threads, **os.environ, **self.spec.env,
+                "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1", "LAUNCH_ATTEMPT": str(attempt),
                 "LAUNCH_CHECKPOINT_DIR": str(self.volume_dir), "LAUNCH_RUN_DIR": str(self.run_dir),
                 "LAUNCH_PROCESSES": str(self.options.processes),
                 "LAUNCH_DEBUG": "1" if self.options.debug else "0"}
@@ -101,10 +103,8 @@ class Supervisor:
 
     def attempt(self, number: int, display: Display) -> Attempt:
         argv = [sys.executable, "-m", "launcher.backends.worker", str(self.app_path)]
-        if not self.options.resume and number == 1:
-            argv.append("--no-resume")
         attempt = Attempt(number)
-        worker = subprocess.Popen(argv, env=self._env(), stdout=subprocess.PIPE,
+        worker = subprocess.Popen(argv, env=self._env(number), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, bufsize=1,
                                   start_new_session=True)  # Ctrl-C reaches us; we forward it
         self.worker = worker
@@ -183,10 +183,21 @@ def summary(sup: Supervisor, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def archive(volume_dir: Path) -> Path | None:
+    """--fresh: move the volume's contents aside (never delete them) and start empty."""
+    if not volume_dir.is_dir() or not any(volume_dir.iterdir()):
+        return None
+    target = volume_dir.with_name(f"{volume_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+    volume_dir.rename(target)
+    return target
+
+
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
     run_dir = repo_root / ".launch" / "runs" / spec.name
     volume_dir = (options.volumes_dir or repo_root / ".launch" / "volumes") / spec.checkpoint.volume
     try:
+        if not options.resume and (moved := archive(volume_dir)) is not None:
+            click.echo(f"[launch] --fresh: earlier checkpoints moved to {moved}", err=True)
         volume_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         app_path = run_dir / "app.py"

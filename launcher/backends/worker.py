@@ -61,14 +61,14 @@ def lifecycle(module: ModuleType) -> tuple[Any, dict[str, list[Any]]]:
     return obj, hooks
 
 
-def run(app_path: Path, resume: bool, steps: int | None) -> int:
+def run(app_path: Path, steps: int | None) -> int:
     module = import_app(app_path)
     module.volume = LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
     _, hooks = lifecycle(module)
     try:
         for hook in hooks["enter_snap"] + hooks["enter"]:
             hook()
-        hooks["train"][0](resume=resume, steps=steps or 0)
+        hooks["train"][0](resume=True, steps=steps or 0)
         return EXIT_OK
     finally:
         for hook in hooks["exit"]:
@@ -77,10 +77,9 @@ def run(app_path: Path, resume: bool, steps: int | None) -> int:
 
 def main(argv: list[str]) -> int:
     app_path = Path(argv[0])
-    resume = "--no-resume" not in argv
     steps = int(os.environ.get("LAUNCH_STEPS", "0")) or None
     try:
-        return run(app_path, resume, steps)
+        return run(app_path, steps)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

@@ -128,6 +128,13 @@ class Loop:
         events.log(f"resumed from step {step}" if step else "no checkpoint: starting fresh")
         return step
 
+    def catch_up(self) -> None:
+        """On a warm container: load the volume's newest checkpoint if it is not what we hold."""
+        newest = checkpoint.complete(self.session.root)
+        if self.spec.checkpoint.resume == "auto" and newest and newest[0].step != self.step:
+            self.step = self._resume()
+            self.saved_step = self.resumed_from = self.step
+
     def _resume_together(self, root: Path, warn: Any) -> int:
         """Global rank 0 picks the checkpoint (verified); every rank loads that same one."""
         from accelerate.utils import broadcast_object_list
@@ -202,7 +209,8 @@ class Loop:
         self.acc.log({**metrics, "sps": sps}, step=self.step)
         events.emit("metrics", step=self.step, total=self.spec.train.steps, sps=sps, **metrics)
         ret = f", return {metrics[RETURN_KEY]:.1f}" if RETURN_KEY in metrics else ""
-        events.log(f"step {self.step}: loss {metrics.get('loss', float('nan')):.4f}{ret}, {sps:,.0f} env-steps/s")
+        speed = f", {sps:,.0f} env-steps/s" if "env_steps" in metrics else ""
+        events.log(f"step {self.step}: loss {metrics.get('loss', float('nan')):.4f}{ret}{speed}")
 
     def _time_due(self) -> bool:
         every = self.spec.checkpoint.every_s

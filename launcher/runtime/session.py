@@ -102,12 +102,15 @@ class Session:
         total = steps or self.spec.train.steps
         if not self.distributed:
             assert self.loop is not None, "stage2 must run before train"
-            if self.loop.used:  # a second call on a warm container: pick up the volume's state
+            if self.loop.used:  # a second call on a warm container: stage 1 and 2 are not redone
                 self.reload_volume()
-                if not resume:
-                    self.recipe = self.build_recipe()
+            if not resume and (self.loop.used or self.loop.resumed_from):
+                # Fresh weights need a fresh recipe: rebuilt on CPU, the imports already done.
+                self.recipe = self.build_recipe()
                 self.loop = Loop(self)
-                self.loop.prepare(resume=resume)
+                self.loop.prepare(resume=False)
+            elif self.loop.used:
+                self.loop.catch_up()
             return self.loop.run(total)
         return self._train_distributed(resume, total, cluster)
 

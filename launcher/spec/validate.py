@@ -78,6 +78,13 @@ def _branch_errors(error: ValidationError) -> list[ValidationError]:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     fitting = [errs for errs in branches.values()
                if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    if not fitting:  # name every type the value could have, not just the first branch's
+        kinds = [k for errs in branches.values() for e in errs
+                 if e.validator == "type" and not e.relative_path
+                 for k in ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)]
+        message = f"{error.instance!r} is not of type {', '.join(map(repr, dict.fromkeys(kinds)))}"
+        return [ValidationError(message, validator="type", path=error.absolute_path,
+                                instance=error.instance, schema={})]
     return fitting[0] if len(fitting) == 1 else [best_match(error.context)]
 
 

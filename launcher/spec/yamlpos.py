@@ -62,6 +62,7 @@ class _Builder:
         self.loader = loader
         self.doc = Document(None)
         self.count = 0
+        self.merged: dict[int, int] = {}  # id(mapping node) -> how many of its pairs were merged in
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
         self.count += 1
@@ -87,16 +88,23 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
         self._check_tag(node, "tag:yaml.org,2002:map", path)
+        own = sum(k.tag != "tag:yaml.org,2002:merge" for k, _ in node.value)
         self.loader.flatten_mapping(node)  # YAML merge keys (<<), exactly as safe_load does
+        # Merged pairs come first and the mapping's own keys override them, as in safe_load:
+        # only its own keys must be unique. Counted at the first visit: aliases revisit nodes.
+        merged = self.merged.setdefault(id(node), len(node.value) - own)
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        written: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 raise _fail(self.source, key_node.start_mark, path,
                             f"keys must be plain strings, not {key_node.tag.rsplit(':', 1)[-1]}")
-            if key in out:
+            if index >= merged and key in written:
                 raise _fail(self.source, key_node.start_mark, path + (key,),
                             f"duplicate key {key!r}")
+            if index >= merged:
+                written.add(key)
             self.doc.keys[path + (key,)] = _loc(self.source, key_node.start_mark)
             out[key] = self.build(value_node, path + (key,))
         return out

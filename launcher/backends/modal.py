@@ -1,0 +1,124 @@
+"""The Modal backend: deploy the rendered app, spawn `train`, follow it, report its status.
+
+Memory snapshots and keep-warm only exist for deployed apps, so the app is deployed (named
+from the spec) and the training call is spawned, which also frees it from the 24 h limit
+on `.remote` calls. Logs are followed with Modal's own CLI (`modal app logs`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from launcher.errors import RunError
+
+CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN_ID and "
+                    "MODAL_TOKEN_SECRET); `launch JOB --local` runs without an account")
+
+
+@dataclass(frozen=True)
+class Submission:
+    app_name: str
+    call_id: str
+
+    def follow_commands(self) -> list[str]:
+        return [
+            f"modal app logs {self.app_name}",
+            f"modal app stop {self.app_name}",
+            f"python -c \"import modal; print(modal.FunctionCall.from_id('{self.call_id}').get())\"",
+        ]
+
+
+def has_credentials() -> bool:
+    from modal.config import config
+
+    return bool(config.get("token_id") and config.get("token_secret"))
+
+
+def import_app(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"launch_app_{path.stem.replace('-', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _server_error(exc: BaseException) -> RunError:
+    import modal.exception
+
+    if isinstance(exc, modal.exception.AuthError):
+        return RunError(CREDENTIALS_HELP)
+    return RunError(f"cannot reach Modal: {type(exc).__name__}: {exc}; check the network, or use --local")
+
+
+def submit(app_path: Path, app_name: str) -> Submission:
+    """Deploy the app and spawn its training call; every server error becomes one line."""
+    import modal
+
+    module = import_app(app_path)
+    try:
+        with modal.enable_output():
+            module.app.deploy(name=app_name)
+        trainer = modal.Cls.from_name(app_name, "Trainer")
+        call = trainer().train.spawn(resume=True, steps=0)
+    except (modal.exception.Error, OSError, TimeoutError) as exc:
+        raise _server_error(exc) from None
+    return Submission(app_name, call.object_id)
+
+
+def follow(sub: Submission) -> int:
+    """Stream logs until the call ends; Ctrl-C asks whether to stop the remote job."""
+    import modal
+
+    call = modal.FunctionCall.from_id(sub.call_id)
+    logs = subprocess.Popen([sys.executable, "-m", "modal", "app", "logs", sub.app_name])
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            outcome["result"] = call.get()
+        except BaseException as exc:  # the job's failure, reported below
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    try:
+        while waiter.is_alive():
+            waiter.join(0.5)
+    except KeyboardInterrupt:
+        if click.confirm("\nstop the remote job?", default=False, err=True):
+            call.cancel()
+            click.echo(f"stopped {sub.call_id}", err=True)
+        else:
+            click.echo("left running; follow it with:\n  " + "\n  ".join(sub.follow_commands()), err=True)
+        return 130
+    finally:
+        logs.terminate()
+    if "error" in outcome:
+        click.echo(f"job failed: {type(outcome['error']).__name__}: {outcome['error']}", err=True)
+        return 1
+    click.echo(f"job finished: {outcome.get('result')}", err=True)
+    return 0
+
+
+def run_modal(app_path: Path, app_name: str, detach: bool) -> int:
+    if not has_credentials():
+        raise RunError(CREDENTIALS_HELP)
+    sub = submit(app_path, app_name)
+    if detach:
+        click.echo(f"spawned {sub.call_id} on app {sub.app_name}", err=True)
+        click.echo("follow logs:  " + sub.follow_commands()[0], err=True)
+        click.echo("stop the job: " + sub.follow_commands()[1], err=True)
+        click.echo("get result:   " + sub.follow_commands()[2], err=True)
+        click.echo(sub.call_id)
+        return 0
+    return follow(sub)
