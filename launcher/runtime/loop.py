@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.runtime import checkpoint, events
+from launcher.runtime import checkpoint, events, faults
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.signals import StopFlag
 
@@ -67,6 +67,9 @@ class Loop:
         self.session.recipe.setup(self.acc)
         if resume and self.spec.checkpoint.resume == "auto":
             self.step = self._resume()
+        else:
+            events.log("checkpoint.resume is never: starting fresh" if resume else
+                       "starting fresh, as asked")
         self.resumed_from = self.step or None
         self.saved_step = self.step if self.step else None
         if tracker != "none":
@@ -192,6 +195,7 @@ class Loop:
     def _update(self) -> dict[str, float]:
         metrics = {k: float(v) for k, v in self.session.recipe.train_step(self.step).items()}
         self.step += 1
+        faults.point("step", self.step)
         for key, value in metrics.items():
             if not math.isfinite(value):
                 self.failed = True  # never checkpoint a diverged model
@@ -258,12 +262,15 @@ class Loop:
             for rank, state in enumerate(states):
                 torch.save(state, tmp / f"recipe-{rank}.pt")
             self.acc.wait_for_everyone()  # every rank's RNG state is in before hashing
+            faults.point("written")
 
         checkpoint.save(self.session.root, self.step, write, spec_hash=self.spec.hash,
                         extra={"model_config": self.model_config(),
                                "world_size": self.acc.num_processes},
                         keep_last=self.spec.checkpoint.keep_last)
+        faults.point("published")
         self.session.commit()
+        faults.point("committed")
         self.acc.wait_for_everyone()
 
     def _help_publish(self) -> None:

@@ -1,0 +1,56 @@
+"""Run `launch JOB --local` in a subprocess, as a user would, for the runtime tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+class Run(NamedTuple):
+    code: int
+    output: str
+    volume: Path
+
+
+def write_spec(folder: Path, body: dict[str, Any], name: str = "job.yaml") -> Path:
+    """A spec file in `folder`, next to a copy of the probe recipe (a user's own module)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(RECIPES / "probe_recipe.py", folder / "probe_recipe.py")
+    path = folder / name
+    path.write_text(yaml.safe_dump({"version": 1, **body}, sort_keys=False))
+    return path
+
+
+def probe_spec(steps: int = 8, **sections: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "probe",
+        "retries": {"max_retries": 2, "initial_delay": "0s"},
+        "checkpoint": {"volume": "vol", "every_steps": 3, "keep_last": 3},
+        "train": {"recipe": "probe_recipe:Probe", "steps": steps, "log_every": 1, "tracker": "none"},
+    }
+    for key, value in sections.items():
+        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+    return spec
+
+
+def launch_local(spec: Path, *args: str, env: dict[str, str] | None = None,
+                 timeout: float = 240) -> Run:
+    volumes = spec.parent / "volumes"
+    full_env = {**os.environ, "PROBE_DIR": str(spec.parent), **(env or {})}
+    full_env.pop("LAUNCH_FAULT", None) if env is None or "LAUNCH_FAULT" not in env else None
+    proc = subprocess.run(
+        [sys.executable, "-m", "launcher.cli", str(spec), "--local", "--volumes-dir", str(volumes), *args],
+        cwd=spec.parent, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout + proc.stderr, volumes)
+
+
+def checkpoints(volume: Path) -> list[str]:
+    return sorted(p.name for p in volume.iterdir() if p.name.startswith("step-")) if volume.is_dir() else []
