@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pprint
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from launcher import __version__
 from launcher.resources import data_dir
@@ -27,6 +29,20 @@ class CodeSource:
 def py(value: Any) -> str:
     """The only way a value enters generated source: a Python literal (repr), line-wrapped."""
     return pprint.pformat(value, width=96, sort_dicts=True)
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML flow text that reads back as the same value: 'no' stays a string."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    text = text.removesuffix("\n...\n").removesuffix("\n")  # a bare scalar's document end
+    # PyYAML folds a string with a newline over several lines; JSON (valid YAML) keeps one line,
+    # so the value cannot leave the line or the indentation a template put it on.
+    return json.dumps(value) if "\n" in text else text
+
+
+def comment(value: str) -> str:
+    """Text for a comment or docstring line: escapes newlines, quotes and line separators."""
+    return repr(str(value))[1:-1].replace('"""', '\\"\\"\\"')
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -48,6 +64,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,  # Python source, not HTML; values are quoted by `py` instead
     )
     env.filters["py"] = py
+    env.filters["comment"] = comment
+    env.filters["yaml"] = yaml_value  # for YAML templates, as `py` is for Python ones
     return env
 
 

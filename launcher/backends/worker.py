@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from launcher.runtime import events
+from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
 
@@ -90,7 +91,8 @@ def main(argv: list[str]) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         if os.environ.get("LAUNCH_DEBUG") == "1":
             traceback.print_exc()
-        message = f"{type(exc).__name__}: {exc}"
+        clear = isinstance(exc, CheckpointError)  # already a full sentence for the user
+        message = str(exc) if clear else f"{type(exc).__name__}: {exc}"
         events.log(f"error: {message}")
         events.emit("failure", kind="transient", message=message)
         return EXIT_TRANSIENT

@@ -6,6 +6,7 @@ Every problem is collected (schema and semantic alike) and reported at once, loc
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import json
 import math
@@ -27,7 +28,7 @@ from launcher.spec.recipe_config import config_problems
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 FORMAT_VERSION = 1
-RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
 # TOKEN and SECRET as whole words between underscores, so HF_TOKEN and AWS_SECRET_ACCESS_KEY are
 # refused but TOKENIZERS_PARALLELISM and MAX_TOKENS are not.
 CREDENTIAL_NAME = re.compile(r"(^|_)(TOKEN|SECRET)(_|$)|PASSWORD|PASSWD|(^|_)KEY$", re.IGNORECASE)
@@ -54,11 +55,38 @@ def _duration_bound(longer: bool) -> Any:
     return check
 
 
+@cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    """`pattern` with `$` meaning the end of the string, as in JSON Schema (ECMA-262).
+
+    Python's `$` also matches before a final newline, which would let "name\n" through every
+    anchored pattern of the schema.
+    """
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "[]":
+            in_class = char == "["
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 # Durations are strings or integers, so their ranges are keywords of our own (JSON Schema
 # ignores unknown keywords, so editors still see a valid schema).
 Validator = jsonschema.validators.extend(Draft202012Validator, {
     "x-min-seconds": _duration_bound(longer=False),
     "x-max-seconds": _duration_bound(longer=True),
+    "pattern": _pattern,
 })
 
 
@@ -111,6 +139,9 @@ def _explain(error: ValidationError, doc: Document) -> Iterator[Problem]:
     elif error.validator == "enum" and isinstance(error.instance, str):
         options = [o for o in error.validator_value if isinstance(o, str)]
         yield Problem(where, json_path(path), error.message + _did_you_mean(error.instance, options))
+    elif error.validator == "enum" and isinstance(error.instance, bool):
+        yield Problem(where, json_path(path), f"{error.message} (YAML reads unquoted yes/no/on/off "
+                                              "as true/false: quote it)")
     elif "x-hint" in error.schema:
         yield Problem(where, json_path(path), f"{error.message} ({error.schema['x-hint']})")
     else:
@@ -157,6 +188,10 @@ def _semantic(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
     for path, value in _walk(doc.value):
         if isinstance(value, float) and not math.isfinite(value):
             yield problem(path, f"{value!r} is not a finite number")
+        if isinstance(value, (datetime.date, bytes)):  # YAML timestamps and !!binary: not JSON
+            kind = "binary data" if isinstance(value, bytes) else "a date"
+            yield problem(path, f"YAML reads this as {kind}, which a spec cannot hold; "
+                                "quote it to make it a string")
     nodes = _get(raw, ("compute", "nodes"), int) or 1
     has_gpu = _get(raw, ("compute", "gpu"), (str, list)) is not None
     if nodes > 1 and not has_gpu:

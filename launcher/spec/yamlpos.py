@@ -21,6 +21,9 @@ JsonPath = tuple[str | int, ...]
 MAX_BYTES = 1 << 20  # a job spec is a page of YAML; a megabyte is already absurd
 MAX_NODES = 100_000  # bounds alias expansion ("billion laughs")
 MAX_DEPTH = 64
+# Longer integer text is never a setting, and costs: Python refuses to convert more than 4300
+# digits, and a sexagesimal int (1:2:3) of a megabyte takes minutes to evaluate.
+MAX_INT_CHARS = 1000
 
 
 @dataclass
@@ -110,11 +113,20 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.Node, path: JsonPath) -> Any:
+        kind = node.tag.rsplit(":", 1)[-1]
+        if kind == "int" and len(node.value) > MAX_INT_CHARS:
+            raise _fail(self.source, node.start_mark, path,
+                        f"integer longer than {MAX_INT_CHARS} characters; refusing to load it")
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark or node.start_mark
             raise _fail(self.source, mark, path, _first_line(exc.problem or str(exc))) from None
+        except (ValueError, LookupError, AttributeError) as exc:
+            # PyYAML's constructors fail this way on a date that does not exist (2024-13-01) or
+            # on text under an explicit standard tag (`!!bool maybe`, `!!int ''`).
+            detail = f": {exc}" if isinstance(exc, ValueError) else ""
+            raise _fail(self.source, node.start_mark, path, f"not a valid {kind}{detail}") from None
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:
@@ -126,12 +138,13 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "invalid YAML"
 
 
+_TOO_BIG = f"file is larger than {MAX_BYTES // 1024} KiB; refusing to load it"
+
+
 def parse(text: str, source: str) -> Document:
     """Parse one YAML document from `text`; `source` names it in every message."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise SpecError([Problem(Location(source), "",
-                                 f"file is larger than {MAX_BYTES // 1024} KiB; "
-                                 "refusing to load it")])
+        raise SpecError([Problem(Location(source), "", _TOO_BIG)])
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # unprintable characters are refused up front
@@ -162,11 +175,14 @@ def load(path: Path, source: str | None = None) -> Document:
     """Read and parse a YAML file; a missing or unreadable file is a user error."""
     name = source or str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:  # bounded: a huge file (or /dev/zero) is never read whole
+            raw = file.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Problem(Location(name), "", "no such file")]) from None
     except OSError as exc:
         raise SpecError([Problem(Location(name), "", f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError([Problem(Location(name), "", _TOO_BIG)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

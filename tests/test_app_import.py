@@ -1,0 +1,167 @@
+"""Every rendered example is a Modal app that modal itself accepts, offline and without an account.
+
+Function.info() (modal 1.6) shows what Modal was asked for; the kwargs it does not show (keep-warm,
+snapshot flags, retry delays) are read from what the app passed to `app.cls`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import modal
+import pytest
+
+from launcher.load import load_spec
+from launcher.render import CodeSource, render
+from launcher.spec.model import JobSpec
+from regen_golden import GOLDEN, ROOT, golden_cases, render_case
+
+GIT = CodeSource("git", "https://example.com/team/repo.git", "0" * 40)
+EXAMPLES = [f"jobs/{p.name}" for p in sorted((ROOT / "jobs").glob("*.yaml"))] + \
+           [f"golden/{case}" for case in golden_cases()]
+# MODAL.md: removed or deprecated in modal 1.x; a generated app must never use them.
+NEVER = ["keep_warm=", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",
+         "mounts=", "modal.gpu.", "modal.Stub", "max_inputs", "modal.experimental.clustered",
+         "registered_"]
+
+
+def example(name: str) -> tuple[JobSpec, str]:
+    """The spec and the rendered app of `jobs/<file>` or `golden/<case>`."""
+    kind, _, rest = name.partition("/")
+    if kind == "golden":
+        return load_spec(GOLDEN / rest / "spec.yaml").spec, render_case(rest)
+    spec = load_spec(ROOT / name).spec
+    return spec, render(spec, name, GIT)
+
+
+@pytest.fixture(scope="module")
+def app_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("apps")
+    files = {}
+    for name in EXAMPLES:
+        files[name] = folder / (re.sub(r"\W", "_", name.removesuffix(".yaml")) + ".py")
+        files[name].write_text(example(name)[1], "utf-8")
+    return files
+
+
+@pytest.fixture(scope="module")
+def modal_help(app_files, tmp_path_factory) -> Iterator[dict[str, subprocess.Popen]]:
+    """`modal run APP --help` for every example, started together so they share the two cores."""
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    env.update(LAUNCH_REPO_ROOT=str(ROOT), MODAL_CONFIG_PATH=str(home / "modal.toml"), HOME=str(home))
+    running = {name: subprocess.Popen([sys.executable, "-m", "modal", "run", str(path), "--help"],
+                                      cwd=home, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+               for name, path in app_files.items()}
+    yield running
+    for process in running.values():  # those a deselected or failed test never waited for
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def import_app(path: Path, monkeypatch) -> tuple[object, list[dict]]:
+    """Import a generated app as modal would; returns the module and every app.cls(...) kwargs."""
+    calls: list[dict] = []
+    original = modal.App.cls
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(modal.App, "cls", recording)
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+    name = f"generated_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module_spec.loader.exec_module(module)
+    assert [str(w.message) for w in caught] == []
+    return module, calls
+
+
+def secret_reprs(spec: JobSpec) -> list[str]:
+    named = [f"modal.Secret.from_name({name!r})" for name in spec.secrets]
+    return named + ([f"Secret.from_dict([{', '.join(sorted(spec.env))}])"] if spec.env else [])
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_app_imports_and_asks_modal_for_what_the_spec_says(name: str, app_files, monkeypatch) -> None:
+    spec, _ = example(name)
+    module, calls = import_app(app_files[name], monkeypatch)
+    info = module.Trainer._get_class_service_function().info()
+    c = spec.compute
+    assert info.gpus == [(gpu, c.gpu_count) for gpu in c.gpu]
+    assert (info.cpu, info.memory_mib, info.timeout) == (c.cpu, c.memory_mib, c.timeout_s)
+    assert info.max_retries == spec.retries.max_retries
+    assert {path: mount.name for path, mount in info.volumes.items()} == \
+        {spec.checkpoint.mount: spec.checkpoint.volume}
+    assert info.secrets == secret_reprs(spec)
+    assert info.cluster_info == (None if c.nodes == 1 else
+                                 type(info).ClusterInfo(size=c.nodes, rdma=c.rdma, fabric_size=None))
+    assert (info.regions, info.cloud) == (list(c.region) or None, c.cloud)
+    assert info.method_names == ["train"]
+
+    (kwargs,) = calls
+    k, r = spec.keep_warm, spec.retries
+    assert {key: kwargs[key] for key in ("min_containers", "max_containers", "buffer_containers",
+                                         "scaledown_window", "enable_memory_snapshot")} == {
+        "min_containers": k.min_containers, "max_containers": k.max_containers,
+        "buffer_containers": k.buffer_containers, "scaledown_window": k.scaledown_window_s,
+        "enable_memory_snapshot": spec.snapshot != "none"}
+    assert kwargs.get("experimental_options") == \
+        ({"enable_gpu_snapshot": True} if spec.snapshot == "gpu" else None)
+    assert vars(kwargs["retries"]) == {
+        "max_retries": r.max_retries, "backoff_coefficient": r.backoff_coefficient,
+        "initial_delay": datetime.timedelta(seconds=r.initial_delay_s),
+        "max_delay": datetime.timedelta(seconds=r.max_delay_s)}
+    assert kwargs["env"] == spec.env
+    assert module.SPEC == spec.to_dict() and module.SPEC_HASH == spec.hash
+    assert module.app.name == spec.name
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_snapshot_stages_follow_the_spec(name: str) -> None:
+    spec, app = example(name)
+    snap = spec.snapshot != "none"
+    assert app.count("@modal.enter(") == 2
+    assert f"@modal.enter(snap={snap})\n    def stage1" in app
+    assert "@modal.enter(snap=False)\n    def stage2" in app
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_modal_run_help_accepts_the_app(name: str, modal_help) -> None:
+    out, err = modal_help[name].communicate(timeout=120)
+    assert (modal_help[name].returncode, err) == (0, "")
+    assert "--steps INTEGER" in out and "--resume / --no-resume" in out
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_app_uses_no_removed_modal_api(name: str) -> None:
+    app = example(name)[1]
+    assert [word for word in NEVER if word in app] == []
+
+
+def test_the_dockerfile_is_found_from_the_app_not_the_working_directory(tmp_path, monkeypatch) -> None:
+    (tmp_path / "Dockerfile.cuda").write_text("FROM scratch\n")
+    (tmp_path / "build" / "apps").mkdir(parents=True)
+    path = tmp_path / "build" / "apps" / "anchored.py"
+    path.write_text(example("golden/code-local")[1], "utf-8")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("LAUNCH_REPO_ROOT", raising=False)
+    module_spec = importlib.util.spec_from_file_location("generated_anchored", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    assert module._repo_root() == tmp_path.resolve()
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+    assert module._repo_root() == ROOT
