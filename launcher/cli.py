@@ -51,6 +51,8 @@ def cli() -> None:
 @click.option("--local", is_flag=True, help="Run the app on this machine; no Modal account needed.")
 @set_option
 @click.option("--out", type=click.Path(dir_okay=False), help="With --dry-run: write the app here (only if it changed).")
+@click.option("--explain", is_flag=True,
+              help="With --dry-run: show each resolved field, where its value came from, and costs.")
 @click.option("--use-local-code", is_flag=True, help="Put the local launcher and recipe code in the image, not a git commit.")
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With --local: data-parallel processes through Accelerate (gloo on CPU).")
@@ -62,13 +64,15 @@ def cli() -> None:
 @click.option("--detach", is_flag=True, help="On Modal: return at once with the call id and how to follow it.")
 @debug_option
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
-            use_local_code: bool, processes: int, preempt_after: float | None,
+            explain: bool, use_local_code: bool, processes: int, preempt_after: float | None,
             volumes_dir: Path | None, fresh: bool, detach: bool, debug: bool) -> int:
     """Run JOB (a YAML spec)."""
     if dry_run and local:
         raise click.UsageError("--dry-run and --local exclude each other")
     if out and not dry_run:
         raise click.UsageError("--out needs --dry-run")
+    if explain and not dry_run:
+        raise click.UsageError("--explain needs --dry-run")
     if not local and (processes > 1 or preempt_after or volumes_dir or fresh):
         raise click.UsageError("--processes, --preempt-after, --volumes-dir and --fresh need --local "
                                "(on Modal, set checkpoint.resume: never or use a new volume)")
@@ -76,7 +80,7 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         raise click.UsageError("--detach is for runs on Modal")
     if dry_run:
         from launcher.commands.render_app import dry_run as do_dry_run
-        return do_dry_run(job, sets, out, use_local_code)
+        return do_dry_run(job, sets, out, use_local_code, explain)
     if local:
         from launcher.backends.local import Options
         from launcher.commands.local_run import local as run_local
@@ -93,6 +97,30 @@ def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...], debug: bool) -> int:
     """Validate job specs; every problem is reported as FILE:LINE:COL: $.path: message."""
     from launcher.commands.check import check
     return check(jobs, sets)
+
+
+@cli.command("init")
+@click.argument("name")
+@click.option("--recipe", default="launcher.recipes.ppo:PPO", show_default=True, metavar="MODULE:CLASS",
+              help="The training recipe the spec runs.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default jobs/NAME.yaml).")
+@debug_option
+def init_cmd(name: str, recipe: str, out: str | None, debug: bool) -> int:
+    """Write a commented starter spec NAME; never overwrites a file."""
+    from launcher.commands.init import init
+    return init(name, recipe, out)
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--exit-code", is_flag=True, help="Exit 1 when they differ (like git diff --exit-code).")
+@debug_option
+def diff_cmd(old: str, new: str, sets: tuple[str, ...], exit_code: bool, debug: bool) -> int:
+    """Diff two specs as resolved (defaults, bases, --set) and as generated apps."""
+    from launcher.commands.diff import diff
+    return diff(old, new, sets, exit_code)
 
 
 @cli.command("schema")

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from launcher import gitinfo
+from launcher.explain import explain as explain_text
 from launcher.load import Loaded, load_spec
-from launcher.plan import plan
+from launcher.plan import plan, prices
 from launcher.render import render
 
 
@@ -39,11 +40,14 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bool) -> int:
+def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bool,
+            explain: bool = False) -> int:
     rendered = render_loaded(load_spec(job, sets), use_local_code)
     click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
     if rendered.note:
         click.echo(f"note: {rendered.note}", err=True)
+    if explain:
+        click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:
         click.echo(rendered.app, nl=False)
     elif write_if_changed(Path(out), rendered.app):
