@@ -43,7 +43,7 @@ def dirty_files(root: Path) -> list[str]:
 @dataclass(frozen=True)
 class ResolvedCode:
     source: CodeSource
-    note: str | None = None  # why the request could not be honoured as written
+    note: str | None = None  # why git could not be pinned (a dry run renders local code instead)
 
 
 def resolve(spec: JobSpec, repo: Repo, use_local_code: bool) -> ResolvedCode:
@@ -54,6 +54,5 @@ def resolve(spec: JobSpec, repo: Repo, use_local_code: bool) -> ResolvedCode:
     if url and commit:
         return ResolvedCode(CodeSource("git", url, commit))
     missing = "no origin remote" if not url else "no commit yet"
-    return ResolvedCode(CodeSource("local"),
-                        f"image.code is git, but this repository has {missing}: rendered with "
-                        "local code; set image.git.url/ref or pass --use-local-code to run")
+    return ResolvedCode(CodeSource("local"), f"image.code is git, but this repository has {missing}; "
+                                             "set image.git.url/ref, or pass --use-local-code")

@@ -45,7 +45,7 @@ def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bo
     rendered = render_loaded(load_spec(job, sets), use_local_code)
     click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
     if rendered.note:
-        click.echo(f"note: {rendered.note}", err=True)
+        click.echo(f"note: {rendered.note} (this dry run shows the app with local code)", err=True)
     if explain:
         click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:

@@ -7,11 +7,12 @@ cluster (one node), everything is on the loopback.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
-PORT = 29500
+PORT = 29500  # torch.distributed's usual rendezvous port; LAUNCH_MASTER_PORT overrides it
 
 
 @dataclass(frozen=True)
@@ -40,4 +41,4 @@ def rendezvous(cluster: Any, nodes: int) -> Rendezvous:
     rank = int(cluster.container_rank())
     if len(ips) != nodes:
         raise RuntimeError(f"the cluster has {len(ips)} containers, the spec asks for {nodes} nodes")
-    return Rendezvous(ips[0], PORT, rank, nodes)
+    return Rendezvous(ips[0], int(os.environ.get("LAUNCH_MASTER_PORT", PORT)), rank, nodes)
