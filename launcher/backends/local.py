@@ -175,7 +175,9 @@ def summary(sup: Supervisor, seconds: float) -> str:
         f"  wall time    {seconds:.1f} s",
         f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
-        f"to {sup.volume_dir}",
+        f"to {sup.volume_dir}" + (f" ({result['checkpoint_seconds']:.2f} s, "
+                                  f"{result['checkpoint_overhead_pct']:.1f}% of training time)"
+                                  if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
     ]
     if final.outcome != "finished":

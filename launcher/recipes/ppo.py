@@ -16,6 +16,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -29,56 +31,10 @@ RETURN_WINDOW = 100
 POLICY_SEED_OFFSET = 1 << 32
 
 
-def _prop(schema: dict[str, Any], default: Any, description: str) -> dict[str, Any]:
-    return {**schema, "default": default, "description": description}
-
-
-_POSITIVE_INT = {"type": "integer", "minimum": 1}
-_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
-_NON_NEGATIVE = {"type": "number", "minimum": 0}
-
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "PPO on CartPole-v1",
-    "description": "Configuration of launcher.recipes.ppo:PPO (train.config).",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "num_envs": _prop(_POSITIVE_INT, 32, "Environments stepped in parallel on each process."),
-        "rollout_steps": _prop(
-            _POSITIVE_INT, 128, "Steps taken in every environment per rollout (one rollout per update)."
-        ),
-        "hidden_sizes": _prop(
-            {"type": "array", "items": _POSITIVE_INT, "minItems": 1},
-            [64, 64],
-            "Widths of the hidden layers of the actor and of the critic (separate networks).",
-        ),
-        "activation": _prop(
-            {"enum": ["tanh", "relu"]}, "tanh", "Nonlinearity after each hidden layer."
-        ),
-        "learning_rate": _prop(
-            {"type": "number", "exclusiveMinimum": 0}, 2.5e-3, "Adam learning rate."
-        ),
-        "adam_eps": _prop({"type": "number", "exclusiveMinimum": 0}, 1e-5, "Adam epsilon."),
-        "gamma": _prop(_UNIT, 0.99, "Discount factor."),
-        "gae_lambda": _prop(_UNIT, 0.95, "Lambda of generalised advantage estimation."),
-        "clip_coef": _prop(
-            {"type": "number", "exclusiveMinimum": 0}, 0.2, "Clipping range of the probability ratio."
-        ),
-        "ent_coef": _prop(_NON_NEGATIVE, 0.0, "Weight of the entropy bonus."),
-        "vf_coef": _prop(_NON_NEGATIVE, 0.5, "Weight of the value loss."),
-        "max_grad_norm": _prop(
-            _NON_NEGATIVE, 0.5, "Gradient norm clipping threshold; 0 disables clipping."
-        ),
-        "update_epochs": _prop(_POSITIVE_INT, 4, "Passes over each rollout per update."),
-        "num_minibatches": _prop(
-            _POSITIVE_INT, 4, "Minibatches per pass; must divide num_envs * rollout_steps."
-        ),
-        "norm_adv": _prop(
-            {"type": "boolean"}, True, "Normalise advantages to zero mean and unit variance per minibatch."
-        ),
-    },
-}
+# The config's JSON Schema lives beside this module, so `launch check` can validate train.config
+# without importing torch (see launcher.spec.recipe_config).
+CONFIG_SCHEMA: dict[str, Any] = json.loads(
+    Path(__file__).with_name("ppo.PPO.schema.json").read_text("utf-8"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +54,7 @@ class PPOConfig:
     update_epochs: int
     num_minibatches: int
     norm_adv: bool
+    torch_threads: int
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> PPOConfig:
@@ -194,6 +151,9 @@ class PPO:
     def __init__(self, config: dict[str, Any], seed: int) -> None:
         self.cfg = PPOConfig.from_dict(config)
         self.seed = seed
+        if self.cfg.torch_threads:
+            # Also fixes the reduction order of CPU kernels, which a bit-identical resume needs.
+            torch.set_num_threads(self.cfg.torch_threads)
         # The model's initialisation depends on the seed alone and leaves the global RNG as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -218,6 +178,8 @@ class PPO:
     def setup(self, accelerator: Any) -> None:
         self.accelerator = accelerator
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        # The process index is known only now: restart the streams seeded for this process and
+        # on its device (a checkpoint, if any, is loaded after this and replaces them).
         self._start_streams(self.seed + accelerator.process_index, accelerator.device)
 
     @property
@@ -357,7 +319,12 @@ class PPO:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _local_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """This process's own state (each process has its own environments and generators).
+
+        The runtime saves one of these per process and gives each process its own back; plain
+        tensors, numbers and lists only, so that it loads with ``torch.load(weights_only=True)``.
+        """
         return {
             "env": self.env.state_dict(),
             "obs": self.obs.cpu(),
@@ -368,35 +335,12 @@ class PPO:
             "generator": self.generator.get_state(),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        """The recipe's own state, one entry per process.
-
-        Accelerate's ``save_state`` calls this on every process but writes only the main
-        process's result, so the per-process states (each process has its own environments) are
-        gathered here; ``load_state_dict`` then picks this process's entry.
-        """
-        local = [self._local_state()]
-        acc = self.accelerator
-        if acc is not None and acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            return {"processes": gather_object(local)}
-        return {"processes": local}
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        processes = state["processes"]
-        acc = self.accelerator
-        count, index = (acc.num_processes, acc.process_index) if acc is not None else (1, 0)
-        if len(processes) != count:
-            raise ValueError(
-                f"PPO state was saved by {len(processes)} processes; this run has {count}"
-            )
-        local = processes[index]
         dev = self.device
-        self.env.load_state_dict(local["env"])
-        self.obs = local["obs"].to(dev)
-        self.episode_return = local["episode_return"].to(dev)
-        self.recent_returns = collections.deque(local["recent_returns"], maxlen=RETURN_WINDOW)
-        self.episodes = int(local["episodes"])
-        self.env_steps = int(local["env_steps"])
-        self.generator.set_state(local["generator"])
+        self.env.load_state_dict(state["env"])
+        self.obs = state["obs"].to(dev)
+        self.episode_return = state["episode_return"].to(dev)
+        self.recent_returns = collections.deque(state["recent_returns"], maxlen=RETURN_WINDOW)
+        self.episodes = int(state["episodes"])
+        self.env_steps = int(state["env_steps"])
+        self.generator.set_state(state["generator"])

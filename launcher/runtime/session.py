@@ -67,6 +67,9 @@ class Session:
             import torch  # noqa: F401
             from accelerate.utils import set_seed
 
+            if self.spec.train.tracker == "tensorboard":
+                import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
+
             set_seed(self.spec.train.seed)
             self.recipe_cls = import_recipe(self.spec.train.recipe)
             self.recipe = self.build_recipe()
