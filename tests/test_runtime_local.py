@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runjob import checkpoints, launch_local, probe_spec, write_spec
 
 
@@ -135,3 +137,15 @@ def test_two_processes_keep_identical_parameters(tmp_path: Path) -> None:
     manifest = json.loads((run.volume / "vol" / "step-00000006" / "manifest.json").read_text())
     assert manifest["extra"]["world_size"] == 2
     assert {"recipe-0.pt", "recipe-1.pt", "random_states_0.pkl", "random_states_1.pkl"} <= set(manifest["files"])
+
+
+@pytest.mark.parametrize("snapshot,placed_in", [("cpu", "stage2"), ("none", "stage2"), ("gpu", "stage1")])
+def test_device_placement_happens_in_the_stage_the_snapshot_allows(tmp_path: Path, snapshot: str,
+                                                                    placed_in: str) -> None:
+    spec = probe_spec(steps=2, snapshot=snapshot, compute={"gpu": "L4"})
+    run = launch_local(write_spec(tmp_path, spec))
+    assert run.code == 0, run.output
+    lines = run.output.splitlines()
+    ready = next(i for i, line in enumerate(lines) if "accelerator ready: cpu, 1 process(es)" in line)
+    stage1 = next(i for i, line in enumerate(lines) if "stage1 took" in line)
+    assert (ready < stage1) == (placed_in == "stage1")

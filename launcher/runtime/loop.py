@@ -49,6 +49,13 @@ class Loop:
     # -- stage 2 -------------------------------------------------------------------------
 
     def prepare(self, resume: bool) -> None:
+        """Stage 2: place on the device (unless a GPU snapshot already holds it), then resume."""
+        if self.acc is None:
+            self.place()
+        self.restore(resume)
+
+    def place(self) -> None:
+        """The Accelerator and `recipe.setup`: device placement and `accelerator.prepare`."""
         import torch
         from accelerate import Accelerator
 
@@ -65,6 +72,12 @@ class Loop:
             cpu=not torch.cuda.is_available(),
         )
         self.session.recipe.setup(self.acc)
+        events.log(f"accelerator ready: {self.acc.device}, {self.acc.num_processes} process(es), "
+                   f"mixed precision {self.acc.mixed_precision}")
+
+    def restore(self, resume: bool) -> None:
+        """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
+        tracker = self.spec.train.tracker
         if resume and self.spec.checkpoint.resume == "auto":
             self.step = self._resume()
         else:

@@ -61,7 +61,8 @@ class Session:
         return self.processes > 1 or self.spec.compute.nodes > 1
 
     def stage1(self) -> None:
-        """Snapshot-able: no GPU work, nothing that depends on the volume's contents."""
+        """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
+        `snapshot: gpu` (one process), where device placement moves here."""
         with events.timed("stage1", self.times):
             import accelerate  # noqa: F401  heavy imports belong before the snapshot
             import torch  # noqa: F401
@@ -73,6 +74,11 @@ class Session:
             set_seed(self.spec.train.seed)
             self.recipe_cls = import_recipe(self.spec.train.recipe)
             self.recipe = self.build_recipe()
+            if self.spec.snapshot == "gpu" and not self.distributed:
+                # A GPU snapshot keeps device memory too: place the model before it is taken,
+                # so a restore skips the host-to-device copy. Checkpoints still load after.
+                self.loop = Loop(self)
+                self.loop.place()
 
     def build_recipe(self) -> Any:
         assert self.recipe_cls is not None
@@ -86,7 +92,7 @@ class Session:
         with events.timed("stage2", self.times):
             self.reload_volume()
             if not self.distributed:
-                self.loop = Loop(self)
+                self.loop = self.loop or Loop(self)
                 self.loop.prepare(resume=True)
 
     def reload_volume(self) -> None:

@@ -1,0 +1,111 @@
+"""Following a spawned call, and the local progress display: no server, no TTY needed."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+
+from launcher.backends import modal as backend
+from launcher.backends.local import Display
+
+
+class FakeCall:
+    def __init__(self, result: object = None, error: BaseException | None = None) -> None:
+        self.result, self.error, self.cancelled = result, error, False
+        self.release = threading.Event()
+
+    def get(self) -> object:
+        self.release.wait(30)
+        if self.error:
+            raise self.error
+        return self.result
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.release.set()
+
+
+class FakeLogs:
+    terminated = False
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def terminate(self) -> None:
+        FakeLogs.terminated = True
+
+
+@pytest.fixture
+def fake_modal(monkeypatch: pytest.MonkeyPatch):
+    def install(call: FakeCall) -> None:
+        monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: call)
+        monkeypatch.setattr(backend.subprocess, "Popen", FakeLogs)
+    return install
+
+
+SUB = backend.Submission("ppo-cartpole", "fc-1")
+
+
+def test_follow_reports_the_result(fake_modal, capsys) -> None:
+    call = FakeCall(result={"status": "finished", "steps": 80})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 0
+    assert capsys.readouterr().err == "job finished: {'status': 'finished', 'steps': 80}\n"
+    assert FakeLogs.terminated
+
+
+def test_follow_reports_a_failed_job(fake_modal, capsys) -> None:
+    call = FakeCall(error=RuntimeError("loss became nan at step 5"))
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 1
+    assert capsys.readouterr().err == "job failed: RuntimeError: loss became nan at step 5\n"
+
+
+@pytest.mark.parametrize("answer,cancelled", [(True, True), (False, False)])
+def test_ctrl_c_asks_whether_to_stop_the_remote_job(fake_modal, monkeypatch, capsys,
+                                                    answer: bool, cancelled: bool) -> None:
+    call = FakeCall()
+    fake_modal(call)
+    asked = []
+    monkeypatch.setattr(backend.click, "confirm", lambda text, **kw: asked.append(text) or answer)
+    real_join = threading.Thread.join
+
+    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C while we wait
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    try:
+        assert backend.follow(SUB) == 130
+    finally:
+        monkeypatch.setattr(threading.Thread, "join", real_join)
+        call.release.set()
+    assert asked == ["\nstop the remote job?"]
+    assert call.cancelled is cancelled
+    err = capsys.readouterr().err
+    assert ("stopped fc-1" in err) is cancelled
+    assert ("left running; follow it with:\n  modal app logs ppo-cartpole" in err) is not cancelled
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_tty_a_progress_bar_shows_step_sps_and_return() -> None:
+    stream = Tty()
+    display = Display(80, stream)
+    display.metrics({"step": 20, "sps": 51234.0, "return_mean100": 312.5})
+    display.bar.refresh()
+    assert "20/80" in stream.getvalue()
+    assert "51,234 SPS, return 312.5" in stream.getvalue()
+    display.close()
+
+
+def test_without_a_tty_there_is_no_bar() -> None:
+    display = Display(80, io.StringIO())
+    assert display.bar is None
+    display.metrics({"step": 20, "sps": 1.0})  # plain log lines from the worker say it instead
