@@ -82,5 +82,5 @@ def render(spec: JobSpec, source: str, code: CodeSource) -> str:
         spec_hash=spec.hash, code=code.mode, git_url=code.git_url,
         git_commit=code.git_commit, local_modules=local_modules(spec),
     )
-    compile(text, source, "exec")
+    compile(text, source.replace("\0", "\\0"), "exec")  # a file name for tracebacks: no NUL allowed
     return text

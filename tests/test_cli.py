@@ -169,7 +169,7 @@ def test_ctrl_c_exits_130_without_a_traceback(launch, monkeypatch) -> None:
     ("compute={nodes: 2}", "--set compute={nodes: 2}: $.compute.nodes: multi-node (nodes: 2) needs a "
                            "GPU; set compute.gpu"),
     ("train.steps=", "--set train.steps=: $.train.steps: None is not of type 'integer'"),
-    ("env.HF_TOKEN=hf_x", "--set env.HF_TOKEN=hf_x: $.env.HF_TOKEN: 'HF_TOKEN' looks like a "
+    ("env.HF_TOKEN=hf_x", "--set env.HF_TOKEN=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a "
                           "credential: put it in a Modal Secret and list the secret's name under secrets:"),
     ("extends=base.yaml", "--set extends=base.yaml: $.extends: cannot be set with --set; edit the "
                           "spec's extends: instead"),

@@ -11,7 +11,7 @@ from launcher import gitinfo
 from launcher.explain import explain as explain_text
 from launcher.load import Loaded, load_spec
 from launcher.plan import plan, prices
-from launcher.render import render
+from launcher.render import comment, render
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
     repo = gitinfo.find_repo(loaded.path.resolve())
     code = gitinfo.resolve(loaded.spec, repo, use_local_code)
     source = code.source
-    line = (f"git {source.git_url} @ {source.git_commit}" if source.mode == "git"
+    line = (f"git {comment(source.git_url)} @ {comment(source.git_commit)}" if source.mode == "git"
             else "local: " + ", ".join(["launcher", loaded.spec.train.recipe_module]))
     return Rendered(loaded, render(loaded.spec, loaded.source, source), line, code.note)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from launcher.errors import Location, Problem, SpecError
 from launcher.spec import yamlpos
+from launcher.spec.credentials import looks_like_credential
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 
@@ -55,11 +56,18 @@ def _extends_list(doc: Document) -> list[tuple[str, Location]]:
     if raw is None:
         return []
     items = raw if isinstance(raw, list) else [raw]
-    if not all(isinstance(item, str) and item for item in items):
+    if not all(isinstance(item, str) and item and "\0" not in item for item in items):
         raise SpecError([Problem(where, "$.extends",
                                  "must be a path or a list of paths to base specs")])
     return [(item, doc.where(("extends", i)) if isinstance(raw, list) else where)
             for i, item in enumerate(items)]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: no base spec there either
+        return False
 
 
 def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Document:
@@ -75,14 +83,23 @@ def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Documen
         if target in chain:
             names = " -> ".join([*(p.name for p in chain), target.name])
             raise SpecError([Problem(where, "$.extends", f"extends cycle: {names}")])
-        if not target.is_file():
+        if not _is_file(target):
             raise SpecError([Problem(where, "$.extends", f"base spec {shown!r} does not exist")])
         merged = merge(merged, load_file(target, shown, chain))
     return merge(merged, doc)
 
 
+def _set_source(arg: str) -> str:
+    """How messages name a `--set` flag: quoted when it holds a newline or other control
+    character, so that every message stays on one line; a credential's value is masked."""
+    dotted, eq, _ = arg.partition("=")
+    if eq and looks_like_credential(dotted.rsplit(".", 1)[-1]):
+        arg = f"{dotted}=***"
+    return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
+
+
 def _set_problem(arg: str, message: str, path: str = "") -> SpecError:
-    return SpecError([Problem(Location(f"--set {arg}"), path, message)])
+    return SpecError([Problem(Location(_set_source(arg)), path, message)])
 
 
 def apply_set(doc: Document, arg: str) -> Document:
@@ -96,7 +113,7 @@ def apply_set(doc: Document, arg: str) -> Document:
     if keys[0] == "extends":  # bases are merged while the file loads; a later value is ignored
         raise _set_problem(arg, "cannot be set with --set; edit the spec's extends: instead",
                            "$.extends")
-    value = yamlpos.parse(text, f"--set {arg}").value if text.strip() else None
+    value = yamlpos.parse(text, _set_source(arg)).value if text.strip() else None
     path = tuple(keys)
     container = doc.value
     for depth, key in enumerate(keys[:-1]):
@@ -106,7 +123,7 @@ def apply_set(doc: Document, arg: str) -> Document:
                                json_path(path[: depth + 1]))
         container = child
     container[keys[-1]] = copy.deepcopy(value)
-    where = Location(f"--set {arg}")
+    where = Location(_set_source(arg))
     for table in (doc.values, doc.keys):
         for old in [p for p in table if p[: len(path)] == path]:
             del table[old]

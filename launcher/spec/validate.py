@@ -23,15 +23,13 @@ from launcher import __version__
 from launcher.errors import Problem, SpecError
 from launcher.resources import read_text
 from launcher.spec import units
+from launcher.spec.credentials import looks_like_credential
 from launcher.spec.model import JobSpec
 from launcher.spec.recipe_config import config_problems
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 FORMAT_VERSION = 1
 RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
-# TOKEN and SECRET as whole words between underscores, so HF_TOKEN and AWS_SECRET_ACCESS_KEY are
-# refused but TOKENIZERS_PARALLELISM and MAX_TOKENS are not.
-CREDENTIAL_NAME = re.compile(r"(^|_)(TOKEN|SECRET)(_|$)|PASSWORD|PASSWD|(^|_)KEY$", re.IGNORECASE)
 
 
 def schema_text() -> str:
@@ -216,7 +214,7 @@ def _semantic(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
                       f"{recipe!r} is not a recipe reference: use module:Class, "
                       "e.g. launcher.recipes.ppo:PPO")
     for name in _get(raw, ("env",), dict) or {}:
-        if isinstance(name, str) and CREDENTIAL_NAME.search(name):
+        if isinstance(name, str) and looks_like_credential(name):
             yield problem(("env", name), f"{name!r} looks like a credential: put it in a Modal "
                                           "Secret and list the secret's name under secrets:",
                           key=True)

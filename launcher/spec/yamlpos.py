@@ -46,7 +46,10 @@ class Document:
 def json_path(path: JsonPath) -> str:
     out = "$"
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:  # a key with a newline or other control character is quoted: one message, one line
+            out += f".{part}" if part.isprintable() else f"[{part!r}]"
     return out
 
 
