@@ -42,6 +42,8 @@ def cli() -> None:
       launch jobs/ppo.yaml --local       run the same app on this machine
       launch --dry-run jobs/ppo.yaml     print the generated app and a plan
       launch check jobs/*.yaml           validate specs
+      launch init NAME                   write a starter spec
+      launch diff OLD.yaml NEW.yaml      what a spec change does to the job
     """
 
 

@@ -7,18 +7,16 @@ on `.remote` calls. Logs are followed with Modal's own CLI (`modal app logs`).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
+from launcher.backends.worker import import_app
 from launcher.errors import RunError
 
 CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN_ID and "
@@ -42,14 +40,6 @@ def has_credentials() -> bool:
     from modal.config import config
 
     return bool(config.get("token_id") and config.get("token_secret"))
-
-
-def import_app(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"launch_app_{path.stem.replace('-', '_')}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _server_error(exc: BaseException) -> RunError:

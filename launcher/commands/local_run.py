@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from launcher import gitinfo
 from launcher.backends.local import Options, run_local

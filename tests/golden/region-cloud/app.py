@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import modal
