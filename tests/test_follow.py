@@ -109,3 +109,11 @@ def test_without_a_tty_there_is_no_bar() -> None:
     display = Display(80, io.StringIO())
     assert display.bar is None
     display.metrics({"step": 20, "sps": 1.0})  # plain log lines from the worker say it instead
+
+
+def test_a_permanent_failure_is_reported_and_exits_1(fake_modal, capsys) -> None:
+    call = FakeCall(result={"status": "permanent", "error": "loss became nan at step 5"})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 1
+    assert capsys.readouterr().err == "job failed, not retried: loss became nan at step 5\n"

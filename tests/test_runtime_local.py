@@ -149,3 +149,18 @@ def test_device_placement_happens_in_the_stage_the_snapshot_allows(tmp_path: Pat
     ready = next(i for i, line in enumerate(lines) if "accelerator ready: cpu, 1 process(es)" in line)
     stage1 = next(i for i, line in enumerate(lines) if "stage1 took" in line)
     assert (ready < stage1) == (placed_in == "stage1")
+
+
+def test_a_permanent_failure_in_a_two_process_run_is_not_retried(tmp_path: Path) -> None:
+    spec = probe_spec(steps=8, train={"config": {"fail_at": 4}})
+    run = launch_local(write_spec(tmp_path, spec), "--processes", "2")
+    assert run.code == 1
+    assert _attempts(run.output) == "1 (1: permanent)"
+    assert "error        loss became nan at step 5: training diverged" in run.output
+
+
+def test_a_preemption_during_start_up_spends_no_retry(tmp_path: Path) -> None:
+    # SIGINT 0.2 s in lands before the loop exists (imports take seconds): still a preemption.
+    run = launch_local(write_spec(tmp_path, probe_spec(steps=3, retries=0)), "--preempt-after", "0.2")
+    assert run.code == 0, run.output
+    assert _attempts(run.output) == "2 (1: preempted, 2: finished)"

@@ -81,6 +81,7 @@ class Supervisor:
         self.attempts: list[Attempt] = []
         self.worker: subprocess.Popen[str] | None = None
         self.interrupted = False
+        self.preempted_by_us = False
 
     def _env(self, attempt: int) -> dict[str, str]:
         threads = str(max(1, (os.cpu_count() or 1) // self.options.processes))
@@ -95,6 +96,7 @@ class Supervisor:
             return None
         def preempt() -> None:
             if worker.poll() is None:
+                self.preempted_by_us = True
                 worker.send_signal(signal.SIGINT)  # to the container's main process, as Modal does
         timer = threading.Timer(self.options.preempt_after, preempt)
         timer.daemon = True
@@ -116,6 +118,11 @@ class Supervisor:
         if timer is not None:
             timer.cancel()
         attempt.outcome = classify(code)
+        if self.preempted_by_us and attempt.outcome == "transient":
+            # As on Modal, a preemption during start-up (before the loop can checkpoint) still
+            # restarts without spending a retry; the restart resumes from the last commit.
+            attempt.outcome = "preempted"
+        self.preempted_by_us = False
         if attempt.outcome == "transient" and not attempt.message:
             attempt.message = f"worker exited with code {code}"
         return attempt
@@ -159,6 +166,8 @@ class Supervisor:
                 delay = retries.delay(used)
                 display.line(f"[launch] retry {used} of {retries.max_retries} in {delay:g} s")
                 time.sleep(delay)
+                if self.interrupted:  # Ctrl-C during the delay: no further attempt
+                    break
         finally:
             display.close()
         return 0 if self.attempts[-1].outcome == "finished" else 1

@@ -47,7 +47,9 @@ def _server_error(exc: BaseException) -> RunError:
 
     if isinstance(exc, modal.exception.AuthError):
         return RunError(CREDENTIALS_HELP)
-    return RunError(f"cannot reach Modal: {type(exc).__name__}: {exc}; check the network, or use --local")
+    if isinstance(exc, (modal.exception.ConnectionError, OSError, TimeoutError)):
+        return RunError(f"cannot reach Modal: {type(exc).__name__}: {exc}; check the network, or use --local")
+    return RunError(f"Modal did not accept the job: {type(exc).__name__}: {exc}")
 
 
 def submit(app_path: Path, app_name: str) -> Submission:
@@ -96,13 +98,16 @@ def follow(sub: Submission) -> int:
     if "error" in outcome:
         click.echo(f"job failed: {type(outcome['error']).__name__}: {outcome['error']}", err=True)
         return 1
-    click.echo(f"job finished: {outcome.get('result')}", err=True)
+    result = outcome.get("result")
+    if isinstance(result, dict) and result.get("status") == "permanent":
+        click.echo(f"job failed, not retried: {result['error']}", err=True)
+        return 1
+    click.echo(f"job finished: {result}", err=True)
     return 0
 
 
 def run_modal(app_path: Path, app_name: str, detach: bool) -> int:
-    if not has_credentials():
-        raise RunError(CREDENTIALS_HELP)
+    """Submit and follow; the caller has checked credentials (`has_credentials`)."""
     sub = submit(app_path, app_name)
     if detach:
         click.echo(f"spawned {sub.call_id} on app {sub.app_name}", err=True)

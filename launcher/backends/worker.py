@@ -69,11 +69,16 @@ def run(app_path: Path, steps: int | None) -> int:
     try:
         for hook in hooks["enter_snap"] + hooks["enter"]:
             hook()
-        hooks["train"][0](resume=True, steps=steps or 0)
-        return EXIT_OK
+        result = hooks["train"][0](resume=True, steps=steps or 0)
     finally:
         for hook in hooks["exit"]:
-            hook()
+            try:
+                hook()
+            except Exception as exc:  # never hide why the attempt ended
+                events.log(f"warning: exit hook failed: {type(exc).__name__}: {exc}")
+    if isinstance(result, dict) and result.get("status") == "permanent":
+        raise PermanentError(result["error"])
+    return EXIT_OK
 
 
 def main(argv: list[str]) -> int:
@@ -85,7 +90,6 @@ def main(argv: list[str]) -> int:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED
     except PermanentError as exc:
-        events.log(f"error: {exc}")
         events.emit("failure", kind="permanent", message=str(exc))
         return EXIT_PERMANENT
     except (Exception, KeyboardInterrupt) as exc:

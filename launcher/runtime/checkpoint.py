@@ -210,6 +210,11 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def retain(root: str | os.PathLike[str], step: int, keep_last: int) -> None:
+    """Apply ``keep_last`` on its own, e.g. once the new checkpoint is committed."""
+    _retain(Path(root), step, keep_last)
+
+
 def _retain(root: Path, step: int, keep_last: int) -> None:
     """Keep the newest ``keep_last`` checkpoints up to ``step``; newer ones are left alone."""
     older = [c for c in complete(root) if c.step <= step]

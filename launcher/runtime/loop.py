@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -77,7 +80,6 @@ class Loop:
 
     def restore(self, resume: bool) -> None:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
-        tracker = self.spec.train.tracker
         if resume and self.spec.checkpoint.resume == "auto":
             self.step = self._resume()
         else:
@@ -85,8 +87,11 @@ class Loop:
                        "starting fresh, as asked")
         self.resumed_from = self.step or None
         self.saved_step = self.step if self.step else None
-        if tracker != "none":
-            self.acc.init_trackers(self.spec.name, config=self._hparams())
+
+    def release(self) -> None:
+        """Before a rebuild on a warm container: free what this loop holds on the device."""
+        if self.acc is not None:
+            self.acc.free_memory()
 
     def _hparams(self) -> dict[str, Any]:
         train = self.spec.train
@@ -126,6 +131,8 @@ class Loop:
         import torch
 
         self._check_compatible(path)
+        manifest = json.loads((path / checkpoint.MANIFEST).read_text())
+        self.best_return = manifest.get("extra", {}).get("best_return")
         self.acc.load_state(str(path))
         mine = path / f"recipe-{self.rank}.pt"
         state = torch.load(mine if mine.is_file() else path / "recipe-0.pt", weights_only=True)
@@ -172,6 +179,10 @@ class Loop:
 
     def run(self, total: int, result_file: Path | None = None) -> dict[str, Any]:
         self.used = True
+        # Trackers are open only while the loop runs: Modal's volume.reload() refuses to run
+        # while files are open, and a warm container reloads before its next call.
+        if self.spec.train.tracker != "none":
+            self.acc.init_trackers(self.spec.name, config=self._hparams())
         try:
             return self._run(total, result_file)
         except Preempted:
@@ -179,6 +190,8 @@ class Loop:
         except BaseException:
             self.failed = True  # mid-update state is not a consistent checkpoint
             raise
+        finally:
+            self.acc.end_training()
 
     def _run(self, total: int, result_file: Path | None) -> dict[str, Any]:
         start = time.perf_counter()
@@ -201,7 +214,6 @@ class Loop:
                     raise Preempted(f"stopped on {stop.requested or 'a signal to another rank'} "
                                     f"at step {self.step}; checkpoint committed")
         result = self.summary("finished", time.perf_counter() - start)
-        self.acc.end_training()
         self._write_result(result, result_file)
         return result
 
@@ -216,7 +228,8 @@ class Loop:
                                      "(lower the learning rate, or check the recipe)")
         self.last_metrics = metrics
         if RETURN_KEY in metrics and metrics.get("episodes", 1) > 0:
-            self.best_return = max(self.best_return or metrics[RETURN_KEY], metrics[RETURN_KEY])
+            seen = metrics[RETURN_KEY]
+            self.best_return = seen if self.best_return is None else max(self.best_return, seen)
         return metrics
 
     def _log(self, metrics: dict[str, float], start: float, first_env_steps: float | None) -> None:
@@ -248,54 +261,82 @@ class Loop:
     def save(self) -> None:
         started = time.perf_counter()
         states = [_to_cpu(self.session.recipe.state_dict())]
-        if self.acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            states = gather_object(states)
-        if self.acc.is_main_process:
-            self._publish(states)
-        elif self.acc.num_processes > 1:
-            self._help_publish()
+        if self.acc.num_processes == 1:
+            self._publish(lambda tmp: self._write(tmp, states))
+        else:
+            self._save_together(states)
         self.saved_step = self.step
         self.last_save = time.monotonic()
         self.checkpoints_written += 1
         self.save_seconds += time.perf_counter() - started
         events.emit("checkpoint", step=self.step, seconds=time.perf_counter() - started)
 
-    def _publish(self, states: list[Any]) -> None:
-        """Global rank 0: write under a temp name, publish atomically, then commit the volume."""
+    def _write(self, folder: Path, states: list[Any]) -> None:
         import torch
 
-        def write(tmp: Path) -> None:
-            if self.acc.num_processes > 1:
-                from accelerate.utils import broadcast_object_list
+        self.acc.save_state(str(folder))
+        for rank, state in enumerate(states):
+            torch.save(state, folder / f"recipe-{rank}.pt")
+        faults.point("written")
 
-                broadcast_object_list([str(tmp)])
-            self.acc.save_state(str(tmp))
-            for rank, state in enumerate(states):
-                torch.save(state, tmp / f"recipe-{rank}.pt")
-            self.acc.wait_for_everyone()  # every rank's RNG state is in before hashing
-            faults.point("written")
-
-        checkpoint.save(self.session.root, self.step, write, spec_hash=self.spec.hash,
-                        extra={"model_config": self.model_config(),
-                               "world_size": self.acc.num_processes},
-                        keep_last=self.spec.checkpoint.keep_last)
+    def _publish(self, write: Any) -> None:
+        """Global rank 0 alone: write under a temp name, publish atomically, commit, then
+        apply retention (so a failed deletion never costs the new checkpoint)."""
+        root = self.session.root
+        checkpoint.save(root, self.step, write, spec_hash=self.spec.hash,
+                        extra={"model_config": self.model_config(), "world_size": self.acc.num_processes,
+                               "best_return": self.best_return})
         faults.point("published")
+        self.session.mirror_logs()
         self.session.commit()
         faults.point("committed")
-        self.acc.wait_for_everyone()
+        try:
+            checkpoint.retain(root, self.step, self.spec.checkpoint.keep_last)
+        except checkpoint.CheckpointError as exc:
+            events.log(f"warning: {exc}")
 
-    def _help_publish(self) -> None:
-        """Other ranks: add their RNG state (node 0) or write to scratch (other nodes)."""
-        from accelerate.utils import broadcast_object_list
+    def _save_together(self, states: list[Any]) -> None:
+        """Every rank adds its part to one staging folder, then global rank 0 publishes it alone.
 
+        The collectives all come first and every rank reaches each of them, so a failure on
+        rank 0 while publishing cannot leave the others waiting: it is broadcast, and all raise.
+        """
+        from accelerate.utils import broadcast_object_list, gather_object
+
+        states = gather_object(states)
         where: list[Any] = [None]
+        if self.acc.is_main_process:
+            with contextlib.suppress(OSError):  # a full disk: None tells every rank
+                self.session.root.mkdir(parents=True, exist_ok=True)
+                where[0] = tempfile.mkdtemp(prefix=f".tmp-stage-{self.step:08d}-", dir=self.session.root)
         broadcast_object_list(where)
-        target = where[0] if self.on_node0 else tempfile.mkdtemp(prefix="launch-scratch-")
-        self.acc.save_state(target)
+        if where[0] is None:
+            raise checkpoint.CheckpointError(f"checkpoint at step {self.step} not written: cannot "
+                                             "create a staging folder; earlier checkpoints are intact")
+        stage = Path(where[0]) if self.on_node0 else Path(tempfile.mkdtemp(prefix="launch-scratch-"))
+        self.acc.save_state(str(stage))  # node 0's ranks add their RNG state; others' is scratch
         self.acc.wait_for_everyone()
-        self.acc.wait_for_everyone()
+        outcome: list[Any] = [None]
+        if self.acc.is_main_process:
+            try:
+                self._publish(lambda tmp: self._move_in(stage, tmp, states))
+            except Exception as exc:
+                outcome[0] = str(exc)
+        if not self.on_node0:
+            shutil.rmtree(stage, ignore_errors=True)
+        broadcast_object_list(outcome)
+        if outcome[0] is not None:
+            raise checkpoint.CheckpointError(outcome[0])
+
+    def _move_in(self, stage: Path, tmp: Path, states: list[Any]) -> None:
+        import torch
+
+        for item in stage.iterdir():
+            os.replace(item, tmp / item.name)
+        stage.rmdir()
+        for rank, state in enumerate(states):
+            torch.save(state, tmp / f"recipe-{rank}.pt")
+        faults.point("written")
 
     # -- results -----------------------------------------------------------------------------
 

@@ -15,10 +15,15 @@ Imports neither click, Jinja nor jsonschema.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from launcher.runtime import checkpoint, events
@@ -48,22 +53,36 @@ class Session:
         self.spec = JobSpec.from_dict(spec)
         self.volume = volume
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
-        self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or self.root / "runs" / self.spec.name)
+        # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
+        # mirrored to the volume with each checkpoint; locally the run folder is kept as it is.
+        local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
+        self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or local_runs)
+        self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.root / "runs" / self.spec.name
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
         self.processes = int(os.environ.get("LAUNCH_PROCESSES") or gpus)
         self.times: dict[str, float] = {}
         self.recipe: Any = None
         self.recipe_cls: type | None = None
         self.loop: Loop | None = None  # single process: prepared in stage 2, kept for reuse
+        self.init_error: PermanentError | None = None
 
     @property
     def distributed(self) -> bool:
         return self.processes > 1 or self.spec.compute.nodes > 1
 
+    @contextlib.contextmanager
+    def _deferring_permanent(self) -> Iterator[None]:
+        """A permanent failure in an enter hook is kept for `train` to report: raised from the
+        hook, Modal would count it as a container failure and try again."""
+        try:
+            yield
+        except PermanentError as exc:
+            self.init_error = exc
+
     def stage1(self) -> None:
         """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
         `snapshot: gpu` (one process), where device placement moves here."""
-        with events.timed("stage1", self.times):
+        with self._deferring_permanent(), events.timed("stage1", self.times):
             import accelerate  # noqa: F401  heavy imports belong before the snapshot
             import torch  # noqa: F401
             from accelerate.utils import set_seed
@@ -89,7 +108,9 @@ class Session:
 
     def stage2(self) -> None:
         """After restore: see the volume's latest commits, then (one process) prepare the loop."""
-        with events.timed("stage2", self.times):
+        if self.init_error is not None:
+            return
+        with self._deferring_permanent(), events.timed("stage2", self.times):
             self.reload_volume()
             if not self.distributed:
                 self.loop = self.loop or Loop(self)
@@ -102,26 +123,47 @@ class Session:
             for name in checkpoint.clean_temp(self.root):
                 events.log(f"removed leftover {name} from an earlier attempt")
 
+    def mirror_logs(self) -> None:
+        if self.log_mirror is not None and self.run_dir.is_dir():
+            shutil.copytree(self.run_dir, self.log_mirror, dirs_exist_ok=True)
+
     def commit(self) -> None:
         if self.volume is not None and hasattr(self.volume, "commit"):
             self.volume.commit()
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
-        """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container."""
+        """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
+
+        A failure that no retry can fix returns {"status": "permanent", ...} instead of raising:
+        Modal retries every exception, and retrying a diverged loss only repeats it.
+        """
         total = steps or self.spec.train.steps
-        if not self.distributed:
-            assert self.loop is not None, "stage2 must run before train"
-            if self.loop.used:  # a second call on a warm container: stage 1 and 2 are not redone
+        try:
+            if self.init_error is not None:
+                raise self.init_error
+            if self.distributed:
                 self.reload_volume()
-            if not resume and (self.loop.used or self.loop.resumed_from):
-                # Fresh weights need a fresh recipe: rebuilt on CPU, the imports already done.
-                self.recipe = self.build_recipe()
-                self.loop = Loop(self)
-                self.loop.prepare(resume=False)
-            elif self.loop.used:
-                self.loop.catch_up()
-            return self.loop.run(total)
-        return self._train_distributed(resume, total, cluster)
+                return self._train_distributed(resume, total, cluster)
+            return self._train_here(resume, total)
+        except PermanentError as exc:
+            events.log(f"error: {exc}")
+            return {"status": "permanent", "error": str(exc)}
+
+    def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
+        assert self.loop is not None, "stage2 must run before train"
+        # Always look at the volume again: a warm container (min_containers, a retry landing on
+        # the same container) may have loaded its checkpoint long before this call.
+        self.reload_volume()
+        if self.loop.failed or (not resume and (self.loop.used or self.loop.resumed_from)):
+            # A half-applied update, or fresh weights asked for: rebuild the recipe on CPU (the
+            # imports are done) and load the newest checkpoint, unless asked not to.
+            self.loop.release()
+            self.recipe = self.build_recipe()
+            self.loop = Loop(self)
+            self.loop.prepare(resume=resume)
+        elif resume:
+            self.loop.catch_up()
+        return self.loop.run(total)
 
     def _train_distributed(self, resume: bool, total: int, cluster: Any) -> dict[str, Any]:
         from accelerate import notebook_launcher
@@ -138,22 +180,30 @@ class Session:
                               master_addr=where.master_addr, use_port=str(where.port),
                               node_rank=where.node_rank, num_nodes=where.nodes)
         except BaseException:
-            # A stop signal reaches the workers through the elastic agent (SIGTERM); they
-            # checkpoint together and record it before the agent reports them as failed.
-            if Loop.read_result(result_file).get("status") == "preempted":
+            # The elastic agent passes a stop signal on to the workers, which checkpoint
+            # together and record why they stopped before the agent reports them as failed.
+            status = Loop.read_result(result_file)
+            if status.get("status") == "preempted":
                 raise Preempted("stopped on a signal; checkpoint committed") from None
+            if status.get("status") == "permanent":
+                raise PermanentError(status["error"]) from None
             raise
         return Loop.read_result(result_file) if where.node_rank == 0 else {"node_rank": where.node_rank}
 
     def _worker(self, resume: bool, total: int, result_file: str) -> None:
         """One process of a distributed run (forked: the recipe from stage 1 is inherited)."""
         loop = Loop(self)
-        with events.timed("stage2-worker", self.times):
-            loop.prepare(resume=resume)
-        loop.run(total, result_file=Path(result_file))
+        try:
+            with events.timed("stage2-worker", self.times):
+                loop.prepare(resume=resume)
+            loop.run(total, result_file=Path(result_file))
+        except PermanentError as exc:
+            Path(result_file).write_text(json.dumps({"status": "permanent", "error": str(exc)}))
+            raise
 
     def shutdown(self) -> None:
-        """Exit hook: write what is unsaved. (The loop already saved on a stop signal.)"""
+        """Exit hook: write what is unsaved. A safety net: the loop saves on a stop signal and at
+        its end, and never saves a state left by a failed update."""
         if self.loop is not None and self.loop.unsaved:
             self.loop.save()
             events.log(f"final checkpoint at step {self.loop.step} written in the exit hook")
