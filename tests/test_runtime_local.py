@@ -164,3 +164,13 @@ def test_a_preemption_during_start_up_spends_no_retry(tmp_path: Path) -> None:
     run = launch_local(write_spec(tmp_path, probe_spec(steps=3, retries=0)), "--preempt-after", "0.2")
     assert run.code == 0, run.output
     assert _attempts(run.output) == "2 (1: preempted, 2: finished)"
+
+
+def test_no_secret_value_reaches_the_logs_or_a_manifest(tmp_path: Path) -> None:
+    value = "s3cr3t-VALUE-987"
+    run = launch_local(write_spec(tmp_path, probe_spec(steps=3)),
+                       env={"HF_TOKEN": value, "MODAL_TOKEN_SECRET": value})
+    assert run.code == 0, run.output
+    assert value not in run.output
+    manifests = list((run.volume / "vol").glob("step-*/manifest.json"))
+    assert manifests and all(value not in m.read_text() for m in manifests)

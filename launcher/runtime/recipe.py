@@ -7,8 +7,8 @@ same order inside a Modal container and in a local worker:
    that needs no GPU: model, optimizer, scheduler, environments, data. No CUDA calls here.
 2. **Stage 2, after restore** -- ``recipe.setup(accelerator)``. Move to the device and wrap the
    model/optimizer with ``accelerator.prepare``. The runtime then restores the newest
-   checkpoint through ``accelerator.load_state`` (which restores model, optimizer, scheduler,
-   RNG states, and the recipe itself, registered with ``register_for_checkpointing``).
+   checkpoint: ``accelerator.load_state`` brings back model, optimizer, scheduler and RNG
+   states, and ``load_state_dict`` gets this process's own recipe state (one file per rank).
 3. **Loop** -- ``recipe.train_step(step)`` performs one optimizer update and returns metrics
    (floats). ``step`` counts from 0 and is the number of updates done before this one.
 4. ``state_dict()`` / ``load_state_dict()`` carry the recipe's own state (environment state,
