@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from launcher.errors import Location
+from launcher.plan import cost
 from launcher.render import yaml_value
 from launcher.spec.model import JobSpec
 from launcher.spec.units import human_seconds
@@ -73,33 +74,28 @@ def field_lines(doc: Document) -> list[str]:
             for path, leaf in leaves(resolved(doc))]
 
 
-def _cost(price: float | None, gpu_hours: float) -> str:
-    return "unknown" if price is None else f"${price * gpu_hours:,.2f}"
-
-
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def cost_lines(spec: JobSpec, prices: dict[str, Any]) -> list[str]:
     """Per hour running, worst case for one launch, keep-warm idle per day; GPU time only."""
-    c, attempts = spec.compute, 1 + spec.retries.max_retries
+    c, money = spec.compute, cost(spec, prices)
     head = (f"cost (GPU only; prices {prices['date']}, {prices['source']}, "
             f"{prices['currency']} {prices['unit']}):")
-    if not c.gpu:
+    if money.gpu_type is None:
         return [head, "  CPU only: no GPU cost (CPU and memory are billed too, not priced here)"]
-    price = prices["gpu"].get(c.gpu[0])
-    rate = f"no price on file for {c.gpu[0]}" if price is None else f"{c.gpu[0]} at ${price:,.4f}"
+    rate = (f"no price on file for {money.gpu_type}" if money.price is None
+            else f"{money.gpu_type} at ${money.price:,.4f}")
     fallback = f"; priced at the first choice of {len(c.gpu)}" if len(c.gpu) > 1 else ""
-    gpus, idle = c.gpu_count * c.nodes, spec.keep_warm.min_containers
     return [
         head,
-        f"  per hour running    {_cost(price, gpus)} ({rate} × {_plural(c.gpu_count, 'GPU')}"
+        f"  per hour running    {money.running()} ({rate} × {_plural(c.gpu_count, 'GPU')}"
         f" × {_plural(c.nodes, 'node')}{fallback})",
-        f"  worst case launch   {_cost(price, gpus * c.timeout_s / 3600 * attempts)} "
-        f"({human_seconds(c.timeout_s)} timeout × {_plural(attempts, 'attempt')})",
-        f"  keep-warm idle      {_cost(price, c.gpu_count * idle * 24)} a day "
-        f"({_plural(idle, 'container')} × {_plural(c.gpu_count, 'GPU')} × 24h)",
+        f"  worst case launch   {money.worst_case()} "
+        f"({human_seconds(c.timeout_s)} timeout × {_plural(money.attempts, 'attempt')})",
+        f"  keep-warm idle      {money.idle_per_day()} a day "
+        f"({_plural(money.idle_containers, 'container')} × {_plural(c.gpu_count, 'GPU')} × 24h)",
     ]
 
 

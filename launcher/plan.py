@@ -19,22 +19,35 @@ def prices() -> dict:
 
 @dataclass(frozen=True)
 class Cost:
-    gpus: int  # GPUs per launch, all nodes together
-    per_hour: float | None  # None: no price on file for the GPU type
-    gpu_type: str | None
+    """GPU cost of one spec at its first-choice GPU type; CPU and memory are billed apart."""
 
-    def hours(self, hours: float) -> str:
-        return "unknown" if self.per_hour is None else f"${self.per_hour * hours:,.2f}"
+    gpu_type: str | None  # None: CPU only
+    price: float | None  # per GPU-hour; None: no price on file for the type
+    gpus: int  # per launch, all nodes together
+    gpus_per_container: int
+    attempts: int  # 1 + max_retries
+    idle_containers: int  # keep_warm.min_containers
+    timeout_s: int
+
+    def dollars(self, gpu_hours: float) -> str:
+        return "unknown" if self.price is None else f"${self.price * gpu_hours:,.2f}"
+
+    def running(self) -> str:
+        return self.dollars(self.gpus)
+
+    def worst_case(self) -> str:
+        return self.dollars(self.gpus * self.timeout_s / 3600 * self.attempts)
+
+    def idle_per_day(self) -> str:
+        return self.dollars(self.gpus_per_container * self.idle_containers * 24)
 
 
-def cost(spec: JobSpec) -> Cost:
-    """GPU cost of the first-choice GPU type; CPU and memory are billed apart and not priced."""
-    if not spec.compute.gpu:
-        return Cost(0, 0.0, None)
-    first = spec.compute.gpu[0]
-    gpus = spec.compute.gpu_count * spec.compute.nodes
-    price = prices()["gpu"].get(first)
-    return Cost(gpus, None if price is None else price * gpus, first)
+def cost(spec: JobSpec, table: dict | None = None) -> Cost:
+    c, first = spec.compute, (spec.compute.gpu[0] if spec.compute.gpu else None)
+    price = 0.0 if first is None else (table or prices())["gpu"].get(first)
+    per_container = c.gpu_count if first else 0
+    return Cost(first, price, per_container * c.nodes, per_container,
+                1 + spec.retries.max_retries, spec.keep_warm.min_containers, c.timeout_s)
 
 
 def _gpu_line(spec: JobSpec) -> str:
@@ -76,24 +89,20 @@ def cost_lines(spec: JobSpec) -> list[str]:
     c = cost(spec)
     if c.gpu_type is None:
         return ["cost        GPU $0/h (CPU only; CPU and memory are billed too, not priced here)"]
-    attempts = 1 + spec.retries.max_retries
-    worst = spec.compute.timeout_s / 3600 * attempts
     what = f"{c.gpus} × {c.gpu_type}"
-    unknown = "" if c.per_hour is not None else f" (no price on file for {c.gpu_type})"
-    return [f"cost        {c.hours(1)}/h for {what}{unknown}; worst case one launch "
-            f"{c.hours(worst)} ({human_seconds(spec.compute.timeout_s)} × {attempts} attempt{'s' if attempts > 1 else ''})"]
+    unknown = "" if c.price is not None else f" (no price on file for {c.gpu_type})"
+    return [f"cost        {c.running()}/h for {what}{unknown}; worst case one launch "
+            f"{c.worst_case()} ({human_seconds(c.timeout_s)} × {c.attempts} "
+            f"attempt{'s' if c.attempts > 1 else ''})"]
 
 
 def warnings(spec: JobSpec) -> list[str]:
-    k, c = spec.keep_warm, cost(spec)
-    idle = k.min_containers
+    c = cost(spec)
+    idle = c.idle_containers
     if idle <= 0:
         return []
-    per_container = c.gpus // max(spec.compute.nodes, 1) if c.gpu_type else 0
-    per_day = None if c.per_hour is None else c.per_hour / max(spec.compute.nodes, 1) * idle * 24
-    price = "unknown" if per_day is None else f"${per_day:,.2f}"
     return [f"warning: keep_warm.min_containers is {idle}: {idle} container(s) "
-            f"({per_container} GPU each) stay up while idle, {price} a day of GPU time"]
+            f"({c.gpus_per_container} GPU each) stay up while idle, {c.idle_per_day()} a day of GPU time"]
 
 
 def plan(spec: JobSpec, source: str, code_line: str) -> str:

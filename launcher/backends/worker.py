@@ -62,14 +62,14 @@ def lifecycle(module: ModuleType) -> tuple[Any, dict[str, list[Any]]]:
     return obj, hooks
 
 
-def run(app_path: Path, steps: int | None) -> int:
+def run(app_path: Path) -> int:
     module = import_app(app_path)
     module.volume = LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
     _, hooks = lifecycle(module)
     try:
         for hook in hooks["enter_snap"] + hooks["enter"]:
             hook()
-        result = hooks["train"][0](resume=True, steps=steps or 0)
+        result = hooks["train"][0](resume=True, steps=0)  # 0: train.steps, as on Modal
     finally:
         for hook in hooks["exit"]:
             try:
@@ -83,9 +83,8 @@ def run(app_path: Path, steps: int | None) -> int:
 
 def main(argv: list[str]) -> int:
     app_path = Path(argv[0])
-    steps = int(os.environ.get("LAUNCH_STEPS", "0")) or None
     try:
-        return run(app_path, steps)
+        return run(app_path)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

@@ -29,7 +29,7 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool) 
     rendered = render_loaded(loaded, use_local_code)
     if rendered.note:
         raise RunError(f"{job}: {rendered.note}")
-    repo = gitinfo.find_repo(loaded.path.resolve())
+    repo = rendered.repo
     if not use_local_code and loaded.spec.image.code == "git":
         refuse_dirty(job, repo, loaded.spec.image.git.ref)
     app_path = repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"

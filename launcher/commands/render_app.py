@@ -17,6 +17,7 @@ from launcher.render import comment, render
 @dataclass(frozen=True)
 class Rendered:
     loaded: Loaded
+    repo: gitinfo.Repo
     app: str
     code_line: str
     note: str | None
@@ -28,7 +29,7 @@ def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
     source = code.source
     line = (f"git {comment(source.git_url)} @ {comment(source.git_commit)}" if source.mode == "git"
             else "local: " + ", ".join(["launcher", loaded.spec.train.recipe_module]))
-    return Rendered(loaded, render(loaded.spec, loaded.source, source), line, code.note)
+    return Rendered(loaded, repo, render(loaded.spec, loaded.source, source), line, code.note)
 
 
 def write_if_changed(path: Path, text: str) -> bool:
