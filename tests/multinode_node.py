@@ -1,5 +1,6 @@
-"""One "node" of a multi-node rehearsal on this machine: the rendered app's own lifecycle, with
-`modal.Cluster.from_context()` answered by a fake cluster and the volume recording commits.
+"""One "node" of a multi-node rehearsal on this machine: the rendered app's lifecycle as the local
+worker runs it, with a fake cluster standing in for `modal.Cluster.from_context()` and the
+volume recording commits.
 
     python multinode_node.py APP.py NODE_RANK NODES VOLUME_DIR COMMIT_LOG
 """
@@ -9,9 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import modal
-
-from launcher.backends.worker import LocalVolume, import_app, lifecycle
+from launcher.backends import worker
+from launcher.runtime.volume import LocalVolume
 
 
 class FakeCluster:
@@ -37,13 +37,8 @@ class RecordingVolume(LocalVolume):
 
 
 def main(app: str, rank: str, nodes: str, volume: str, log: str) -> int:
-    modal.Cluster.from_context = staticmethod(lambda: FakeCluster(int(rank), int(nodes)))
-    module = import_app(Path(app))
-    module.volume = RecordingVolume(Path(volume), Path(log), int(rank))
-    _, hooks = lifecycle(module)
-    for hook in hooks["enter_snap"] + hooks["enter"]:
-        hook()
-    result = hooks["train"][0](resume=True, steps=0)
+    result = worker.attempt(Path(app), volume=RecordingVolume(Path(volume), Path(log), int(rank)),
+                            cluster=FakeCluster(int(rank), int(nodes)))
     print("RESULT", result, flush=True)
     return 0
 

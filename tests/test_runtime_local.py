@@ -174,3 +174,14 @@ def test_no_secret_value_reaches_the_logs_or_a_manifest(tmp_path: Path) -> None:
     assert value not in run.output
     manifests = list((run.volume / "vol").glob("step-*/manifest.json"))
     assert manifests and all(value not in m.read_text() for m in manifests)
+
+
+def test_a_multi_node_spec_runs_locally_as_one_node(tmp_path: Path) -> None:
+    # No Modal cluster here: the local worker has none to pass, rather than asking Modal for one
+    # (modal.Cluster.from_context() refuses outside a clustered container).
+    spec = probe_spec(steps=3, retries=0, compute={"gpu": "H100", "gpu_count": 8, "nodes": 2})
+    run = launch_local(write_spec(tmp_path, spec))
+    assert run.code == 0, run.output
+    assert _attempts(run.output) == "1 (1: finished)"
+    manifest = json.loads((run.volume / "vol" / "step-00000003" / "manifest.json").read_text())
+    assert manifest["extra"]["world_size"] == 1

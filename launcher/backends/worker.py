@@ -1,11 +1,12 @@
-"""One local attempt: a fresh process that goes through the generated app's own class lifecycle.
+"""One local attempt: a fresh process that runs the generated app's lifecycle, as a container.
 
     python -m launcher.backends.worker APP.py
 
-It imports the rendered app, swaps its Modal Volume for a local directory, and calls the
-class's hooks in Modal's container order, found the way Modal's own container entrypoint
-finds them: enter(snap=True), enter(snap=False), the `train` method, exit. The exit code
-tells the supervisor how the attempt ended (see launcher.runtime.failures).
+It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
+volume declarations), builds the `Session` its Modal class delegates to from the app's own
+SPEC with a local directory as the volume, and runs the session's hooks in Modal's container
+order (`launcher.runtime.lifecycle`). The exit code tells the supervisor how the attempt
+ended (see launcher.runtime.failures).
 """
 
 from __future__ import annotations
@@ -22,21 +23,9 @@ from launcher.runtime import events
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
-
-
-class LocalVolume:
-    """A directory standing in for a Modal Volume: writes are durable once fsynced."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.commits = 0
-
-    def commit(self) -> None:
-        os.sync()  # what Modal does before its final commit; the checkpoint store fsyncs too
-        self.commits += 1
-
-    def reload(self) -> None:
-        """Nothing to fetch: this process sees the directory as it is."""
+from launcher.runtime.lifecycle import run_container
+from launcher.runtime.session import Session
+from launcher.runtime.volume import LocalVolume, Volume
 
 
 def import_app(path: Path) -> ModuleType:
@@ -48,35 +37,22 @@ def import_app(path: Path) -> ModuleType:
     return module
 
 
-def lifecycle(module: ModuleType) -> tuple[Any, dict[str, list[Any]]]:
-    """The app's user object and its hooks, in the order Modal's container runs them."""
-    from modal._partial_function import _find_callables_for_obj, _PartialFunctionFlags as F
+def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -> dict[str, Any]:
+    """`train`'s result for the app at `app_path`; `volume` defaults to LAUNCH_CHECKPOINT_DIR.
 
-    obj = module.Trainer._get_user_cls()()
-    hooks = {
-        "enter_snap": list(_find_callables_for_obj(obj, F.ENTER_PRE_SNAPSHOT).values()),
-        "enter": list(_find_callables_for_obj(obj, F.ENTER_POST_SNAPSHOT).values()),
-        "train": [_find_callables_for_obj(obj, F.CALLABLE_INTERFACE)["train"]],
-        "exit": list(_find_callables_for_obj(obj, F.EXIT).values()),
-    }
-    return obj, hooks
+    `cluster` stands in for `modal.Cluster.from_context()` (multi-node rehearsals); a local
+    run has none, so a multi-node spec runs as one node here.
+    """
+    module = import_app(app_path)
+    volume = volume or LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    # steps=None: train.steps, what the app's `train` passes on when called with steps=0
+    return run_container(Session(module.SPEC, volume=volume), resume=True, steps=None,
+                         cluster=cluster)
 
 
 def run(app_path: Path) -> int:
-    module = import_app(app_path)
-    module.volume = LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
-    _, hooks = lifecycle(module)
-    try:
-        for hook in hooks["enter_snap"] + hooks["enter"]:
-            hook()
-        result = hooks["train"][0](resume=True, steps=0)  # 0: train.steps, as on Modal
-    finally:
-        for hook in hooks["exit"]:
-            try:
-                hook()
-            except Exception as exc:  # never hide why the attempt ended
-                events.log(f"warning: exit hook failed: {type(exc).__name__}: {exc}")
-    if isinstance(result, dict) and result.get("status") == "permanent":
+    result = attempt(app_path)
+    if result.get("status") == "permanent":
         raise PermanentError(result["error"])
     return EXIT_OK
 

@@ -1,9 +1,16 @@
-"""The runtime inside the container: what the generated app's lifecycle hooks call.
+"""The runtime inside the container: the plain object behind the generated app's Modal class.
 
-    stage1()  @modal.enter(snap=True)   heavy imports; the recipe is built on CPU
-    stage2()  @modal.enter(snap=False)  volume reload; Accelerator; newest checkpoint loaded
-    train()   @modal.method()           the loop: steps, logs, checkpoint + commit at the cadence
-    shutdown() @modal.exit()            a final checkpoint + commit if anything is unsaved
+    stage1()   @modal.enter(snap=True)   heavy imports; the recipe is built on CPU
+    stage2()   @modal.enter(snap=False)  volume reload; Accelerator; newest checkpoint loaded
+    train()    @modal.method()           the loop: steps, logs, checkpoint + commit at the cadence
+    shutdown() @modal.exit()             a final checkpoint + commit if anything is unsaved
+
+Each Modal hook calls the session hook of the same name and nothing else; locally,
+`launcher.runtime.lifecycle` calls the same hooks in the same order. The session owns the
+container's state across calls: the spec, the volume, where checkpoints and run files live,
+the recipe (built in stage 1, rebuilt after a failed update) and its loop, stage timings, and
+the choice between one process and many. It hands a loop a `LoopContext`; the loop owns the
+updates and talks to its checkpoint manager, and neither looks back at the session.
 
 With more than one process (gpu_count > 1, nodes > 1, or --processes locally), stage 1 runs
 once in the container's main process and `train` forks one worker per GPU through
@@ -17,18 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from launcher.runtime import checkpoint, events
+from launcher.runtime import checkpoint, events, results
+from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.loop import Loop
+from launcher.runtime.volume import LocalVolume, Volume
 from launcher.spec.model import JobSpec
 
 
@@ -49,10 +56,10 @@ def import_recipe(ref: str) -> type:
 
 
 class Session:
-    def __init__(self, spec: dict[str, Any], volume: Any = None) -> None:
+    def __init__(self, spec: dict[str, Any], volume: Volume | None = None) -> None:
         self.spec = JobSpec.from_dict(spec)
-        self.volume = volume
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.volume: Volume = volume if volume is not None else LocalVolume(self.root)
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the volume with each checkpoint; locally the run folder is kept as it is.
         local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
@@ -92,14 +99,14 @@ class Session:
 
             set_seed(self.spec.train.seed)
             self.recipe_cls = import_recipe(self.spec.train.recipe)
-            self.recipe = self.build_recipe()
+            self.recipe = self._build_recipe()
             if self.spec.snapshot == "gpu" and not self.distributed:
                 # A GPU snapshot keeps device memory too: place the model before it is taken,
                 # so a restore skips the host-to-device copy. Checkpoints still load after.
-                self.loop = Loop(self)
+                self.loop = self._new_loop()
                 self.loop.place()
 
-    def build_recipe(self) -> Any:
+    def _build_recipe(self) -> Any:
         assert self.recipe_cls is not None
         try:
             return self.recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
@@ -111,25 +118,21 @@ class Session:
         if self.init_error is not None:
             return
         with self._deferring_permanent(), events.timed("stage2", self.times):
-            self.reload_volume()
+            self._reload_volume()
             if not self.distributed:
-                self.loop = self.loop or Loop(self)
+                self.loop = self.loop or self._new_loop()
                 self.loop.prepare(resume=True)
 
-    def reload_volume(self) -> None:
-        if self.volume is not None and hasattr(self.volume, "reload"):
-            self.volume.reload()
+    def _new_loop(self) -> Loop:
+        return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.root,
+                                run_dir=self.run_dir, volume=self.volume, times=self.times,
+                                log_mirror=self.log_mirror))
+
+    def _reload_volume(self) -> None:
+        self.volume.reload()
         if os.environ.get("RANK", "0") == "0":
             for name in checkpoint.clean_temp(self.root):
                 events.log(f"removed leftover {name} from an earlier attempt")
-
-    def mirror_logs(self) -> None:
-        if self.log_mirror is not None and self.run_dir.is_dir():
-            shutil.copytree(self.run_dir, self.log_mirror, dirs_exist_ok=True)
-
-    def commit(self) -> None:
-        if self.volume is not None and hasattr(self.volume, "commit"):
-            self.volume.commit()
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
@@ -142,7 +145,7 @@ class Session:
             if self.init_error is not None:
                 raise self.init_error
             if self.distributed:
-                self.reload_volume()
+                self._reload_volume()
                 return self._train_distributed(resume, total, cluster)
             return self._train_here(resume, total)
         except PermanentError as exc:
@@ -153,13 +156,13 @@ class Session:
         assert self.loop is not None, "stage2 must run before train"
         # Always look at the volume again: a warm container (min_containers, a retry landing on
         # the same container) may have loaded its checkpoint long before this call.
-        self.reload_volume()
+        self._reload_volume()
         if self.loop.failed or (not resume and (self.loop.used or self.loop.resumed_from)):
             # A half-applied update, or fresh weights asked for: rebuild the recipe on CPU (the
             # imports are done) and load the newest checkpoint, unless asked not to.
             self.loop.release()
-            self.recipe = self.build_recipe()
-            self.loop = Loop(self)
+            self.recipe = self._build_recipe()
+            self.loop = self._new_loop()
             self.loop.prepare(resume=resume)
         elif resume:
             self.loop.catch_up()
@@ -182,28 +185,33 @@ class Session:
         except BaseException:
             # The elastic agent passes a stop signal on to the workers, which checkpoint
             # together and record why they stopped before the agent reports them as failed.
-            status = Loop.read_result(result_file)
+            status = results.read(result_file)
             if status.get("status") == "preempted":
                 raise Preempted("stopped on a signal; checkpoint committed") from None
             if status.get("status") == "permanent":
                 raise PermanentError(status["error"]) from None
             raise
-        return Loop.read_result(result_file) if where.node_rank == 0 else {"node_rank": where.node_rank}
+        return results.read(result_file) if where.node_rank == 0 else {"node_rank": where.node_rank}
 
     def _worker(self, resume: bool, total: int, result_file: str) -> None:
         """One process of a distributed run (forked: the recipe from stage 1 is inherited)."""
-        loop = Loop(self)
+        loop = self._new_loop()
         try:
             with events.timed("stage2-worker", self.times):
                 loop.prepare(resume=resume)
             loop.run(total, result_file=Path(result_file))
         except PermanentError as exc:
-            Path(result_file).write_text(json.dumps({"status": "permanent", "error": str(exc)}))
+            results.write(Path(result_file), {"status": "permanent", "error": str(exc)})
             raise
+        finally:
+            loop.close()  # this process ends here: its pending saves first
 
     def shutdown(self) -> None:
         """Exit hook: write what is unsaved. A safety net: the loop saves on a stop signal and at
         its end, and never saves a state left by a failed update."""
-        if self.loop is not None and self.loop.unsaved:
+        if self.loop is None:
+            return
+        if self.loop.unsaved:
             self.loop.save()
             events.log(f"final checkpoint at step {self.loop.step} written in the exit hook")
+        self.loop.close()

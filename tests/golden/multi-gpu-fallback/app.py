@@ -104,7 +104,11 @@ volume = modal.Volume.from_name('ppo-checkpoints', create_if_missing=True, versi
     cloud=None,
 )
 class Trainer:
-    """Stage 1 before the memory snapshot, stage 2 after restore, then the training loop."""
+    """Stage 1 before the memory snapshot, stage 2 after restore, then the training loop.
+
+    Each hook hands over to the launcher Session's hook of the same name; `launch --local`
+    runs those same Session hooks in this order, without Modal.
+    """
 
     @modal.enter(snap=True)
     def stage1(self) -> None:

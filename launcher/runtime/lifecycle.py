@@ -1,0 +1,59 @@
+"""A container's lifecycle without Modal: the session's hooks in the order Modal runs them.
+
+Inside a Modal container the generated app's class is driven by Modal itself, in this order:
+the `@modal.enter(snap=True)` hooks, the memory snapshot (deployed apps), the
+`@modal.enter(snap=False)` hooks, the input (`train`), then the `@modal.exit()` hooks (also
+after a failed enter hook or input), then a final commit of every mounted volume. Each of the
+app's hooks calls the `Session` hook of the same name, so the same order here, on a
+`Session` built from the app's own SPEC, is the same lifecycle on this machine: the local
+worker (`launcher.backends.worker`) runs each attempt through `run_container`.
+tests/test_lifecycle.py checks, for every golden app, that Modal's own reading of the class
+and this function call the same session hooks with the same arguments, in the same order.
+
+Only names we own are used: Modal's container internals may change between releases.
+
+Not done here: Modal's final commit of the volumes after the exit hooks. Nothing relies on
+it (the checkpoint manager commits each checkpoint itself, and only global rank 0 commits);
+a local volume that keeps uncommitted writes apart, as Modal does, is where it belongs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from launcher.runtime import events
+
+
+class Container(Protocol):
+    """The hooks of the plain object behind a Modal class, in container order."""
+
+    def stage1(self) -> None: ...
+
+    def stage2(self) -> None: ...
+
+    def train(self, resume: bool = True, steps: int | None = None,
+              cluster: Any = None) -> dict[str, Any]: ...
+
+    def shutdown(self) -> None: ...
+
+
+def run_container(obj: Container, *, resume: bool = True, steps: int | None = None,
+                  cluster: Any = None) -> dict[str, Any]:
+    """Enter hooks, one `train` input, then the exit hooks, as in a Modal container.
+
+    `cluster` is what `modal.Cluster.from_context()` gives inside a clustered container (a
+    stand-in with `container_ips()` and `container_rank()`); None on one node.
+    """
+    try:
+        obj.stage1()  # before the memory snapshot (when the spec asks for one)
+        obj.stage2()  # after the restore
+        return obj.train(resume=resume, steps=steps, cluster=cluster)
+    finally:
+        _exit(obj)
+
+
+def _exit(obj: Container) -> None:
+    try:
+        obj.shutdown()
+    except Exception as exc:  # never hide why the attempt ended
+        events.log(f"warning: exit hook failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,198 @@
+"""`--local` drives the same lifecycle as Modal, through names launcher owns.
+
+For every golden app, the hooks that Modal's container would run on the app's class (found
+with Modal's own machinery, as modal/_runtime/user_code_imports.py finds them) reach the
+same Session hooks, with the same arguments and in the same order, as the local worker's.
+Modal's private names are used here, in a test of Modal itself, and nowhere in launcher.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import modal
+import pytest
+from modal._partial_function import _find_callables_for_obj, _PartialFunctionFlags
+
+from launcher.backends import worker
+from launcher.load import load_spec
+from launcher.runtime.lifecycle import run_container
+from launcher.runtime.session import Session
+from launcher.runtime.volume import LocalVolume
+from regen_golden import GOLDEN, ROOT, golden_cases, render_case
+
+CLUSTER = object()  # what modal.Cluster.from_context() gives inside a clustered container
+Call = tuple[str, dict[str, Any]]
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """Every call of a Session method (private ones and __init__ too), recorded instead of run."""
+    recorded: list[Call] = []
+    for name, function in list(vars(Session).items()):
+        if inspect.isfunction(function):
+            monkeypatch.setattr(Session, name, _recorder(name, function, recorded))
+    return recorded
+
+
+def _recorder(name: str, function: Any, recorded: list[Call]) -> Any:
+    signature = inspect.signature(function)
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        recorded.append((name, dict(list(bound.arguments.items())[1:])))  # without self
+        return {"status": "finished"} if name == "train" else None
+
+    return record
+
+
+def run_in_modal_container(module: Any) -> None:
+    """The app's class driven in the order a Modal container drives it, by Modal's own lookup:
+    enter(snap=True) hooks, [snapshot], enter(snap=False) hooks, the input, exit hooks."""
+    obj = module.Trainer._get_user_cls()()
+    flags = _PartialFunctionFlags
+    try:
+        for flag in (flags.ENTER_PRE_SNAPSHOT, flags.ENTER_POST_SNAPSHOT):
+            for hook in _find_callables_for_obj(obj, flag).values():
+                hook()
+        methods = _find_callables_for_obj(obj, flags.CALLABLE_INTERFACE)
+        assert list(methods) == ["train"]
+        methods["train"](resume=True, steps=0)  # as launcher.backends.modal spawns it
+    finally:
+        for hook in _find_callables_for_obj(obj, flags.EXIT).values():
+            hook()
+
+
+def import_generated(path: Path) -> Any:
+    module_spec = importlib.util.spec_from_file_location(f"generated_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def without_volume(calls: list[Call]) -> list[Call]:
+    return [(name, {k: v for k, v in args.items() if k != "volume"}) for name, args in calls]
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
+        case: str, calls: list[Call], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(GOLDEN / case / "spec.yaml").spec
+    cluster = CLUSTER if spec.compute.nodes > 1 else None
+    app = tmp_path / "app.py"
+    app.write_text(render_case(case), "utf-8")
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "volume"))
+    monkeypatch.setattr(modal.Cluster, "from_context", staticmethod(lambda: CLUSTER))
+    monkeypatch.setitem(sys.modules, "launch_app", None)  # the worker's import, undone after
+
+    module = import_generated(app)
+    run_in_modal_container(module)
+    on_modal = list(calls)
+    calls.clear()
+    assert worker.attempt(app, cluster=cluster) == {"status": "finished"}
+    local = list(calls)
+
+    assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "train", "shutdown"]
+    assert without_volume(local) == without_volume(on_modal)
+    assert on_modal[0][1]["spec"] == spec.to_dict() == module.SPEC
+    assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster}
+    assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
+    volume = local[0][1]["volume"]  # ... and a local directory here
+    assert isinstance(volume, LocalVolume) and volume.path == tmp_path / "volume"
+
+
+class Hooks:
+    """A container object whose hooks log themselves; one of them may fail."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.log: list[str] = []
+        self.fail = fail
+
+    def _hook(self, name: str) -> None:
+        self.log.append(name)
+        if name == self.fail:
+            raise RuntimeError(f"{name} failed")
+
+    def stage1(self) -> None:
+        self._hook("stage1")
+
+    def stage2(self) -> None:
+        self._hook("stage2")
+
+    def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
+        self._hook("train")
+        return {"status": "finished", "resume": resume, "steps": steps, "cluster": cluster}
+
+    def shutdown(self) -> None:
+        self._hook("shutdown")
+
+
+def test_the_exit_hook_runs_after_a_failed_enter_hook() -> None:
+    hooks = Hooks(fail="stage2")
+    with pytest.raises(RuntimeError, match="stage2 failed"):
+        run_container(hooks)
+    assert hooks.log == ["stage1", "stage2", "shutdown"]
+
+
+def test_a_failing_exit_hook_is_a_warning_and_the_result_stands(capsys: pytest.CaptureFixture[str]) -> None:
+    hooks = Hooks(fail="shutdown")
+    result = run_container(hooks, resume=False, steps=5, cluster=CLUSTER)
+    assert result == {"status": "finished", "resume": False, "steps": 5, "cluster": CLUSTER}
+    assert hooks.log == ["stage1", "stage2", "train", "shutdown"]
+    assert capsys.readouterr().err == "[launch] warning: exit hook failed: RuntimeError: shutdown failed\n"
+
+
+# -- no private Modal names in launcher ---------------------------------------------------
+
+PRIVATE_MODAL_IMPORT = re.compile(r"\bmodal(\.\w+)*\._\w|\bfrom\s+modal(\.\w+)*\s+import\s[^\n#]*\b_\w")
+
+
+def private_modal_names(text: str) -> list[str]:
+    """Lines that name a private module or name of modal (modal._x, from modal import _x)."""
+    return [line.strip() for line in text.splitlines() if PRIVATE_MODAL_IMPORT.search(line)]
+
+
+def private_attributes(source: str) -> list[str]:
+    """`x._name` on anything but self or cls: reaching into another object's internals, as
+    `Trainer._get_user_cls()` reaches into Modal's."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append(f"{ast.unparse(node)} (line {node.lineno})")
+    return found
+
+
+def test_the_checkers_find_what_the_worker_used_to_do() -> None:
+    old_worker = ("from modal._partial_function import _find_callables_for_obj, _PartialFunctionFlags as F\n"
+                  "obj = module.Trainer._get_user_cls()()\n")
+    assert private_modal_names(old_worker) == [old_worker.splitlines()[0]]
+    assert private_modal_names("import modal._utils as u\nfrom modal import App, _Foo\n") == [
+        "import modal._utils as u", "from modal import App, _Foo"]
+    assert private_modal_names("import modal\nfrom modal import App  # _private\n") == []
+    assert private_attributes(old_worker) == ["module.Trainer._get_user_cls (line 2)"]
+
+
+def test_no_private_modal_name_in_launcher_or_the_template() -> None:
+    files = sorted((ROOT / "launcher").rglob("*.py")) + sorted((ROOT / "templates").iterdir())
+    found = [f"{path.relative_to(ROOT)}: {line}" for path in files
+             for line in private_modal_names(path.read_text("utf-8"))]
+    assert found == []
+
+
+def test_the_runtime_backends_and_generated_apps_reach_into_no_private_attribute() -> None:
+    files = [*sorted((ROOT / "launcher" / "runtime").glob("*.py")),
+             *sorted((ROOT / "launcher" / "backends").glob("*.py")),
+             *sorted(GOLDEN.glob("*/app.py"))]
+    found = [f"{path.relative_to(ROOT)}: {hit}" for path in files
+             for hit in private_attributes(path.read_text("utf-8"))]
+    assert found == []
