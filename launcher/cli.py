@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from launcher import __version__
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, printable
 
 EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
 
@@ -148,14 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("launch: interrupted", err=True)
         return EXIT_INTERRUPT
-    except LauncherError as exc:
-        click.echo(str(exc), err=True)
+    except LauncherError as exc:  # one line per problem, none of them able to hide a secret
+        click.echo("\n".join(printable(line) for line in str(exc).split("\n")), err=True)
         return exc.exit_code
     except Exception as exc:  # a bug in launcher, not the user's input
         if "--debug" in args:
             traceback.print_exc()
-        click.echo(f"launch: internal error (a bug in launcher): {type(exc).__name__}: {exc}"
-                   + ("" if "--debug" in args else "; rerun with --debug for the traceback"), err=True)
+        click.echo(printable(f"launch: internal error (a bug in launcher): {type(exc).__name__}: {exc}"
+                             + ("" if "--debug" in args else "; rerun with --debug for the traceback")),
+                   err=True)
         return EXIT_BUG
 
 

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from launcher.spec.credentials import mask_tokens
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on one line: tokens masked (hf_***), and control, line-separator and
+    bidirectional characters (which could hide or reorder what a reader sees) escaped as repr does.
+    """
+    text = mask_tokens(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
 
 @dataclass(frozen=True)
 class Location:
@@ -27,7 +39,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.location}: "
-        return f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
+        return printable(f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}")
 
 
 class LauncherError(Exception):

@@ -6,35 +6,26 @@ tested exactly. Values print as YAML flow text: what a spec (or `--set`) would w
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
-from launcher.errors import Location
-from launcher.plan import cost
+from launcher.cost import breakdown
+from launcher.errors import Location, printable
 from launcher.render import yaml_value
 from launcher.spec.model import JobSpec
-from launcher.spec.units import human_seconds
-from launcher.spec.validate import apply_defaults, job_schema
+from launcher.spec.normalise import resolve
 from launcher.spec.yamlpos import Document, JsonPath
 
 WIDTH = 48  # the value column of `path = value` lines; longer ones push their source right
 
 
-def resolved(doc: Document) -> dict[str, Any]:
-    """The spec as written, shorthand expanded and defaults applied (in the spec's own terms)."""
-    raw = copy.deepcopy(doc.value)
-    if _retries_shorthand(doc):
-        raw["retries"] = {"max_retries": raw["retries"]}
-    raw = apply_defaults(job_schema(), raw)
+def resolved(doc: Document, spec: JobSpec) -> dict[str, Any]:
+    """The spec as written, shorthand expanded and defaults applied (in the spec's own terms),
+    with integers as the JobSpec holds them (train.config's by the recipe's schema)."""
+    raw = resolve(doc.value)
     raw.pop("extends", None)  # merged away while loading; its default `[]` would only mislead
+    raw["train"]["config"] = spec.train.config
     return raw
-
-
-def _retries_shorthand(doc: Document) -> bool:
-    """`retries: N`: a bare integer that stands for max_retries."""
-    value = doc.value.get("retries")
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def leaves(value: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, Any]]:
@@ -51,7 +42,8 @@ def dotted(path: JsonPath) -> str:
 
 
 def assignment(path: JsonPath, value: Any) -> str:
-    return f"{dotted(path)} = {yaml_value(value)}"
+    """`path = value`, printable: a key or value with control or bidi characters is escaped."""
+    return printable(f"{dotted(path)} = {yaml_value(value)}")
 
 
 def flat_lines(value: dict[str, Any]) -> list[str]:
@@ -62,44 +54,19 @@ def flat_lines(value: dict[str, Any]) -> list[str]:
 def origin(doc: Document, path: JsonPath) -> str:
     """`FILE:LINE`, `--set PATH=VALUE` or `default`: who supplied the value at `path`."""
     where: Location | None = doc.values.get(path)
-    if where is None and path == ("retries", "max_retries") and _retries_shorthand(doc):
-        where = doc.values.get(("retries",))
+    if where is None and path == ("retries", "max_retries") and not isinstance(doc.value.get("retries"), dict):
+        where = doc.values.get(("retries",))  # `retries: N` stands for max_retries
     if where is None:
         return "default"
-    return where.source if where.line is None else f"{where.source}:{where.line}"
+    return printable(where.source if where.line is None else f"{where.source}:{where.line}")
 
 
-def field_lines(doc: Document) -> list[str]:
+def field_lines(doc: Document, spec: JobSpec) -> list[str]:
     return [f"  {assignment(path, leaf).ljust(WIDTH)}  {origin(doc, path)}"
-            for path, leaf in leaves(resolved(doc))]
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def cost_lines(spec: JobSpec, prices: dict[str, Any]) -> list[str]:
-    """Per hour running, worst case for one launch, keep-warm idle per day; GPU time only."""
-    c, money = spec.compute, cost(spec, prices)
-    head = (f"cost (GPU only; prices {prices['date']}, {prices['source']}, "
-            f"{prices['currency']} {prices['unit']}):")
-    if money.gpu_type is None:
-        return [head, "  CPU only: no GPU cost (CPU and memory are billed too, not priced here)"]
-    rate = (f"no price on file for {money.gpu_type}" if money.price is None
-            else f"{money.gpu_type} at ${money.price:,.4f}")
-    fallback = f"; priced at the first choice of {len(c.gpu)}" if len(c.gpu) > 1 else ""
-    return [
-        head,
-        f"  per hour running    {money.running()} ({rate} × {_plural(c.gpu_count, 'GPU')}"
-        f" × {_plural(c.nodes, 'node')}{fallback})",
-        f"  worst case launch   {money.worst_case()} "
-        f"({human_seconds(c.timeout_s)} timeout × {_plural(money.attempts, 'attempt')})",
-        f"  keep-warm idle      {money.idle_per_day()} a day "
-        f"({_plural(money.idle_containers, 'container')} × {_plural(c.gpu_count, 'GPU')} × 24h)",
-    ]
+            for path, leaf in leaves(resolved(doc, spec))]
 
 
 def explain(doc: Document, spec: JobSpec, prices: dict[str, Any]) -> str:
     lines = [f"explain: {spec.name}: each resolved field = value, and where the value came from",
-             *field_lines(doc), *cost_lines(spec, prices)]
+             *field_lines(doc, spec), *breakdown(spec, prices)]
     return "\n".join(lines) + "\n"

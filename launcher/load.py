@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.errors import Problem
 from launcher.spec.compose import compose
 from launcher.spec.model import JobSpec
-from launcher.spec.validate import validate
+from launcher.spec.validate import check
 from launcher.spec.yamlpos import Document
 
 
@@ -17,8 +18,10 @@ class Loaded:
     source: str  # the path as the user wrote it: what every message names
     doc: Document  # the composed document, with where each value came from
     spec: JobSpec
+    warnings: list[Problem]  # valid, but will not do what it says
 
 
 def load_spec(path: str | Path, sets: tuple[str, ...] = ()) -> Loaded:
     doc = compose(Path(path), tuple(sets), display=str(path))
-    return Loaded(Path(path), str(path), doc, validate(doc))
+    checked = check(doc)
+    return Loaded(Path(path), str(path), doc, checked.spec, checked.warnings)

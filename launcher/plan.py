@@ -2,52 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-
+from launcher.cost import cost, summary
+from launcher.errors import printable
 from launcher.spec.model import JobSpec
+from launcher.spec.rules import warnings as spec_warnings
 from launcher.spec.units import human_seconds
-
-
-@cache
-def prices() -> dict:
-    """USD per GPU-hour, with their date and source, from launcher/data/prices.json."""
-    return json.loads(resources.files("launcher").joinpath("data/prices.json").read_text("utf-8"))
-
-
-@dataclass(frozen=True)
-class Cost:
-    """GPU cost of one spec at its first-choice GPU type; CPU and memory are billed apart."""
-
-    gpu_type: str | None  # None: CPU only
-    price: float | None  # per GPU-hour; None: no price on file for the type
-    gpus: int  # per launch, all nodes together
-    gpus_per_container: int
-    attempts: int  # 1 + max_retries
-    idle_containers: int  # keep_warm.min_containers
-    timeout_s: int
-
-    def dollars(self, gpu_hours: float) -> str:
-        return "unknown" if self.price is None else f"${self.price * gpu_hours:,.2f}"
-
-    def running(self) -> str:
-        return self.dollars(self.gpus)
-
-    def worst_case(self) -> str:
-        return self.dollars(self.gpus * self.timeout_s / 3600 * self.attempts)
-
-    def idle_per_day(self) -> str:
-        return self.dollars(self.gpus_per_container * self.idle_containers * 24)
-
-
-def cost(spec: JobSpec, table: dict | None = None) -> Cost:
-    c, first = spec.compute, (spec.compute.gpu[0] if spec.compute.gpu else None)
-    price = 0.0 if first is None else (table or prices())["gpu"].get(first)
-    per_container = c.gpu_count if first else 0
-    return Cost(first, price, per_container * c.nodes, per_container,
-                1 + spec.retries.max_retries, spec.keep_warm.min_containers, c.timeout_s)
+from launcher.spec.yamlpos import json_path
 
 
 def _gpu_line(spec: JobSpec) -> str:
@@ -85,24 +45,15 @@ _SNAPSHOT = {
 }
 
 
-def cost_lines(spec: JobSpec) -> list[str]:
-    c = cost(spec)
-    if c.gpu_type is None:
-        return ["cost        GPU $0/h (CPU only; CPU and memory are billed too, not priced here)"]
-    what = f"{c.gpus} × {c.gpu_type}"
-    unknown = "" if c.price is not None else f" (no price on file for {c.gpu_type})"
-    return [f"cost        {c.running()}/h for {what}{unknown}; worst case one launch "
-            f"{c.worst_case()} ({human_seconds(c.timeout_s)} × {c.attempts} "
-            f"attempt{'s' if c.attempts > 1 else ''})"]
-
-
 def warnings(spec: JobSpec) -> list[str]:
+    found = [f"warning: {json_path(path)}: {message}" for path, message in spec_warnings(spec)]
     c = cost(spec)
     idle = c.idle_containers
-    if idle <= 0:
-        return []
-    return [f"warning: keep_warm.min_containers is {idle}: {idle} container(s) "
-            f"({c.gpus_per_container} GPU each) stay up while idle, {c.idle_per_day()} a day of GPU time"]
+    if idle > 0:
+        found.append(f"warning: keep_warm.min_containers is {idle}: {idle} container(s) "
+                     f"({c.gpus_per_container} GPU each) stay up while idle, {c.idle_per_day()} a day "
+                     "of GPU time")
+    return found
 
 
 def plan(spec: JobSpec, source: str, code_line: str) -> str:
@@ -120,7 +71,7 @@ def plan(spec: JobSpec, source: str, code_line: str) -> str:
         f"train       {spec.train.recipe}, {spec.train.steps} steps, seed {spec.train.seed}, "
         f"mixed precision {spec.train.mixed_precision}",
         f"code        {code_line}",
-        *cost_lines(spec),
+        summary(spec),
         *warnings(spec),
     ]
-    return "\n".join(lines) + "\n"
+    return "".join(f"{printable(line)}\n" for line in lines)

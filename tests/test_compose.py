@@ -85,6 +85,20 @@ def test_a_file_that_extends_itself_is_a_cycle(tmp_path) -> None:
         "a.yaml:2:11: $.extends: extends cycle: a.yaml -> a.yaml"]
 
 
+@pytest.mark.parametrize("links", [{"loop.yaml": "loop.yaml"}, {"a.yaml": "b.yaml", "b.yaml": "a.yaml"}],
+                         ids=["self", "cycle"])
+def test_a_base_that_is_a_loop_of_symbolic_links(tmp_path, launch, links: dict[str, str]) -> None:
+    for name, target in links.items():
+        (tmp_path / name).symlink_to(target)
+    first = next(iter(links))
+    job = write(tmp_path, "job.yaml", f"version: 1\nextends: {first}\nname: j\n")
+    message = f"job.yaml:2:10: $.extends: base spec '{first}' is a loop of symbolic links"
+    assert problems(compose, job, (), "job.yaml") == [message]
+    assert launch("check", str(job)) == (
+        1, "", f"{job}:2:10: $.extends: base spec '{tmp_path / first}' is a loop of symbolic links\n"
+               "1 spec checked, 1 with problems\n")
+
+
 def test_a_diamond_is_not_a_cycle(tmp_path) -> None:
     write(tmp_path, "common.yaml", "compute: {cpu: 1}\n")
     write(tmp_path, "left.yaml", "extends: common.yaml\ncompute: {gpu: T4}\n")
@@ -152,6 +166,11 @@ def test_set_values_are_not_shared_between_documents() -> None:
 ])
 def test_bad_set_arguments(arg: str, expected: str) -> None:
     assert problems(apply_set, spec_doc(), arg) == [expected]
+
+
+def test_spaces_around_the_keys_of_a_set_path_are_not_part_of_them() -> None:
+    doc = apply_set(spec_doc(), " compute . gpu_count =8")
+    assert doc.value["compute"]["gpu_count"] == 8
 
 
 def test_sets_apply_in_order_after_the_bases(tmp_path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.explain import cost_lines, explain, origin
+from launcher.cost import breakdown
+from launcher.explain import explain, origin
 from launcher.spec.compose import compose
 from launcher.spec.validate import validate
 
@@ -151,7 +152,7 @@ def spec_of(tmp_path: Path, compute: str, extra: str = "") -> object:
 def test_cost_multi_node_with_fallbacks_and_keep_warm(tmp_path) -> None:
     spec = spec_of(tmp_path, "{gpu: [H100, L40S], gpu_count: 8, nodes: 2, timeout: 90m}",
                    "retries: 0\nkeep_warm: {min_containers: 4}\n")
-    assert cost_lines(spec, TABLE) == [
+    assert breakdown(spec, TABLE) == [
         "cost (GPU only; prices 2026-01, a test table, USD per GPU-hour):",
         "  per hour running    $64.00 (H100 at $4.0000 × 8 GPUs × 2 nodes; priced at the first "
         "choice of 2)",
@@ -162,7 +163,7 @@ def test_cost_multi_node_with_fallbacks_and_keep_warm(tmp_path) -> None:
 
 def test_cost_with_no_price_on_file(tmp_path) -> None:
     spec = spec_of(tmp_path, "{gpu: A10, gpu_count: 4}")
-    assert cost_lines(spec, TABLE)[1:] == [
+    assert breakdown(spec, TABLE)[1:] == [
         "  per hour running    unknown (no price on file for A10 × 4 GPUs × 1 node)",
         "  worst case launch   unknown (4h timeout × 4 attempts)",
         "  keep-warm idle      unknown a day (0 containers × 4 GPUs × 24h)",
@@ -171,7 +172,7 @@ def test_cost_with_no_price_on_file(tmp_path) -> None:
 
 def test_cost_on_cpu_only(tmp_path) -> None:
     spec = spec_of(tmp_path, "{cpu: 2}")
-    assert cost_lines(spec, TABLE)[1:] == [
+    assert breakdown(spec, TABLE)[1:] == [
         "  CPU only: no GPU cost (CPU and memory are billed too, not priced here)"]
 
 

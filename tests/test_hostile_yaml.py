@@ -7,10 +7,12 @@ hang guard (not a timing assertion).
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +20,7 @@ import pytest
 
 from launcher.spec.yamlpos import MAX_BYTES, MAX_DEPTH, MAX_INT_CHARS, MAX_NODES
 
+ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD_S = 120
 SPEC = "version: 1\nname: hostile\ntrain:\n  recipe: launcher.recipes.ppo:PPO\n"
 BOMB = f"expands to more than {MAX_NODES} values (an alias bomb?); refusing to load it"
@@ -256,11 +259,64 @@ def test_binary_and_other_encodings_are_refused(launch, tmp_path: Path, data: by
 @pytest.mark.parametrize("data,message", [
     (b"version: 1\nname: a\x00b\n", "2:8: character #x0000 is not allowed in YAML"),
     (b"version: 1\n\x1b[31mname: x\n", "2:1: character #x001b is not allowed in YAML"),
-    # NEL (U+0085) is a YAML 1.1 line break: "x" starts line 3, so "train" on line 4 is a syntax error.
-    (b"version: 1\nname: \xc2\x85x\n", "4:1: could not find expected ':'"),
+    # NEL (U+0085) is a YAML 1.1 line break, so "x" starts a line of its own and "train" is a
+    # syntax error; an editor sees no break there, so the error is on its line 3, not 4.
+    (b"version: 1\nname: \xc2\x85x\n", "3:1: could not find expected ':'"),
 ], ids=["nul", "escape", "nel"])
 def test_control_characters_in_utf8_are_refused_where_they_sit(launch, tmp_path: Path, data: bytes,
                                                                message: str) -> None:
     path = tmp_path / "job.yaml"
     path.write_bytes(data + b"train: {recipe: 'launcher.recipes.ppo:PPO'}\n")
     assert launch("check", str(path)) == (1, "", f"{path}:{message}\n1 spec checked, 1 with problems\n")
+
+
+# --- merge keys, with the lowest PyYAML that pyproject.toml allows ----------------------------
+
+def _pyyaml_floor() -> str:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["dependencies"]
+    [requirement] = [d for d in dependencies if d.lower().startswith("pyyaml")]
+    match = re.fullmatch(r"pyyaml>=([0-9.]+)(,.*)?", requirement.replace(" ", ""), re.IGNORECASE)
+    assert match, f"a floor written as pyyaml>=X, not {requirement!r}"
+    return match[1]
+
+
+@pytest.fixture(scope="module")
+def lowest_pyyaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the lowest PyYAML allowed, installed from the package index."""
+    target = tmp_path_factory.mktemp("pyyaml-floor")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-deps", "--only-binary", ":all:", "--target", str(target),
+                    f"pyyaml=={_pyyaml_floor()}"], check=True, capture_output=True, timeout=HANG_GUARD_S)
+    return target
+
+
+def _flatten_bomb() -> str:
+    # Each level merges the level below twice. PyYAML up to 6.0.3 lists 2**40 pairs while it
+    # flattens merge keys, before any value is built (105 s and 3.5 GB for 19 KB of such YAML);
+    # read pair by pair it is 41 keys.
+    inner = "&a0 {k0: 0}"
+    for i in range(1, 41):
+        inner = f"&a{i} {{<<: [{inner}, *a{i - 1}], k{i}: {i}}}"
+    return SPEC + f"m: {inner}\n"
+
+
+def _merge_bomb() -> str:  # merged values that really do multiply
+    return SPEC + "m0: &m0 {k: v, j: w}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [*m{i - 1}], a: *m{i - 1}, b: *m{i - 1}, c: *m{i - 1}}}\n" for i in range(1, 16))
+
+
+def test_merge_keys_are_bounded_with_the_lowest_pyyaml_allowed(tmp_path: Path, lowest_pyyaml: Path) -> None:
+    write(tmp_path, _flatten_bomb(), "flatten.yaml")
+    write(tmp_path, _merge_bomb(), "merge.yaml")
+    code = ("import sys, yaml; from launcher.cli import main; "
+            f"assert yaml.__version__ == {_pyyaml_floor()!r}, yaml.__file__; "
+            "sys.exit(main(['check', sys.argv[1]]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lowest_pyyaml), str(ROOT)])}
+
+    def check(name: str) -> Result:
+        proc = subprocess.run([sys.executable, "-c", code, name], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=HANG_GUARD_S, preexec_fn=_limit_memory)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    assert refused(check("flatten.yaml")) == ["flatten.yaml:5:1: $: unknown key 'm'"]
+    bomb_refused(check("merge.yaml"), "merge.yaml", "$.m")

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from launcher.spec.validate import Validator, apply_defaults
+from launcher.spec.normalise import apply_defaults
+from launcher.spec.schema import Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schemas" / "job.schema.json"

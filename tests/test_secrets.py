@@ -131,3 +131,87 @@ def test_a_credential_given_with_set_is_not_echoed(launch) -> None:
     assert result.err.splitlines()[0] == (
         "--set env.HF_TOKEN=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a credential: put it in a "
         "Modal Secret and list the secret's name under secrets:")
+
+
+# --- no credential in any output, whatever the way in ------------------------------------------
+
+HF = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3"  # shaped like a Hugging Face token
+
+
+@pytest.mark.parametrize("arg, lines", [
+    (f"env.HF_TOKEN=[{HF}]", [
+        "--set env.HF_TOKEN=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a credential: put it in a Modal "
+        "Secret and list the secret's name under secrets:",
+        "--set env.HF_TOKEN=***: $.env.HF_TOKEN[0]: 'hf_***' looks like a credential token: put it in a "
+        "Modal Secret and list the secret's name under secrets:",
+        "--set env.HF_TOKEN=***: $.env.HF_TOKEN: <hidden> is not of type 'string'"]),
+    (f"env={{HF_TOKEN: {HF}}}", [
+        "--set env=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a credential: put it in a Modal Secret and "
+        "list the secret's name under secrets:",
+        "--set env=***: $.env.HF_TOKEN: 'hf_***' looks like a credential token: put it in a Modal Secret "
+        "and list the secret's name under secrets:"]),
+    ("env.HF_TOKEN =s3cr3t-VALUE", [
+        "--set env.HF_TOKEN =***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a credential: put it in a Modal "
+        "Secret and list the secret's name under secrets:"]),
+    ("env.HF-TOKEN=s3cr3t-VALUE", [
+        "--set env.HF-TOKEN=***: $.env.HF-TOKEN: 'HF-TOKEN' looks like a credential: put it in a Modal "
+        "Secret and list the secret's name under secrets:",
+        "--set env.HF-TOKEN=***: $.env: key 'HF-TOKEN' is not a valid environment variable name"]),
+    ("env.DB_PASSWORD={nested: s3cr3t-VALUE}", [
+        "--set env.DB_PASSWORD=***: $.env.DB_PASSWORD: 'DB_PASSWORD' looks like a credential: put it in a "
+        "Modal Secret and list the secret's name under secrets:",
+        "--set env.DB_PASSWORD=***: $.env.DB_PASSWORD: <hidden> is not of type 'string'"]),
+    ("env.DB_PASSWORD=!!int s3cr3t-VALUE", ["--set env.DB_PASSWORD=***:1:1: not a valid int"]),
+    (f"train.config.note={HF}", [
+        "--set train.config.note=***: $.train.config.note: 'hf_***' looks like a credential token: put "
+        "it in a Modal Secret and list the secret's name under secrets:"]),
+], ids=["list", "mapping", "space-before-equals", "invalid-name", "nested", "bad-int", "token-elsewhere"])
+def test_set_never_echoes_a_credential(launch, arg: str, lines: list[str]) -> None:
+    result = launch("check", "--set", arg, str(ROOT / "jobs/ppo.yaml"))
+    assert result == (1, "", "\n".join(lines) + "\n1 spec checked, 1 with problems\n")
+
+
+TOKENS = {
+    "hugging-face": (HF, "hf_***"),
+    "openai": ("sk-proj-" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9", "sk-***"),
+    "github-classic": ("ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "ghp_***"),
+    "github-oauth": ("gho_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "gho_***"),
+    "github-app": ("ghs_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "ghs_***"),
+    "github-fine-grained": ("github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_***"),
+    "gitlab": ("glpat-" + "x1Y2z3A4b5C6d7E8f9G0", "glpat-***"),
+    "slack": ("xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-***"),
+    "aws": ("AKIA" + "IOSFODNN7EXAMPLE", "AKIA***"),
+}
+TOKEN_SPEC = """\
+version: 1
+name: tokens
+image: {{code: local}}
+train:
+  recipe: tokens_free_recipe:Free
+  config:
+    note: "{value}"
+"""
+
+
+@pytest.fixture
+def free_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "tokens_free_recipe.py").write_text('class Free:\n    config_schema = {"type": "object"}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("token, shown", TOKENS.values(), ids=TOKENS.keys())
+def test_a_token_anywhere_is_refused_and_shown_masked(launch, free_recipe: Path, token: str, shown: str) -> None:
+    path = write(free_recipe, TOKEN_SPEC.format(value=f"Bearer {token}"))
+    expected = (f"{path}:7:11: $.train.config.note: 'Bearer {shown}' looks like a credential token: put it "
+                "in a Modal Secret and list the secret's name under secrets:\n")
+    assert launch("check", str(path)) == (1, "", expected + "1 spec checked, 1 with problems\n")
+    assert launch("--dry-run", str(path)) == (1, "", expected)
+    (free_recipe / "old.yaml").write_text(TOKEN_SPEC.format(value="plain"), "utf-8")
+    assert launch("diff", str(free_recipe / "old.yaml"), str(path)) == (1, "", expected)
+
+
+@pytest.mark.parametrize("text", ["hf_home", "/data/hf_datasets_cache_directory", "sk-learn", "AKIAxyz",
+                                  "ghp_short", "glpat-short", "the task-ghp_a"])
+def test_words_that_merely_start_like_a_token_are_plain_values(launch, free_recipe: Path, text: str) -> None:
+    assert launch("check", str(write(free_recipe, TOKEN_SPEC.format(value=text)))) == (0, "", "1 spec ok\n")

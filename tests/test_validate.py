@@ -13,6 +13,7 @@ import pytest
 
 from launcher.errors import SpecError
 from launcher.spec import yamlpos
+from launcher.spec.credentials import looks_like_credential
 from launcher.spec.model import (Checkpoint, Compute, GitSource, Image, JobSpec, KeepWarm,
                                  Retries, Train)
 from launcher.spec.validate import job_schema, validate
@@ -145,21 +146,91 @@ def test_problems_are_sorted_by_position_and_unique() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", [
+CREDENTIAL_NAMES = [
     "HF_TOKEN", "GITHUB_TOKEN", "TOKEN", "AWS_SECRET_ACCESS_KEY", "SECRET", "CLIENT_SECRET_ID",
     "DB_PASSWORD", "PASSWD", "WANDB_API_KEY", "KEY", "hf_token",
-])
-def test_credential_names_are_refused_in_env(name: str) -> None:
-    assert problems(MINIMAL + f"env: {{{name}: x}}\n") == [
-        f"t.yaml:4:7: $.env.{name}: {name!r} looks like a credential: put it in a Modal Secret "
-        "and list the secret's name under secrets:"]
-
-
-@pytest.mark.parametrize("name", [
+    # missed before: each holds a credential, or a URL or file that carries one
+    "AWS_ACCESS_KEY_ID", "GITHUB_PAT", "GH_PAT", "DB_PASS", "SMTP_PASS", "PASSPHRASE", "SSH_PASSPHRASE",
+    "APIKEY", "OPENAI_APIKEY", "apiKey", "hfToken", "NGROK_AUTHTOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
+    "AWS_CREDENTIALS", "CREDENTIALS", "DOCKER_CREDS", "DATABASE_URL", "DB_URI", "REDIS_URL",
+    "MONGODB_URI", "POSTGRES_DSN", "SLACK_WEBHOOK_URL", "DISCORD_WEBHOOK", "WEBHOOK_URL", "SENTRY_DSN",
+    "DSN", "PRIVATE_KEY", "SSH_PRIVATE_KEY_PATH", "SIGNING_KEY", "AUTH", "BASIC_AUTH", "HTTP_AUTHORIZATION",
+    "COOKIE", "SESSION_COOKIE", "SESSION", "SESSION_ID", "AZURE_STORAGE_CONNECTION_STRING", "DB_PWD",
+    "HF-TOKEN", "hf.token",
+]
+PLAIN_NAMES = [
     "TOKENIZERS_PARALLELISM", "MAX_TOKENS", "KEYBOARD", "MONKEY", "KEY_COUNT", "SECRETARY", "WANDB_PROJECT",
-])
+    "KEY_FIELD", "KEYS_DIR", "SORT_KEYS", "PATH", "PWD", "PASSES", "NUM_PASSES", "BYPASS_CACHE", "COMPASS",
+    "PATIENCE", "AUTHOR", "OAUTHLIB_INSECURE_TRANSPORT", "SESSION_NAME", "WANDB_BASE_URL", "HF_ENDPOINT",
+    "HF_HOME", "MLFLOW_TRACKING_URI", "TORCH_HOME", "PIN_MEMORY", "CUDA_VISIBLE_DEVICES", "SECRETS_DIR",
+    "TOKENIZER", "MAX_NEW_TOKENS", "DATASET_URL", "PAD_TOKEN", "eos_token_id", "bos_token", "MAX_TOKEN",
+]
+
+
+@pytest.mark.parametrize("name", CREDENTIAL_NAMES)
+def test_credential_names_are_refused_in_env(name: str) -> None:
+    found = problems(MINIMAL + f"env: {{'{name}': x}}\n")
+    assert f"t.yaml:4:7: $.env.{name}: {name!r} looks like a credential: put it in a Modal Secret " \
+           "and list the secret's name under secrets:" in found
+
+
+@pytest.mark.parametrize("name", [n for n in PLAIN_NAMES if n.isidentifier()])
 def test_plain_settings_are_not_mistaken_for_credentials(name: str) -> None:
     assert spec_of(MINIMAL + f"env: {{{name}: x}}\n").env == {name: "x"}
+
+
+@pytest.mark.parametrize("name", CREDENTIAL_NAMES)
+def test_what_looks_like_a_credential(name: str) -> None:
+    assert looks_like_credential(name)
+
+
+@pytest.mark.parametrize("name", PLAIN_NAMES)
+def test_what_does_not(name: str) -> None:
+    assert not looks_like_credential(name)
+
+
+FREE = "version: 1\nname: j\ntrain:\n  recipe: validate_free_recipe:Free\n  config:\n"
+
+
+@pytest.fixture
+def free_recipe(tmp_path, monkeypatch) -> None:
+    (tmp_path / "validate_free_recipe.py").write_text('class Free:\n    config_schema = {"type": "object"}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["api_key", "password", "hf_token", "db_pass", "aws_secret_access_key",
+                                  "wandb_api_key", "private_key", "apiKey"])
+def test_a_recipe_setting_named_like_a_credential_is_refused(free_recipe, name: str) -> None:
+    assert problems(FREE + f"    nested: [{{{name}: x}}]\n") == [
+        f"t.yaml:6:15: $.train.config.nested[0].{name}: {name!r} looks like a credential: put it in a "
+        "Modal Secret and list the secret's name under secrets:"]
+
+
+@pytest.mark.parametrize("name", ["text_key", "cache_key", "sort_key", "pad_token", "eos_token_id",
+                                  "max_new_tokens", "tokenizer_name", "learning_rate"])
+def test_a_recipe_setting_merely_ending_in_key_is_not(free_recipe, name: str) -> None:
+    assert spec_of(FREE + f"    {name}: x\n").train.config == {name: "x"}
+
+
+@pytest.mark.parametrize("name", ["LAUNCH_CHECKPOINT_DIR", "LAUNCH_FAULT", "LAUNCH_PROCESSES", "launch_run_dir"])
+def test_the_runtimes_own_variables_are_refused_in_env(name: str) -> None:
+    assert problems(MINIMAL + f"env: {{{name}: x}}\n") == [
+        f"t.yaml:4:7: $.env.{name}: {name!r} is reserved: LAUNCH_* variables configure launcher's "
+        "runtime; use another name"]
+
+
+def test_rdma_on_one_node_is_a_warning_in_check(launch, tmp_path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(MINIMAL + "compute:\n  gpu: H100\n  rdma: true\n", "utf-8")
+    assert launch("check", str(path)) == (0, "", (
+        f"warning: {path}:6:9: $.compute.rdma: true has no effect with compute.nodes 1: Modal drops "
+        "RDMA outside a cluster (nodes > 1)\n1 spec ok\n"))
+    result = launch("--dry-run", str(path))
+    assert result.code == 0
+    assert "warning: $.compute.rdma: true has no effect with compute.nodes 1: Modal drops RDMA " \
+           "outside a cluster (nodes > 1)\n" in result.err
+    assert launch("check", "--set", "compute.nodes=2", "--set", "compute.gpu_count=8", str(path)) == \
+        (0, "", "1 spec ok\n")
 
 
 def test_infinite_numbers_are_refused() -> None:

@@ -77,8 +77,17 @@ def test_merge_keys_and_aliases_resolve_as_safe_load_does() -> None:
 
 
 def test_merge_keys_through_an_alias_visited_twice() -> None:
-    text = "a: &a\n  <<: {x: 1, y: 2}\n  x: 3\nb: *a\nc: {<<: [*a, {z: 1}], z: 2}\n"
-    assert yamlpos.parse(text, "t.yaml").value == yaml.safe_load(text)
+    text = "a: &a\n  <<: {xx: 1, y: 2}\n  xx: 3\nb: *a\nc: {<<: [*a, {z: 1}], z: 2}\n"
+    assert yamlpos.parse(text, "t.yaml").value == yaml.safe_load(text) == {
+        "a": {"xx": 3, "y": 2}, "b": {"xx": 3, "y": 2}, "c": {"xx": 3, "y": 2, "z": 2}}
+
+
+def test_a_merged_mapping_gives_the_values_it_has_whatever_its_keys_are_called() -> None:
+    # PyYAML >= 6.0.3 drops a merged pair whose key string is the *same object* as one merged
+    # before: CPython shares one-letter strings, so it reads c.x as 1 here (and as 3 had the key
+    # been `xx`). The values are those of `a` as it reads: x is 3. So does PyYAML 6.0.
+    text = "a: &a\n  <<: {x: 1, y: 2}\n  x: 3\nc: {<<: [*a, {z: 1}], z: 2}\n"
+    assert yamlpos.parse(text, "t.yaml").value["c"] == {"x": 3, "y": 2, "z": 2}
 
 
 def test_a_key_written_twice_beside_a_merge_is_still_a_duplicate() -> None:
@@ -196,3 +205,83 @@ def test_any_dumped_mapping_parses_like_safe_load(data: dict, flow: bool | None)
     doc = yamlpos.parse(text, "t.yaml")
     assert doc.value == yaml.safe_load(text)
     assert set(doc.values) >= {(key,) for key in doc.value}  # keys: a dump need not round-trip
+
+
+# --- positions are where an editor shows them ---------------------------------------------------
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"], ids=["LS", "PS", "NEL"])
+@pytest.mark.parametrize("before", [
+    "# a comment{sep}# that goes on\n",  # YAML 1.1 ends the comment there; an editor does not
+    'note: "one{sep}two"\n',
+    "note: 'one{sep}two'\n",
+    "note: \"x\"  # trailing{sep}# comment\n",
+], ids=["comment", "double-quoted", "single-quoted", "trailing-comment"])
+def test_line_separators_do_not_shift_lines(before: str, separator: str) -> None:
+    text = before.format(sep=separator) + "a:\n  b: 1\n  b: 2\n"
+    doc_lines = text.count("\n")  # what an editor counts
+    assert problems(text) == [f"t.yaml:{doc_lines}:3: $.a.b: duplicate key 'b'"]
+
+
+def test_values_are_located_by_editor_lines_and_columns() -> None:
+    doc = yamlpos.parse('note: "a\u2028b"\nx: [1, 2]\n', "t.yaml")
+    assert doc.where(("x", 1)) == Location("t.yaml", 2, 8)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: 1\r\nb: 1\r\nb: 2\r\n", "t.yaml:3:1: $.b: duplicate key 'b'"),  # Windows line ends
+    ("a: 1\rb: 1\rb: 2\r", "t.yaml:3:1: $.b: duplicate key 'b'"),  # old Mac line ends
+    ("\ufeffb: 1\nb: 2\n", "t.yaml:2:1: $.b: duplicate key 'b'"),
+    ("\ufeffa: {b: 1, b: 2}\n", "t.yaml:1:11: $.a.b: duplicate key 'b'"),  # a BOM takes no column
+    ('a: "é😀"\nb: 1\nb: [x, "\u2028", y]\nb: 3\n', "t.yaml:3:1: $.b: duplicate key 'b'"),
+])
+def test_line_ends_and_a_byte_order_mark(text: str, expected: str) -> None:
+    assert problems(text) == [expected]
+
+
+def test_a_syntax_error_after_a_line_separator_is_on_the_editors_line() -> None:
+    assert problems("a: 'x\u2028y'\nb: [1\n") == ["t.yaml:3:1: expected ',' or ']', but got '<stream end>'"]
+
+
+def test_a_character_refused_after_a_line_separator_is_on_the_editors_line() -> None:
+    assert problems("a: 'x\u2028y'\nb: \x07\n") == ["t.yaml:2:4: character #x0007 is not allowed in YAML"]
+
+
+# --- merge keys: safe_load's values, with the work bounded as they expand ----------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("base: &b {cpu: 2, mem: 1}\nc: {<<: *b}\n", {"cpu": 2, "mem": 1}),
+    ("base: &b {cpu: 2, mem: 1}\nc: {<<: *b, cpu: 4}\n", {"cpu": 4, "mem": 1}),
+    ("one: &o {kk: 1, aa: 1}\ntwo: &t {kk: 2, bb: 2}\nc: {<<: [*o, *t]}\n", {"kk": 1, "aa": 1, "bb": 2}),
+    ("one: &o {kk: 1}\ntwo: &t {<<: *o, kk: 2, bb: 2}\nc: {<<: [*t, {cc: 3}]}\n", {"kk": 2, "bb": 2, "cc": 3}),
+    ("one: &o {kk: 1}\nc: {<<: [*o, *o, *o], dd: 4}\n", {"kk": 1, "dd": 4}),
+    ("c: {<<: {<<: {<<: {deep: 1}, mid: 2}, top: 3}}\n", {"deep": 1, "mid": 2, "top": 3}),
+    ("c: {'<<': 1}\n", {"<<": 1}),  # a quoted << is a plain key
+    ("c: {=: 1}\n", {"=": 1}),
+])
+def test_merge_keys_read_as_the_yaml_merge_spec_says(text: str, expected: dict) -> None:
+    # As safe_load reads them in PyYAML 6.0 to 6.0.3; 6.0.4 lets the later of two merged
+    # mappings win a key written as two characters or more (the third case), against the spec:
+    # "keys in mapping nodes earlier in the sequence override keys in later mapping nodes".
+    assert yamlpos.parse(text, "t.yaml").value["c"] == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: {<<: 5}\n", "t.yaml:1:9: $.a: expected a mapping or list of mappings for merging, but found scalar"),
+    ("a: {<<: [{x: 1}, [y]]}\n", "t.yaml:1:18: $.a: expected a mapping for merging, but found sequence"),
+    ("a: {<<: {x: 1}, <<: {y: 2}}\n", "t.yaml:1:17: $.a: duplicate key '<<'"),
+    ("a: &a {<<: *a, x: 1}\n", "t.yaml:1:4: $.a: a merge key (<<) merges a mapping into itself"),
+    ("a: {<<: {xx: 1, xx: 2}}\n", "t.yaml:1:17: $.a.xx: duplicate key 'xx'"),
+    ("a: {<<: !custom {x: 1}}\n", "t.yaml:1:9: $.a: the tag '!custom' is not allowed (plain YAML only)"),
+])
+def test_merge_key_mistakes_are_refused_where_they_are(text: str, expected: str) -> None:
+    assert problems(text) == [expected]
+
+
+def test_merging_the_same_mapping_many_times_costs_nothing() -> None:
+    # Each level merges the one below twice: PyYAML 6.0 to 6.0.2 list 2**40 pairs while
+    # flattening, before any value is built; read pair by pair it is 42 keys.
+    inner = "&a0 {k0: 0}"
+    for i in range(1, 41):
+        inner = f"&a{i} {{<<: [{inner}, *a{i - 1}], k{i}: {i}}}"
+    doc = yamlpos.parse(f"m: {inner}\n", "t.yaml")
+    assert doc.value["m"] == {f"k{i}": i for i in range(41)}

@@ -12,10 +12,13 @@ def check(paths: tuple[str, ...], sets: tuple[str, ...]) -> int:
     bad = 0
     for path in paths:
         try:
-            load_spec(path, sets)
+            loaded = load_spec(path, sets)
         except SpecError as exc:
             bad += 1
             click.echo(str(exc), err=True)
+            continue
+        for warning in loaded.warnings:
+            click.echo(f"warning: {warning}", err=True)
     noun = "spec" if len(paths) == 1 else "specs"
     summary = f"{len(paths)} {noun} checked, {bad} with problems" if bad else f"{len(paths)} {noun} ok"
     click.echo(summary, err=True)

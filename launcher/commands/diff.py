@@ -11,6 +11,7 @@ import difflib
 
 import click
 
+from launcher.errors import printable
 from launcher.explain import flat_lines, resolved
 from launcher.load import Loaded, load_spec
 from launcher.render import CodeSource, render
@@ -21,7 +22,7 @@ def unified(old: list[str], new: list[str], old_name: str, new_name: str) -> lis
 
 
 def spec_lines(loaded: Loaded) -> list[str]:
-    return flat_lines(resolved(loaded.doc))
+    return flat_lines(resolved(loaded.doc, loaded.spec))
 
 
 def app_lines(loaded: Loaded, label: str) -> list[str]:
@@ -34,7 +35,7 @@ def diff_text(old: Loaded, new: Loaded) -> str:
                     f"{new.source} (resolved spec)")
     lines += unified(app_lines(old, new.source), app_lines(new, new.source),
                      f"{old.source} (app)", f"{new.source} (app)")
-    return "".join(f"{line}\n" for line in lines)
+    return "".join(f"{printable(line)}\n" for line in lines)
 
 
 def diff(old: str, new: str, sets: tuple[str, ...], exit_code: bool) -> int:

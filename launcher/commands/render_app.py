@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from launcher import gitinfo
+from launcher.cost import prices
+from launcher.errors import printable
 from launcher.explain import explain as explain_text
 from launcher.load import Loaded, load_spec
-from launcher.plan import plan, prices
+from launcher.plan import plan
 from launcher.render import comment, render
 
 
@@ -46,13 +48,13 @@ def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bo
     rendered = render_loaded(load_spec(job, sets), use_local_code)
     click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
     if rendered.note:
-        click.echo(f"note: {rendered.note} (this dry run shows the app with local code)", err=True)
+        click.echo(printable(f"note: {rendered.note} (this dry run shows the app with local code)"), err=True)
     if explain:
         click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:
         click.echo(rendered.app, nl=False)
     elif write_if_changed(Path(out), rendered.app):
-        click.echo(f"wrote {out}", err=True)
+        click.echo(printable(f"wrote {out}"), err=True)
     else:
-        click.echo(f"{out} is up to date", err=True)
+        click.echo(printable(f"{out} is up to date"), err=True)
     return 0

@@ -23,9 +23,7 @@ Imports neither click, Jinja nor jsonschema.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
-import sys
 import tempfile
 from pathlib import Path
 from collections.abc import Iterator
@@ -37,21 +35,17 @@ from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.loop import Loop
 from launcher.runtime.volume import LocalVolume, Volume
 from launcher.spec.model import JobSpec
+from launcher.spec.refs import RefError, import_ref
 
 
 def import_recipe(ref: str) -> type:
     """The recipe class named `module:Class`; a failure is permanent (a retry cannot fix it)."""
-    module_name, _, class_name = ref.partition(":")
-    if os.getcwd() not in sys.path:  # a user's recipe module next to their specs, locally
-        sys.path.append(os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise PermanentError(f"train.recipe: cannot import {module_name!r}: "
-                             f"{type(exc).__name__}: {exc}") from exc
-    recipe = getattr(module, class_name, None)
+        recipe = import_ref(ref)
+    except RefError as exc:
+        raise PermanentError(f"train.recipe: {exc}") from exc
     if not isinstance(recipe, type):
-        raise PermanentError(f"train.recipe: {module_name!r} has no class {class_name!r}")
+        raise PermanentError(f"train.recipe: {ref!r} is not a class")
     return recipe
 
 

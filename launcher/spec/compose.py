@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from launcher.errors import Location, Problem, SpecError
 from launcher.spec import yamlpos
-from launcher.spec.credentials import looks_like_credential
-from launcher.spec.yamlpos import Document, JsonPath, json_path
+from launcher.spec.credentials import MASK, has_token, looks_like_credential
+from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
+
+_NAMES = re.compile(r"[A-Za-z0-9_-]+")  # what could be a name in a --set flag's path or value
 
 
 def _paths(value: Any, path: JsonPath = ()) -> list[JsonPath]:
-    out = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, path + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out += _paths(item, path + (index,))
-    return out
+    return [where for where, _ in walk(value, path)]
 
 
 def _deep_merge(base: Any, over: Any) -> Any:
@@ -70,16 +66,25 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def _resolve(path: Path, where: Location, shown: str) -> Path:
+    """The real path of a base spec; a symbolic link that leads back to itself is refused."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python 3.11 and 3.12 on a symlink loop
+        raise SpecError([Problem(where, "$.extends",
+                                 f"base spec {shown!r} is a loop of symbolic links")]) from None
+
+
 def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Document:
     """Load `path` with its bases merged underneath; `chain` holds the files above it."""
     doc = yamlpos.load(path, display)
     if not isinstance(doc.value, dict):
         raise SpecError([Problem(doc.where(()), "$", "the top level of a spec must be a mapping")])
     merged = Document({})
-    chain = chain + (path.resolve(),)
+    chain = chain + (path.resolve(),)  # `path` was read, so it resolves
     for rel, where in _extends_list(doc):
-        target = (path.parent / rel).resolve()
         shown = os.path.normpath(os.path.join(os.path.dirname(display), rel))
+        target = _resolve(path.parent / rel, where, shown)
         if target in chain:
             names = " -> ".join([*(p.name for p in chain), target.name])
             raise SpecError([Problem(where, "$.extends", f"extends cycle: {names}")])
@@ -89,12 +94,19 @@ def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Documen
     return merge(merged, doc)
 
 
+def _sensitive(text: str) -> bool:
+    """Whether `text` holds a token or names a credential anywhere (`{HF_TOKEN: x}`, `DB-PASS`)."""
+    return has_token(text) or any(looks_like_credential(name) for name in _NAMES.findall(text))
+
+
 def _set_source(arg: str) -> str:
     """How messages name a `--set` flag: quoted when it holds a newline or other control
     character, so that every message stays on one line; a credential's value is masked."""
-    dotted, eq, _ = arg.partition("=")
-    if eq and looks_like_credential(dotted.rsplit(".", 1)[-1]):
-        arg = f"{dotted}=***"
+    dotted, eq, text = arg.partition("=")
+    if not eq and _sensitive(arg):
+        arg = MASK
+    elif eq and (_sensitive(dotted) or _sensitive(text)):
+        arg = f"{dotted}={MASK}"
     return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
 
 
@@ -107,7 +119,7 @@ def apply_set(doc: Document, arg: str) -> Document:
     dotted, eq, text = arg.partition("=")
     if not eq:
         raise _set_problem(arg, "expected PATH=VALUE, e.g. --set train.steps=500")
-    keys = dotted.strip().split(".")
+    keys = [key.strip() for key in dotted.split(".")]  # `env.X = 1` sets X, as it reads
     if not all(keys):
         raise _set_problem(arg, f"{dotted!r} is not a dotted path such as compute.gpu_count")
     if keys[0] == "extends":  # bases are merged while the file loads; a later value is ignored

@@ -7,57 +7,40 @@ module is read instead when it exists; launcher's own recipes ship one.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from launcher.errors import Problem
+from launcher.spec.explain_errors import schema_problems
+from launcher.spec.normalise import integers
+from launcher.spec.refs import RefError, import_ref, module_file, split
 from launcher.spec.yamlpos import Document
 
 
-class RecipeNotFound(Exception):
-    pass
-
-
-def _sidecar(module: str, cls: str) -> Path | None:
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as exc:
-        raise RecipeNotFound(f"cannot import {module!r}: {exc}") from None
-    if found is None or found.origin is None:
-        raise RecipeNotFound(f"no module named {module!r}")
-    path = Path(found.origin).with_name(f"{Path(found.origin).stem}.{cls}.schema.json")
+def _sidecar(ref: str) -> Path | None:
+    module, name = split(ref)
+    origin = module_file(module)
+    if origin is None:
+        return None
+    path = origin.with_name(f"{origin.stem}.{name}.schema.json")
     return path if path.is_file() else None
 
 
 def recipe_schema(ref: str) -> dict[str, Any]:
     """The recipe's config schema, from its sidecar file or else from the class itself."""
-    module, _, cls = ref.partition(":")
-    if os.getcwd() not in sys.path:  # a user's recipe module next to their specs
-        sys.path.append(os.getcwd())
-    sidecar = _sidecar(module, cls)
+    sidecar = _sidecar(ref)
     if sidecar is not None:
         return json.loads(sidecar.read_text("utf-8"))
-    try:
-        recipe = getattr(importlib.import_module(module), cls)
-    except AttributeError:
-        raise RecipeNotFound(f"{module!r} has no class {cls!r}") from None
-    except Exception as exc:
-        raise RecipeNotFound(f"cannot import {module!r}: {type(exc).__name__}: {exc}") from None
-    return getattr(recipe, "config_schema", None) or {"type": "object"}
+    return getattr(import_ref(ref), "config_schema", None) or {"type": "object"}
 
 
-def config_problems(raw: dict[str, Any], doc: Document, explain: Any, validator: Any) -> list[Problem]:
-    """Problems in train.config; `raw` is the document with defaults applied."""
-    ref = raw["train"]["recipe"]
+def checked_config(raw: dict[str, Any], doc: Document) -> tuple[dict[str, Any], list[Problem]]:
+    """train.config with integers normalised by the recipe's schema, and its problems; `raw` is
+    the resolved spec."""
     try:
-        schema = recipe_schema(ref)
-    except RecipeNotFound as exc:
-        return [Problem(doc.where(("train", "recipe")), "$.train.recipe", str(exc))]
-    # Wrap the recipe's schema so error paths are absolute in the whole spec.
-    wrapper = {"properties": {"train": {"properties": {"config": schema}}}}
-    return [p for e in validator(wrapper).iter_errors(raw) for p in explain(e, doc)]
+        schema = recipe_schema(raw["train"]["recipe"])
+    except RefError as exc:
+        return raw["train"]["config"], [Problem(doc.where(("train", "recipe")), "$.train.recipe", str(exc))]
+    config = integers(schema, raw["train"]["config"])
+    return config, schema_problems(schema, config, doc, base=("train", "config"))

@@ -1,0 +1,172 @@
+"""The checks a JSON Schema cannot say: the format version, rules across fields, Modal's
+deploy-time limits, and credentials wherever they are written.
+
+Each rule reads the resolved spec (defaults applied, integers normalised) but tolerates values
+of the wrong type, which the schema reports on its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from launcher import __version__
+from launcher.errors import Problem
+from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens
+from launcher.spec.model import JobSpec
+from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
+
+FORMAT_VERSION = 1
+RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
+RESERVED_ENV = "LAUNCH_"  # the runtime's own settings (checkpoint folder, fault injection, ...)
+TO_SECRETS = "put it in a Modal Secret and list the secret's name under secrets:"
+
+Rule = Callable[[dict[str, Any], Document], Iterator[Problem]]
+
+
+def version_problem(raw: dict[str, Any], doc: Document) -> Problem | None:
+    """Checked before anything else: a newer format is not judged by this launcher's schema."""
+    version = raw.get("version")
+    where = doc.where(("version",))
+    if "version" not in raw:
+        return Problem(doc.where(()), "$", "missing required key 'version' (add 'version: 1')")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        return Problem(where, "$.version",
+                       f"format version {version} needs a newer launcher "
+                       f"(launcher {__version__} reads format version {FORMAT_VERSION})")
+    if version != FORMAT_VERSION or not isinstance(version, int) or isinstance(version, bool):
+        return Problem(where, "$.version", f"{version!r} is not a format version (use 1)")
+    return None
+
+
+def _get(value: Any, path: JsonPath, kind: type | tuple[type, ...]) -> Any:
+    """The value at `path` if every step exists and the leaf is of `kind`, else None."""
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, bool) and kind is int:
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _at(doc: Document, path: JsonPath, message: str, key: bool = False) -> Problem:
+    return Problem(doc.where(path, key=key), json_path(path), message)
+
+
+def _values_json_holds(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    for path, value in walk(doc.value):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield _at(doc, path, f"{value!r} is not a finite number")
+        if isinstance(value, (datetime.date, bytes)):  # YAML timestamps and !!binary: not JSON
+            kind = "binary data" if isinstance(value, bytes) else "a date"
+            yield _at(doc, path, f"YAML reads this as {kind}, which a spec cannot hold; "
+                                 "quote it to make it a string")
+
+
+def _gpu_count_and_nodes(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    nodes = _get(raw, ("compute", "nodes"), int) or 1
+    has_gpu = _get(raw, ("compute", "gpu"), (str, list)) is not None
+    count = _get(raw, ("compute", "gpu_count"), int)
+    if nodes > 1 and not has_gpu:
+        yield _at(doc, ("compute", "nodes"), f"multi-node (nodes: {nodes}) needs a GPU; set compute.gpu")
+    if nodes > 1 and has_gpu and count is not None and count != 8:
+        yield _at(doc, ("compute", "gpu_count"),
+                  f"multi-node needs a full host per node: gpu_count must be 8, not {count}")
+
+
+def _containers(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """Modal refuses these at deploy: a minimum above the maximum, and counts of a cluster's
+    containers that are not whole clusters."""
+    nodes = _get(raw, ("compute", "nodes"), int) or 1
+    least = _get(raw, ("keep_warm", "min_containers"), int)
+    most = _get(raw, ("keep_warm", "max_containers"), int)
+    if least is not None and most is not None and least > most:
+        yield _at(doc, ("keep_warm", "min_containers"),
+                  f"{least} is more than keep_warm.max_containers ({most})")
+    for key in ("min_containers", "max_containers", "buffer_containers"):
+        amount = _get(raw, ("keep_warm", key), int)
+        if amount is not None and nodes > 1 and amount % nodes:
+            yield _at(doc, ("keep_warm", key), f"{amount} is not a multiple of compute.nodes ({nodes})")
+
+
+def _snapshot(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    if _get(raw, ("snapshot",), str) != "gpu":
+        return
+    if _get(raw, ("compute", "gpu"), (str, list)) is None:
+        yield _at(doc, ("snapshot",), "a GPU snapshot needs a GPU; set compute.gpu or use snapshot: cpu")
+        return
+    count = _get(raw, ("compute", "gpu_count"), int) or 1
+    nodes = _get(raw, ("compute", "nodes"), int) or 1
+    if count * nodes > 1:
+        # Several processes place the model only after the snapshot (each in its own forked
+        # worker), so the snapshot would hold no device state: say so rather than pretend.
+        what = f"gpu_count: {count}" if nodes == 1 else f"nodes: {nodes} × gpu_count: {count}"
+        yield _at(doc, ("snapshot",),
+                  f"a GPU snapshot needs a single training process, and {what} runs "
+                  f"{count * nodes}; use snapshot: cpu (stage 1 is still snapshotted)")
+
+
+def _checkpoint(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    ckpt = _get(raw, ("checkpoint",), dict)
+    if ckpt is not None and ckpt.get("every_steps") is None and ckpt.get("every") is None:
+        yield _at(doc, ("checkpoint",), "set at least one of every_steps and every, "
+                                        "or checkpoints are never written")
+
+
+def _recipe(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    recipe = _get(raw, ("train", "recipe"), str)
+    if recipe is not None and not RECIPE_REF.match(recipe):
+        yield _at(doc, ("train", "recipe"), f"{recipe!r} is not a recipe reference: use "
+                                            "module:Class, e.g. launcher.recipes.ppo:PPO")
+
+
+def _env_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    for name in _get(raw, ("env",), dict) or {}:
+        if not isinstance(name, str):
+            continue
+        if looks_like_credential(name):
+            yield _at(doc, ("env", name), f"{name!r} looks like a credential: {TO_SECRETS}", key=True)
+        if name.upper().startswith(RESERVED_ENV):
+            yield _at(doc, ("env", name), f"{name!r} is reserved: {RESERVED_ENV}* variables "
+                                          "configure launcher's runtime; use another name", key=True)
+
+
+def _config_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """A recipe's setting named like a credential would be stored in the app like any other."""
+    config = _get(raw, ("train", "config"), dict) or {}
+    for path, _ in walk(config, ("train", "config")):
+        name = path[-1]
+        if len(path) > 2 and isinstance(name, str) and looks_like_credential(name, bare_key=False):
+            yield _at(doc, path, f"{name!r} looks like a credential: {TO_SECRETS}", key=True)
+
+
+def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """A token written anywhere in a spec would be stored in the app and shown in every plan."""
+    for path, value in walk(doc.value):
+        if path and isinstance(path[-1], str) and has_token(path[-1]):
+            yield _at(doc, path, f"key {mask_tokens(path[-1])!r} looks like a credential token: "
+                                 f"{TO_SECRETS}", key=True)
+        if isinstance(value, str) and has_token(value):
+            yield _at(doc, path, f"{mask_tokens(value)!r} looks like a credential token: {TO_SECRETS}")
+
+
+RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
+                           _checkpoint, _recipe, _env_names, _config_names, _tokens)
+
+
+def problems(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    for rule in RULES:
+        yield from rule(raw, doc)
+
+
+def warnings(spec: JobSpec) -> list[tuple[JsonPath, str]]:
+    """What is valid but will not do what it says: (path, message), for check and the plan."""
+    found = []
+    if spec.compute.rdma and spec.compute.nodes == 1:
+        found.append((("compute", "rdma"), "true has no effect with compute.nodes 1: Modal drops "
+                                           "RDMA outside a cluster (nodes > 1)"))
+    return found
