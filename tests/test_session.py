@@ -16,6 +16,7 @@ from runjob import probe_spec, write_spec
 from safetensors.torch import load_file
 
 from launcher.load import load_spec
+from launcher.runtime.failures import VolumeError
 from launcher.runtime.session import Session
 from launcher.runtime.volume import LocalVolume
 
@@ -278,3 +279,15 @@ def test_a_recipe_without_state_dict_breaks_the_protocol(make_session, tmp_path,
     assert result == {"status": "permanent", "error": (
         f"{shown}:{line}: train.recipe probe_recipe:Probe has no state_dict(); a recipe "
         "needs setup, train_step, state_dict and load_state_dict (see launcher/runtime/recipe.py)")}
+
+
+def test_a_volume_failure_at_start_up_is_retried_not_permanent(make_session, monkeypatch) -> None:
+    session = make_session(enter=False, steps=2)
+
+    def reload() -> None:
+        raise OSError("mount went away")
+
+    monkeypatch.setattr(session.volume, "reload", reload)
+    session.stage1()
+    with pytest.raises(VolumeError, match=r"^checkpoint.volume vol: reload failed: OSError: mount went away$"):
+        session.stage2()

@@ -33,7 +33,7 @@ from typing import Any
 
 from launcher.runtime import events
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.volume import Volume
+from launcher.runtime.volume import Volume, guarded
 
 LEASE = "lease.json"
 STALE_INTERVALS = 3
@@ -99,7 +99,7 @@ class Lease:
             events.log(f"lease of job {self.job} taken over from an earlier attempt of call {self.call_id}")
         self.since = self.last_beat = now
         self._write(now)
-        self.volume.commit()
+        self._commit()
         self.held = True
 
     def beat(self) -> None:
@@ -119,7 +119,10 @@ class Lease:
         holder = read(self.folder)
         if holder is not None and holder.call_id == self.call_id:
             (self.folder / LEASE).unlink()
-            self.volume.commit()
+            self._commit()
+
+    def _commit(self) -> None:
+        guarded(self.volume.commit, f"checkpoint.volume {self.volume_name}: commit")
 
     def stale_after_s(self) -> float:
         interval = self.every_s or self.longest_interval or self.timeout_s

@@ -42,10 +42,10 @@ from typing import Any
 from launcher.runtime import checkpoint, events, faults, lifeline, protocol, results
 from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
-from launcher.runtime.failures import PermanentError, Preempted
+from launcher.runtime.failures import PermanentError, Preempted, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.loop import Loop
-from launcher.runtime.volume import Volume
+from launcher.runtime.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -98,6 +98,8 @@ class Session:
         """Before the first update, any exception is permanent: a retry would fail the same way."""
         try:
             yield
+        except VolumeError:
+            raise  # the volume's own failure: a retry may well succeed
         except Exception as exc:
             raise protocol.before_first_update(exc, when, self.recipe_cls) from exc
 
@@ -150,7 +152,7 @@ class Session:
         if self.init_error is not None:
             return
         with self._deferring_permanent("in stage 2"), events.timed("stage2", self.times):
-            self.volume.reload()
+            self._reload()
             if not self.distributed:
                 self.loop = self._prepared(self.loop, resume=True)
         faults.point("stage2")
@@ -174,10 +176,13 @@ class Session:
                 loop.release()
                 self.recipe, loop = self._build_recipe(), None
 
+    def _reload(self) -> None:
+        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
+
     def _take_job(self) -> None:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
         what killed attempts of this job left in its folder."""
-        self.volume.reload()
+        self._reload()
         self.lease.acquire(self.call_id() or self.own_id)
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
@@ -240,7 +245,7 @@ class Session:
             if where.is_global_rank0_node:
                 self._take_job()
             else:
-                self.volume.reload()
+                self._reload()
         result_file = self.run_dir / f"result-node{where.node_rank}.json"
         result_file.unlink(missing_ok=True)
         try:

@@ -26,16 +26,27 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from launcher.runtime import tree
+from launcher.runtime.failures import VolumeError
 
 
 class Volume(Protocol):
     def commit(self) -> None: ...
 
     def reload(self) -> None: ...
+
+
+def guarded(operation: Callable[[], None], what: str) -> None:
+    """Run a volume's `commit` or `reload`: its failure is the volume's (a VolumeError, which is
+    retried), never taken for the job's own."""
+    try:
+        operation()
+    except Exception as exc:
+        raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 class LocalVolume:
