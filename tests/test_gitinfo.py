@@ -110,3 +110,27 @@ def test_dirty_files_names_changed_tracked_files_whole(fresh) -> None:
     (fresh / "Dockerfile.cuda").write_text("FROM b\n")
     (fresh / "new.py").write_text("y\n")
     assert gitinfo.dirty_files(fresh) == ["Dockerfile.cuda", "new.py"]
+
+
+CREDENTIALS = "holds credentials (user info before @); leave them out: the code is exported from " \
+              "this repository, and the URL is only shown, never fetched"
+
+
+@pytest.mark.parametrize("url", ["https://oauth2:glpat-AbC123@gitlab.com/o/r.git",
+                                 "https://ghp_AbC123@github.com/o/r.git",
+                                 "ssh://deploy:AbC123@host/o/r.git"])
+def test_a_spec_that_writes_credentials_into_its_url_is_refused_unechoed(url: str, launch, monkeypatch) -> None:
+    # The spec itself is embedded in the app and shown by --explain: refused, and never echoed.
+    monkeypatch.chdir(ROOT)
+    for args in (("check", "jobs/ppo.yaml"), ("--dry-run", "--explain", "jobs/ppo.yaml")):
+        result = launch(*args, "--set", f"image.git.url={url}")
+        assert (result.code, result.out) == (1, "")
+        assert result.err.splitlines()[0] == f"--set image.git.url=***: $.image.git.url: {CREDENTIALS}"
+        assert "AbC123" not in result.err
+
+
+@pytest.mark.parametrize("url", ["https://github.com/o/r.git", "ssh://git@github.com/o/r.git",
+                                 "git@github.com:o/r.git", "file:///srv/r.git"])
+def test_a_url_without_credentials_is_accepted(url: str, launch, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert launch("check", "jobs/ppo.yaml", "--set", f"image.git.url={url}") == (0, "", "1 spec ok\n")

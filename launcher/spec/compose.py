@@ -13,7 +13,7 @@ from typing import Any
 
 from launcher.errors import Location, Problem, SpecError
 from launcher.spec import yamlpos
-from launcher.spec.credentials import looks_like_credential
+from launcher.spec.credentials import looks_like_credential, url_has_credentials
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 
@@ -92,8 +92,8 @@ def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Documen
 def _set_source(arg: str) -> str:
     """How messages name a `--set` flag: quoted when it holds a newline or other control
     character, so that every message stays on one line; a credential's value is masked."""
-    dotted, eq, _ = arg.partition("=")
-    if eq and looks_like_credential(dotted.rsplit(".", 1)[-1]):
+    dotted, eq, value = arg.partition("=")
+    if eq and (looks_like_credential(dotted.rsplit(".", 1)[-1]) or url_has_credentials(value)):
         arg = f"{dotted}=***"
     return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
 

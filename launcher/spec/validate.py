@@ -23,7 +23,7 @@ from launcher import __version__
 from launcher.errors import Problem, SpecError
 from launcher.resources import read_text
 from launcher.spec import units
-from launcher.spec.credentials import looks_like_credential
+from launcher.spec.credentials import looks_like_credential, url_has_credentials
 from launcher.spec.model import JobSpec
 from launcher.spec.recipe_config import config_problems
 from launcher.spec.yamlpos import Document, JsonPath, json_path
@@ -213,6 +213,11 @@ def _semantic(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
         yield problem(("train", "recipe"),
                       f"{recipe!r} is not a recipe reference: use module:Class, "
                       "e.g. launcher.recipes.ppo:PPO")
+    url = _get(raw, ("image", "git", "url"), str)
+    if url is not None and url_has_credentials(url):  # never echoed: it would print the token
+        yield problem(("image", "git", "url"), "holds credentials (user info before @); leave them "
+                                               "out: the code is exported from this repository, and "
+                                               "the URL is only shown, never fetched")
     for name in _get(raw, ("env",), dict) or {}:
         if isinstance(name, str) and looks_like_credential(name):
             yield problem(("env", name), f"{name!r} looks like a credential: put it in a Modal "
