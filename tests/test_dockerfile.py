@@ -3,8 +3,11 @@ root; the starter that `launch init` writes; launcher's own Dockerfile.cuda."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,58 @@ def test_launchers_own_dockerfile_installs_dependencies_before_the_code() -> Non
         "COPY README.md ./", "COPY launcher ./launcher", "COPY schemas ./schemas", "COPY templates ./templates"]
     assert steps[-1] == "RUN uv pip install --system --no-deps . \\"
     assert "[dev]" not in (ROOT / "Dockerfile.cuda").read_text()  # no test tools in the image
+
+
+def instructions(lines: list[str]) -> list[tuple[str, str]]:
+    """Dockerfile lines as (instruction, argument), continuation lines joined, comments dropped."""
+    found, pending = [], ""
+    for line in lines:
+        if line.startswith("#") or not line.strip():
+            continue
+        pending += line.removesuffix("\\").strip() + " "
+        if not line.endswith("\\"):
+            word, _, argument = pending.strip().partition(" ")
+            found.append((word, argument))
+            pending = ""
+    return found
+
+
+@pytest.fixture(scope="module")
+def uv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """uv, as the image gets it (its own package on PyPI ships the same binary)."""
+    venv = tmp_path_factory.mktemp("uv") / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "uv"], check=True,
+                   capture_output=True, timeout=600)
+    return venv / "bin"
+
+
+def test_the_starters_dependency_layer_runs_with_only_the_files_it_copies(uv: Path, tmp_path) -> None:
+    """The layer's COPY and RUN lines, run by uv in a folder holding only what they copy; the one
+    change is the target, a virtualenv here instead of the image's system Python."""
+    repo, build = tmp_path / "repo", tmp_path / "build"
+    (repo / "mypkg").mkdir(parents=True)
+    (repo / "mypkg" / "__init__.py").write_text("")
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "mypkg"\nversion = "1"\nrequires-python = ">=3.11"\ndependencies = ["six"]\n'
+        '\n[dependency-groups]\ndev = ["pytest"]\n')
+    (repo / "requirements.txt").write_text("idna\n")
+    env = {**os.environ, "PATH": f"{uv}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["uv", "lock", "-q"], cwd=repo, env=env, check=True, timeout=300)
+    target = tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True, timeout=300)
+    layer = deps_layer(dockerfile.starter(repo))
+    assert layer[3] == "COPY pyproject.toml uv.lock ./"
+    build.mkdir()
+    for word, argument in instructions(layer):
+        if word == "COPY":
+            for name in argument.split()[:-1]:
+                shutil.copy(repo / name, build)
+        elif word == "RUN":
+            command = argument.replace("--system", f"--python {target}/bin/python")
+            subprocess.run(["bash", "-c", command], cwd=build, env=env, check=True, timeout=300,
+                           capture_output=True)
+    installed = subprocess.run([str(target / "bin/python"), "-c", "import six, idna, importlib.util as u; "
+                                "print(u.find_spec('pytest') is None, u.find_spec('mypkg') is None)"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert installed.stdout.split() == ["True", "True"]  # no dev group, not the project itself
