@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-
 from launcher import gitinfo
 from launcher.backends.local import Options, run_local
+from launcher.codesource import CodeSource
 from launcher.load import load_spec
-from launcher.render import CodeSource, render
+from launcher.render import render
 
 
 def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     loaded = load_spec(job, sets)
+    # The repository's root (git's top level, else the working directory) holds .launch/.
     repo = gitinfo.find_repo(loaded.path.resolve())
-    # Locally the code is this checkout, whatever image.code says.
+    # Locally the code is this working tree, whatever image.code says.
     app = render(loaded.spec, loaded.source, CodeSource("local"))
     return run_local(loaded.spec, app, repo.root, options)
