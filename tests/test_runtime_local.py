@@ -138,6 +138,12 @@ def test_two_processes_keep_identical_parameters(tmp_path: Path) -> None:
     manifest = json.loads((run.volume / "vol" / "probe" / "step-00000006" / "manifest.json").read_text())
     assert manifest["extra"]["world_size"] == 2
     assert {"recipe-0.pt", "recipe-1.pt", "random_states_0.pkl", "random_states_1.pkl"} <= set(manifest["files"])
+    # Resumed by one process, rank 1's environments would be lost (or rank 0's replayed twice
+    # by more): a changed world size is refused.
+    write_spec(tmp_path, probe_spec(steps=8))
+    one = launch_local(tmp_path / "job.yaml")
+    assert one.code == 1 and _attempts(one.output) == "1 (1: permanent)"
+    assert "cannot resume from step-00000006: it was written by 2 processes and this run has 1" in one.output
 
 
 @pytest.mark.parametrize("snapshot,placed_in", [("cpu", "stage2"), ("none", "stage2"), ("gpu", "stage1")])

@@ -62,15 +62,25 @@ def import_recipe(ref: str) -> type:
     return recipe
 
 
+class _Unmounted:
+    """No volume was given: only stage 1 can run."""
+
+    def commit(self) -> None:
+        raise RuntimeError("this session has no volume")
+
+    reload = commit
+
+
 class Session:
-    def __init__(self, spec: dict[str, Any], volume: Volume,
+    def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
                  call_id: Callable[[], str | None] | None = None) -> None:
-        """`call_id` gives the id of the call being served (Modal's function call id): a retry
-        of the same call takes the job's lease over. Without one, each container is a call."""
+        """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
+        `call_id` gives the id of the call being served (Modal's function call id): a retry of
+        the same call takes the job's lease over. Without one, each container is a call."""
         self.spec = JobSpec.from_dict(spec)
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
         self.job_dir = self.root / self.spec.name
-        self.volume = volume
+        self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
         self.own_id = f"container-{os.getpid()}-{secrets.token_hex(4)}"
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
@@ -79,7 +89,7 @@ class Session:
         self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or local_runs)
         self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.job_dir / "runs"
         checkpoints = self.spec.checkpoint
-        self.lease = Lease(self.job_dir, volume, job=self.spec.name, volume_name=checkpoints.volume,
+        self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
         self.processes = int(os.environ.get("LAUNCH_PROCESSES") or gpus)
