@@ -233,8 +233,9 @@ def test_clean_temp(tmp_path: Path) -> None:
     save(tmp_path, 100)
     (tmp_path / ".tmp-step-00000200-x1y2" / "sub").mkdir(parents=True)
     (tmp_path / ".trash-step-00000050-abcd").mkdir()
+    (tmp_path / ".tmp-lease.json-123").write_text("{}")
     assert checkpoint.clean_temp(tmp_path) == [
-        ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
+        ".tmp-lease.json-123", ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
     assert names(tmp_path) == ["step-00000100"]
     assert checkpoint.clean_temp(tmp_path) == []
 

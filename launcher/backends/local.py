@@ -12,6 +12,7 @@ worker writes its final checkpoint, the summary prints, and `launch` exits 128 +
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -73,7 +74,7 @@ class Display:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=stream)
+            self.bar = tqdm(total=total, unit="update", dynamic_ncols=True, file=stream)
 
     def line(self, text: str) -> None:
         if self.bar is not None:
@@ -304,5 +305,6 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    click.echo(summary(sup, time.perf_counter() - started), err=True)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.echo(summary(sup, time.perf_counter() - started), err=True)
     return 128 + sup.stopped_by if sup.stopped_by is not None else code

@@ -167,7 +167,10 @@ def clean_temp(root: str | os.PathLike[str]) -> list[str]:
         return []
     removed = sorted(p.name for p in root.iterdir() if p.name.startswith(_LEFTOVER_PREFIXES))
     for name in removed:
-        shutil.rmtree(root / name, ignore_errors=True)
+        if (root / name).is_dir():
+            shutil.rmtree(root / name, ignore_errors=True)
+        else:
+            (root / name).unlink(missing_ok=True)  # a file written to be renamed into place
     return removed
 
 

@@ -58,7 +58,6 @@ def import_recipe(ref: str) -> type:
         raise PermanentError(f"train.recipe: {exc}") from exc
     if not isinstance(recipe, type):
         raise PermanentError(f"train.recipe: {ref!r} is not a class")
-    protocol.check_class(recipe, ref)
     return recipe
 
 
@@ -134,6 +133,7 @@ class Session:
                 import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
 
             self.recipe_cls = import_recipe(self.spec.train.recipe)
+            protocol.check_class(self.recipe_cls, self.spec.train.recipe)
             self.recipe = self._build_recipe()
             if self.spec.snapshot == "gpu" and not self.distributed:
                 # A GPU snapshot keeps device memory too: place the model before it is taken,
@@ -213,7 +213,8 @@ class Session:
             else:
                 result = self._train_here(resume, total)
         except PermanentError as exc:
-            self.lease.release()  # the run is over (a lease held by another run stays theirs)
+            with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
+                self.lease.release()  # the run is over (a lease held by another run stays theirs)
             events.log(f"error: {exc}")
             return {"status": "permanent", "error": str(exc)}
         self.lease.release()
