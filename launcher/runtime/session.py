@@ -81,7 +81,7 @@ class Session:
         self.job_dir = self.root / self.spec.name
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
-        self.own_id = f"container-{os.getpid()}-{secrets.token_hex(4)}"
+        self.own_id = ""  # made on first use: containers restored from one snapshot differ
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
         local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
@@ -193,6 +193,7 @@ class Session:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
         what killed attempts of this job left in its folder."""
         self._reload()
+        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
         self.lease.acquire(self.call_id() or self.own_id)
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
