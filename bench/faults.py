@@ -95,7 +95,7 @@ def fuzz(count: int) -> int:
 class Tally:
     """Escapes by kind, shown once each with the output that shows them."""
 
-    KINDS = ("tracebacks", "exit 3", "hangs", "wrong loads", "checkpoints lost",
+    KINDS = ("tracebacks", "exit 3", "hangs", "wrong loads", "checkpoints lost", "left over",
              "mismatched final params", "lost more than a commit interval", "other")
 
     def __init__(self) -> None:
@@ -161,9 +161,11 @@ def kills(steps: int, every: int) -> int:
             retry = run.output.split("attempt 1: transient", 1)[-1]
             if (f"resumed from step-{resumed:08d}" if resumed else "no checkpoint: starting fresh") not in retry:
                 problems.append("wrong loads")
-            job = trial / "volumes" / "vol" / "probe"
-            if checkpoints(job) != kept:
+            present = checkpoints(trial / "volumes" / "vol" / "probe")
+            if set(kept) - set(present):
                 problems.append("checkpoints lost")
+            if set(present) - set(kept):
+                problems.append("left over")  # retention not applied
             final = _final(trial / "volumes" / "vol", "probe", steps)
             if final is None or differences(final, reference):
                 problems.append("mismatched final params")

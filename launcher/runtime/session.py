@@ -191,12 +191,20 @@ class Session:
 
     def _take_job(self) -> None:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
-        what killed attempts of this job left in its folder."""
+        what killed attempts of this job left in its folder: temporary folders, and retention
+        they did not get to (it is committed with the next commit)."""
         self._reload()
         self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
         self.lease.acquire(self.call_id() or self.own_id)
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
+        # An attempt killed between a commit and its retention left one checkpoint too many.
+        newest = checkpoint.complete(self.job_dir)
+        if newest:
+            try:
+                checkpoint.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
+            except checkpoint.CheckpointError as exc:
+                events.log(f"warning: {exc}")
         faults.point("lease")
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
