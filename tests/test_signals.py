@@ -90,7 +90,8 @@ def test_a_killed_launch_takes_its_workers_with_it(tmp_path: Path) -> None:
 LIFELINE_CHILD = """
 import os, sys, time
 from launcher.runtime import lifeline
-lifeline.arm(int(sys.argv[1]))
+pipe = os.environ.get("LAUNCH_LIFELINE_FD")
+lifeline.arm(int(sys.argv[1]), int(pipe) if pipe else None)
 print("armed", flush=True)
 time.sleep(600)
 """
@@ -98,10 +99,13 @@ time.sleep(600)
 
 def test_a_worker_dies_when_the_supervisor_s_pipe_closes(tmp_path: Path) -> None:
     """The portable line on its own: this process stays alive, only the pipe closes."""
+    read, write = os.pipe()
     child = subprocess.Popen([sys.executable, "-c", LIFELINE_CHILD, str(os.getpid())],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             env={**os.environ, "LAUNCH_LIFELINE_FD": str(read)}, pass_fds=(read,),
+                             stdout=subprocess.PIPE, text=True)
+    os.close(read)
     assert child.stdout.readline() == "armed\n"
-    child.stdin.close()
+    os.close(write)
     assert child.wait(timeout=30) == -signal.SIGKILL
 
 
@@ -116,7 +120,7 @@ child.wait()
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_worker_dies_with_its_parent_without_any_pipe(tmp_path: Path) -> None:
-    """The parent-death signal on its own: stdin is /dev/null, so no pipe is watched."""
+    """The parent-death signal on its own: no pipe is watched."""
     script = LIFELINE_CHILD.replace("int(sys.argv[1])", "os.getppid()")
     parent = subprocess.Popen([sys.executable, "-c", INTERMEDIATE, script], stdout=subprocess.PIPE,
                               text=True)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,21 @@ from launcher.spec.model import JobSpec
 
 
 def spawn_process(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """A worker as its own process. Its stdin is a pipe nobody writes to: when the supervisor
-    dies, the worker reads EOF and dies too (runtime/lifeline.py)."""
-    return subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True)  # Ctrl-C reaches us; we forward it
+    """A worker as its own process, with the read end of a pipe nobody writes to: when the
+    supervisor dies, the worker reads EOF there and dies too (runtime/lifeline.py). The write
+    end lives as long as the returned object (closed with it, or by the kernel at our death)."""
+    read, write = os.pipe()
+    try:
+        proc = subprocess.Popen(argv, env={**env, "LAUNCH_LIFELINE_FD": str(read)}, pass_fds=(read,),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                bufsize=1, start_new_session=True)  # Ctrl-C reaches us; we forward it
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    weakref.finalize(proc, os.close, write)
+    return proc
 
 
 @dataclass
@@ -52,8 +63,8 @@ class Options:
     volumes_dir: Path | None = None
     resume: bool = True
     debug: bool = False
-    # How a worker process starts: anything that returns a Popen-like object (stdin, stdout,
-    # poll, wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
+    # How a worker process starts: anything that returns a Popen-like object (stdout, poll,
+    # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
     spawn: Callable[[list[str], dict[str, str]], Any] = spawn_process
 
 
@@ -178,8 +189,6 @@ class Supervisor:
         finally:
             if timer is not None:
                 timer.cancel()
-            if worker.stdin is not None:
-                worker.stdin.close()
 
     def _handle(self, line: str, attempt: Attempt, display: Display) -> None:
         if not line.startswith(PREFIX):

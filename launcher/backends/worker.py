@@ -11,8 +11,9 @@ launcher.runtime.failures).
 
 Its environment comes from the supervisor (backends/local.py): LAUNCH_VOLUME (the committed
 folder), LAUNCH_CHECKPOINT_DIR (this attempt's working copy), LAUNCH_RUN_ID (the run's id,
-the same for every attempt: the call id of the job's lease), LAUNCH_SUPERVISOR_PID (the worker
-dies with it), and, for tests only, LAUNCH_FAULT.
+the same for every attempt: the call id of the job's lease), LAUNCH_SUPERVISOR_PID and
+LAUNCH_LIFELINE_FD (the worker dies with the supervisor, see runtime/lifeline.py), and, for
+tests only, LAUNCH_FAULT.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def run(app_path: Path) -> int:
 def _arm() -> None:
     """Die with the supervisor; take a fault to inject from the supervisor's environment."""
     if os.environ.get("LAUNCH_SUPERVISOR_PID"):
-        lifeline.arm(int(os.environ["LAUNCH_SUPERVISOR_PID"]))
+        pipe = os.environ.get("LAUNCH_LIFELINE_FD")
+        lifeline.arm(int(os.environ["LAUNCH_SUPERVISOR_PID"]), int(pipe) if pipe else None)
     faults.arm(os.environ.get("LAUNCH_FAULT"), os.environ.get("LAUNCH_ATTEMPT", "1"),
                os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
 

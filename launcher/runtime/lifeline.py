@@ -6,8 +6,9 @@ supervision, racing the next run. Two independent lines hold it:
 
 - the parent-death signal (Linux, `prctl(PR_SET_PDEATHSIG, SIGKILL)`): the kernel kills the
   worker as soon as its parent exits;
-- a pipe watch (portable): the supervisor keeps the write end of the worker's stdin open and
-  never writes to it; when the supervisor dies, the worker reads EOF and kills itself.
+- a pipe watch (portable): the supervisor keeps the write end of a pipe open and never writes
+  to it; the worker gets the read end (its number in LAUNCH_LIFELINE_FD) and, when the
+  supervisor dies, reads EOF and kills itself. Stdin stays free for whatever else uses it.
 
 Processes forked from the worker (one per GPU, by Accelerate's launcher) call `rearm()`: the
 parent-death signal does not survive a fork, and each watches the same pipe. In a Modal
@@ -30,20 +31,15 @@ _watch_fd: int | None = None
 _owner = os.getpid()  # the process that armed (or loaded this module): the parent of the ones that rearm
 
 
-def arm(parent: int) -> None:
-    """In the worker: die with `parent` (the supervisor's pid), and with its stdin if that is a
-    pipe (another stdin, /dev/null say, tells nothing about the supervisor)."""
+def arm(parent: int, pipe: int | None = None) -> None:
+    """In the worker: die with `parent` (the supervisor's pid), and when the supervisor's end
+    of `pipe` (a file descriptor: the read end) closes."""
     global _watch_fd, _owner
     _die_with(parent)
     _owner = os.getpid()
-    if not stat.S_ISFIFO(os.fstat(0).st_mode):
-        return
-    # The watch gets its own descriptor; the recipe's code gets /dev/null as stdin.
-    _watch_fd = os.dup(0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    _watch(_watch_fd)
+    if pipe is not None and stat.S_ISFIFO(os.fstat(pipe).st_mode):
+        _watch_fd = pipe
+        _watch(pipe)
 
 
 def rearm() -> None:

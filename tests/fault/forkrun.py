@@ -38,30 +38,27 @@ class ForkedWorker:
     """A worker forked from this process, with the face of subprocess.Popen the supervisor uses."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        in_read, in_write = os.pipe()
+        life_read, self.lifeline = os.pipe()  # as spawn_process gives a real worker
         out_read, out_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:
-            os.close(in_write)
+            os.close(self.lifeline)
             os.close(out_read)
-            self._child(argv, env, in_read, out_write)
-        os.close(in_read)
+            self._child(argv, {**env, "LAUNCH_LIFELINE_FD": str(life_read)}, out_write)
+        os.close(life_read)
         os.close(out_write)
-        self.stdin: IO[str] = os.fdopen(in_write, "w")
         self.stdout: IO[str] = os.fdopen(out_read, "r")
         self.returncode: int | None = None
 
     @staticmethod
-    def _child(argv: list[str], env: dict[str, str], stdin: int, out: int) -> None:
+    def _child(argv: list[str], env: dict[str, str], out: int) -> None:
         code = 70
         try:
             os.setsid()  # its own session, as start_new_session gives a real worker
-            os.dup2(stdin, 0)
             os.dup2(out, 1)
             os.dup2(out, 2)
-            os.close(stdin)
             os.close(out)
             sys.stdout = open(1, "w", buffering=1, closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
@@ -86,6 +83,7 @@ class ForkedWorker:
             pid, status = os.waitpid(self.pid, flags)
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
+                os.close(self.lifeline)
         return self.returncode
 
     def poll(self) -> int | None:
