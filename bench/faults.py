@@ -1,16 +1,29 @@
-"""The long reliability run: a 10,000-case fuzz of the spec pipeline and 50 seeded kill points.
+"""The long reliability run: spec fuzzing, every kill point of a job, and drills of jobs sharing
+a volume.
 
-Run: python bench/faults.py [--fuzz N] [--kills N] [--seed S]     (--fuzz 0 or --kills 0 skips)
+Run: python bench/faults.py [--fuzz N] [--steps S --every E] [--no-kills] [--no-drills]
 
-Fuzz: the cases of tests/test_fuzz.py (mutated specs, wild free text, random YAML and bytes)
-through `launch check` and, for a quarter, `launch --dry-run`, in-process. Each must end in
-exit 0, or exit 1 with location-first messages only.
-Kills: the seeded points of tests/fault/test_kill_anywhere.py (SIGKILL at a step, or inside a
-checkpoint write, publish or commit), each a `launch --local` run whose retry must finish with
-the parameters of an uninterrupted run, redoing at most one commit interval of work.
+Fuzz: cases of tests/test_fuzz.py (mutated specs, wild free text, random YAML and bytes)
+through `launch check` and, for a quarter, `launch --dry-run`, in-process; each distinct input
+once (a repeated draw is counted, not run again). Each must end in exit 0, or exit 1 with
+location-first messages only.
 
-Prints counts and every escape (a traceback, exit 3, a hang, an unlocated message, mismatched
-final parameters); exits 1 if there was any.
+Kills: every kill point of an S-update job that checkpoints every E updates (each point of
+launcher/runtime/faults.py at each of its indexes: stage boundaries, the lease, every update,
+each checkpoint's written / published / committed phases, the end), each once, through a real
+`launch --local` process. Each run must complete through its retries, resume from the newest
+committed checkpoint (resuming from anything else is a wrong load), end with the parameters of
+an uninterrupted run bit for bit, keep every checkpoint it should (a missing one is lost), and
+redo at most one commit interval.
+
+Drills, through real `launch --local` processes on one volume:
+- two jobs at once: both finish, each with its own checkpoints, parameters as if alone; then
+  one resumes from its own newest checkpoint;
+- two runs of one job: the second is refused while the first runs; the first is then killed
+  with SIGKILL (its worker must die with it); a third run resumes from the first's newest
+  committed checkpoint and ends as an uninterrupted run would.
+
+Prints counts and every escape; exits 1 if there was any.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "fault")]
 
-KILL_TIMEOUT_S = 600  # per run: a hang guard; a clean run takes ~15 s
+RUN_TIMEOUT_S = 600  # per launch: a hang guard; a clean run takes ~15 s
 
 
 def _kind(escape: str) -> str:
@@ -45,12 +59,19 @@ def fuzz(count: int) -> int:
 
     kinds: collections.Counter[str] = collections.Counter()
     codes: collections.Counter[str] = collections.Counter()
+    seen: set[test_fuzz.Case] = set()
+    draws = 0
     shown: list[str] = []
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as folder, test_fuzz.corpus(Path(folder)) as root:
         @settings(test_fuzz.FUZZ, max_examples=count)
         @given(test_fuzz.cases())
         def sweep(case: test_fuzz.Case) -> None:  # counts every escape; never stops at one
+            nonlocal draws
+            draws += 1
+            if case in seen:
+                return
+            seen.add(case)
             outcomes = test_fuzz.run_case(case, root)
             for o in outcomes:
                 codes[f"{o.args[0]} exit {o.code}"] += 1
@@ -61,8 +82,7 @@ def fuzz(count: int) -> int:
 
         sweep()
     total = sum(kinds.values())
-    cases = sum(v for k, v in codes.items() if k.startswith("check "))
-    print(f"fuzz: {cases} cases in {time.monotonic() - start:.1f} s; "
+    print(f"fuzz: {len(seen)} distinct inputs ({draws} draws) in {time.monotonic() - start:.1f} s; "
           + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
     print(f"fuzz: escapes {total} (" + ", ".join(
         f"{k} {kinds[k]}" for k in ("tracebacks", "exit 3", "hangs", "unlocated",
@@ -72,72 +92,188 @@ def fuzz(count: int) -> int:
     return total
 
 
-def kills(count: int, seed: int) -> int:
-    from runjob import launch_local, probe_spec, write_spec
-    from statecmp import differences, load_checkpoint
-    from test_kill_anywhere import EVERY, STEPS, kill_points
+class Tally:
+    """Escapes by kind, shown once each with the output that shows them."""
 
-    escapes: collections.Counter[str] = collections.Counter()
-    resumed, completed, lost = 0, 0, []
+    KINDS = ("tracebacks", "exit 3", "hangs", "wrong loads", "checkpoints lost", "left over",
+             "mismatched final params", "lost more than a commit interval", "other")
+
+    def __init__(self) -> None:
+        self.kinds: collections.Counter[str] = collections.Counter()
+
+    def add(self, problems: list[str], output: str) -> None:
+        for problem in problems:
+            self.kinds[problem] += 1
+        if problems:
+            print("    " + output[-1500:].replace("\n", "\n    "))
+
+    def line(self, what: str) -> str:
+        return f"{what}: escapes {sum(self.kinds.values())} (" + ", ".join(
+            f"{k} {self.kinds[k]}" for k in self.KINDS) + ")"
+
+
+def _common(code: int, output: str) -> list[str]:
+    problems = ["tracebacks"] if "Traceback" in output else []
+    if code == 3:
+        problems.append("exit 3")
+    return problems
+
+
+def _final(volume: Path, job: str, steps: int) -> dict | None:
+    from statecmp import load_checkpoint
+
+    path = volume / job / f"step-{steps:08d}"
+    return load_checkpoint(path) if path.is_dir() else None
+
+
+def kills(steps: int, every: int) -> int:
+    from runjob import checkpoints, launch_local, probe_spec, write_spec
+    from statecmp import differences
+    from test_kill_anywhere import committed_before, kill_points
+
+    tally = Tally()
+    points = kill_points(steps, every)
+    spec = probe_spec(steps=steps, checkpoint={"every_steps": every, "keep_last": 3})
+    saves = sorted({*range(every, steps + 1, every), steps})
+    kept = [f"step-{s:08d}" for s in saves[-3:]]
+    redone: list[int] = []
+    completed = bit_exact = 0
     start = time.monotonic()
-    spec = probe_spec(steps=STEPS, checkpoint={"every_steps": EVERY})
     with tempfile.TemporaryDirectory() as folder:
-        clean = launch_local(write_spec(Path(folder) / "clean", spec), timeout=KILL_TIMEOUT_S)
-        if clean.code != 0:
+        clean = launch_local(write_spec(Path(folder) / "clean", spec), timeout=RUN_TIMEOUT_S)
+        reference = _final(clean.volume / "vol", "probe", steps)
+        if clean.code != 0 or reference is None:
             print(f"kills: the uninterrupted run failed (exit {clean.code}):\n{clean.output[-2000:]}")
             return 1
-        reference = load_checkpoint(clean.volume / "vol" / f"step-{STEPS:08d}")
-        for index, (kind, phase, when) in enumerate(kill_points(seed, count)):
+        for index, (point, n) in enumerate(points):
             trial = Path(folder) / f"trial-{index}"
-            fault = f"{kind}:{phase}:{when}"
+            fault = f"kill:{point}:{n}"
             try:
-                run = launch_local(write_spec(trial, spec), env={"LAUNCH_FAULT": fault}, timeout=KILL_TIMEOUT_S)
+                run = launch_local(write_spec(trial, spec), env={"LAUNCH_FAULT": fault}, timeout=RUN_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                escapes["hangs"] += 1
-                print(f"  {fault}: hang (no exit within {KILL_TIMEOUT_S} s)")
+                tally.add(["hangs"], f"{fault}: no exit within {RUN_TIMEOUT_S} s")
                 continue
-            problems = []
-            if "Traceback" in run.output:
-                problems.append("tracebacks")
-            if run.code == 3:
-                problems.append("exit 3")
-            elif run.code != 0:
+            problems = _common(run.code, run.output)
+            if run.code not in (0, 3):
                 problems.append("other")
-            final = trial / "volumes" / "vol" / f"step-{STEPS:08d}"
-            if run.code == 0:
-                completed += 1
-                if not final.is_dir() or differences(load_checkpoint(final), reference):
-                    problems.append("mismatched final params")
-            if "resumed from step" in run.output:
-                resumed += 1
-            executed = [json.loads(row)["step"] for row in (trial / "probe-rank0.jsonl").read_text().splitlines()] \
-                if (trial / "probe-rank0.jsonl").is_file() else []
-            lost.append(len(executed) - STEPS)
-            if lost[-1] > EVERY:
+            completed += run.code == 0
+            resumed = committed_before(point, n, steps, every)
+            retry = run.output.split("attempt 1: transient", 1)[-1]
+            if (f"resumed from step-{resumed:08d}" if resumed else "no checkpoint: starting fresh") not in retry:
+                problems.append("wrong loads")
+            present = checkpoints(trial / "volumes" / "vol" / "probe")
+            if set(kept) - set(present):
+                problems.append("checkpoints lost")
+            if set(present) - set(kept):
+                problems.append("left over")  # retention not applied
+            final = _final(trial / "volumes" / "vol", "probe", steps)
+            if final is None or differences(final, reference):
+                problems.append("mismatched final params")
+            else:
+                bit_exact += 1
+            rows = trial / "probe-rank0.jsonl"
+            redone.append(len(rows.read_text().splitlines()) - steps if rows.is_file() else 0)
+            if redone[-1] > every:
                 problems.append("lost more than a commit interval")
-            for problem in problems:
-                escapes[problem] += 1
-            status = ", ".join(problems) or "ok"
-            print(f"  {index + 1:2d}/{count} {fault:22s} exit {run.code}, redid {lost[-1]} steps: {status}")
-            if problems:
-                print("    " + run.output[-1500:].replace("\n", "\n    "))
-    total = sum(escapes.values())
-    print(f"kills: {count} trials (seed {seed}, {STEPS} steps, commit every {EVERY}) in "
-          f"{time.monotonic() - start:.0f} s; completed {completed}, resumed {resumed}; "
-          f"max lost work {max(lost, default=0)} steps redone (commit interval {EVERY})")
-    print(f"kills: escapes {total} (" + ", ".join(
-        f"{k} {escapes[k]}" for k in ("tracebacks", "exit 3", "hangs", "mismatched final params",
-                                      "lost more than a commit interval", "other")) + ")")
-    return total
+            print(f"  {index + 1:2d}/{len(points)} {fault:22s} exit {run.code}, resumed from "
+                  f"{resumed}, redid {redone[-1]} updates: {', '.join(problems) or 'ok'}")
+            tally.add(problems, run.output)
+    by_point = collections.Counter(p for p, _ in points)
+    print(f"kills: {len(points)} distinct points of a {steps}-update job committing every {every} ("
+          + ", ".join(f"{p} {c}" for p, c in by_point.items()) + f") in {time.monotonic() - start:.0f} s; "
+          f"completed {completed}, bit-identical {bit_exact}; max redone {max(redone, default=0)} "
+          f"updates (commit interval {every})")
+    print(tally.line("kills"))
+    return sum(tally.kinds.values())
+
+
+def drills() -> int:
+    from runjob import checkpoints, launch_local, probe_spec, write_spec
+    from statecmp import differences
+    from test_signals import alive, rows, start_launch, wait_for
+
+    tally = Tally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        volumes = folder / "volumes"
+        # Two jobs at once on one volume, then one of them again.
+        slow = {"config": {"delay_s": 0.02}}
+        runs = {}
+        for name in ("ppo", "ppo-multi-gpu"):
+            (folder / name).mkdir()
+            runs[name] = start_launch(folder / name, {**probe_spec(steps=30, train=slow), "name": name},
+                                      volumes=volumes)
+        alone = launch_local(write_spec(folder / "alone", {**probe_spec(steps=30), "name": "ppo"}))
+        reference = _final(alone.volume / "vol", "ppo", 30)
+        for name, run in runs.items():
+            code = run.wait(timeout=RUN_TIMEOUT_S)
+            output = (folder / name / "launch.log").read_text()
+            problems = _common(code, output) + ([] if code == 0 else ["other"])
+            if "no checkpoint: starting fresh" not in output or "resumed from" in output:
+                problems.append("wrong loads")
+            if checkpoints(volumes / "vol" / name) != ["step-00000024", "step-00000027", "step-00000030"]:
+                problems.append("checkpoints lost")
+            final = _final(volumes / "vol", name, 30)
+            if final is None or reference is None or differences(final, reference):
+                problems.append("mismatched final params")
+            print(f"  two jobs at once: {name} exit {code}: {', '.join(problems) or 'ok'}")
+            tally.add(problems, output)
+        again = launch_local(write_spec(folder / "ppo", {**probe_spec(steps=33), "name": "ppo"}),
+                             "--volumes-dir", str(volumes))
+        problems = _common(again.code, again.output) + ([] if again.code == 0 else ["other"])
+        if "resumed from step-00000030 (after update 30 of 33)" not in again.output:
+            problems.append("wrong loads")
+        if checkpoints(volumes / "vol" / "ppo-multi-gpu") != ["step-00000024", "step-00000027", "step-00000030"]:
+            problems.append("checkpoints lost")
+        print(f"  two jobs, one resumed: exit {again.code}: {', '.join(problems) or 'ok'}")
+        tally.add(problems, again.output)
+
+        # Two runs of one job: the second refused; the first killed (kill -9); a third resumes.
+        job = folder / "job"
+        job.mkdir()
+        first = start_launch(job, probe_spec(steps=400, train={"config": {"delay_s": 0.05}}))
+        wait_for("the first run to train", lambda: len(rows(job)) >= 8)
+        second = launch_local(job / "job.yaml")
+        problems = _common(second.code, second.output)
+        if second.code != 1 or len(second.output.splitlines()) != 1 or "already running" not in second.output:
+            problems.append("other")
+        print(f"  two runs of one job: the second exit {second.code}: {second.output.strip()}")
+        tally.add(problems, second.output)
+        worker = rows(job)[-1]["pid"]  # one process: the recipe runs in the worker itself
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        wait_for("the first run's worker to die", lambda: not alive(worker), deadline_s=30)
+        committed = checkpoints(job / "volumes" / "vol" / "probe")
+        third = launch_local(write_spec(job, probe_spec(steps=400)))
+        problems = _common(third.code, third.output) + ([] if third.code == 0 else ["other"])
+        newest = committed[-1] if committed else None
+        if (f"resumed from {newest} " if newest else "no checkpoint: starting fresh") not in third.output:
+            problems.append("wrong loads")
+        straight = launch_local(write_spec(folder / "straight", probe_spec(steps=400)))
+        final, expected = _final(job / "volumes" / "vol", "probe", 400), _final(straight.volume / "vol", "probe", 400)
+        if final is None or expected is None or differences(final, expected):
+            problems.append("mismatched final params")
+        print(f"  two runs of one job: the first killed (its newest commit {newest}), its worker "
+              f"gone; the third exit {third.code}, resumed from {newest}: {', '.join(problems) or 'ok'}")
+        tally.add(problems, third.output)
+    print(f"drills: two jobs at once on one volume, one resumed; two runs of one job, the first "
+          f"killed, a third resumed; in {time.monotonic() - start:.0f} s")
+    print(tally.line("drills"))
+    return sum(tally.kinds.values())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fuzz", type=int, default=10_000, metavar="N", help="fuzz cases (default 10000)")
-    parser.add_argument("--kills", type=int, default=50, metavar="N", help="kill points (default 50)")
-    parser.add_argument("--seed", type=int, default=2026, help="seed of the kill points (default 2026)")
+    parser.add_argument("--fuzz", type=int, default=10_000, metavar="N", help="fuzz draws (default 10000; 0 skips)")
+    parser.add_argument("--steps", type=int, default=12, help="updates of the killed job (default 12)")
+    parser.add_argument("--every", type=int, default=3, help="its commit interval in updates (default 3)")
+    parser.add_argument("--no-kills", action="store_true", help="skip the kill points")
+    parser.add_argument("--no-drills", action="store_true", help="skip the drills")
     args = parser.parse_args()
-    escapes = (fuzz(args.fuzz) if args.fuzz else 0) + (kills(args.kills, args.seed) if args.kills else 0)
+    escapes = fuzz(args.fuzz) if args.fuzz else 0
+    escapes += 0 if args.no_kills else kills(args.steps, args.every)
+    escapes += 0 if args.no_drills else drills()
     print(f"escapes: {escapes}")
     return 1 if escapes else 0
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEP = re.compile(r"\[launch\] step (\d+): .*return ([\d.]+), ([\d,]+) env-steps/s")
+STEP = re.compile(r"\[launch\] update (\d+) of \d+: .*return ([\d.]+), ([\d,]+) env-steps/s")
 STAGE = re.compile(r"\[launch\] (stage[12]) took ([\d.]+) s")
 OVERHEAD = re.compile(r"checkpoints\s+(\d+) written .*\(([\d.]+) s, ([\d.]+)% of training time\)")
 SOLVED = 475.0
@@ -60,7 +60,7 @@ def main() -> int:
     for i in range(args.runs):
         f = run_once(args.spec)
         runs.append(f)
-        print(f"run {i + 1}: solved at step {f.get('solved_step', 'never')} after "
+        print(f"run {i + 1}: solved at update {f.get('solved_step', 'never')} after "
               f"{f.get('solved_s', float('nan')):.1f} s wall; {f['sps']:,.0f} env-steps/s; "
               f"stage1 {f['stage1']:.2f} s, stage2 {f['stage2']:.3f} s; "
               f"{f['checkpoints']:.0f} checkpoints, {f['overhead_pct']:.2f}% of training; "

@@ -26,18 +26,24 @@ class FakeCluster:
 
 
 class RecordingVolume(LocalVolume):
-    def __init__(self, path: Path, log: Path, rank: int) -> None:
-        super().__init__(path)
+    """The volume as one node's container sees it (its own working copy); records the commits
+    that carried changes."""
+
+    def __init__(self, committed: Path, work: Path, log: Path, rank: int) -> None:
+        super().__init__(committed, work)
         self.log, self.rank = log, rank
 
     def commit(self) -> None:
+        before = sorted(p.name for p in self.committed.rglob("*"))
         super().commit()
-        with open(self.log, "a") as f:
-            f.write(f"commit by node {self.rank}\n")
+        if sorted(p.name for p in self.committed.rglob("*")) != before:
+            with open(self.log, "a") as f:
+                f.write(f"commit by node {self.rank}\n")
 
 
 def main(app: str, rank: str, nodes: str, volume: str, log: str) -> int:
-    result = worker.attempt(Path(app), volume=RecordingVolume(Path(volume), Path(log), int(rank)),
+    work = Path(volume).with_name(f"{Path(volume).name}@node{rank}")
+    result = worker.attempt(Path(app), volume=RecordingVolume(Path(volume), work, Path(log), int(rank)),
                             cluster=FakeCluster(int(rank), int(nodes)))
     print("RESULT", result, flush=True)
     return 0

@@ -44,8 +44,8 @@ class Recorder:
         self.loaded: list[str] = []
         self.warnings: list[str] = []
 
-    def load(self, path: Path) -> None:
-        self.loaded.append(path.name)
+    def load(self, ckpt: checkpoint.Checkpoint) -> None:
+        self.loaded.append(ckpt.path.name)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -149,7 +149,7 @@ def test_enospc_message(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         checkpoint.save(tmp_path, 200, enospc, spec_hash="abc123")
     assert str(info.value) == (
-        "checkpoint at step 200 not written: No space left on device (errno 28); "
+        "checkpoint after update 200 not written: No space left on device (errno 28); "
         "earlier checkpoints are intact"
     )
     assert names(tmp_path) == ["step-00000100"]
@@ -160,7 +160,7 @@ def test_enospc_while_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint, "_sha256", no_space)
-    with pytest.raises(CheckpointError, match=r"^checkpoint at step 100 not written: No space"):
+    with pytest.raises(CheckpointError, match=r"^checkpoint after update 100 not written: No space"):
         save(tmp_path, 100)
     assert names(tmp_path) == []
 
@@ -172,7 +172,7 @@ def test_non_os_error_from_writer(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         checkpoint.save(tmp_path, 100, broken, spec_hash="abc123")
     assert str(info.value) == (
-        "checkpoint at step 100 not written: RuntimeError: CUDA error: out of memory; "
+        "checkpoint after update 100 not written: RuntimeError: CUDA error: out of memory; "
         "earlier checkpoints are intact"
     )
     assert names(tmp_path) == []
@@ -212,7 +212,7 @@ def test_writer_may_not_write_the_manifest(tmp_path: Path) -> None:
     def sneaky(tmp: Path) -> None:
         (tmp / "manifest.json").write_text("{}")
 
-    with pytest.raises(CheckpointError, match=r"^checkpoint at step 1 not written: File exists"):
+    with pytest.raises(CheckpointError, match=r"^checkpoint after update 1 not written: File exists"):
         checkpoint.save(tmp_path, 1, sneaky, spec_hash="h")
     assert names(tmp_path) == []
 
@@ -225,7 +225,7 @@ def test_killed_mid_write_is_never_returned(tmp_path: Path) -> None:
     (tmp_path / ".trash-step-00000050-abcd").mkdir()
     rec = Recorder()
     assert [c.step for c in checkpoint.complete(tmp_path)] == [100]
-    assert checkpoint.latest_loadable(tmp_path, rec.load, rec.warn).step == 100
+    assert checkpoint.newest_usable(tmp_path, rec.load, rec.warn).step == 100
     assert rec.warnings == []
 
 
@@ -233,8 +233,9 @@ def test_clean_temp(tmp_path: Path) -> None:
     save(tmp_path, 100)
     (tmp_path / ".tmp-step-00000200-x1y2" / "sub").mkdir(parents=True)
     (tmp_path / ".trash-step-00000050-abcd").mkdir()
+    (tmp_path / ".tmp-lease.json-123").write_text("{}")
     assert checkpoint.clean_temp(tmp_path) == [
-        ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
+        ".tmp-lease.json-123", ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
     assert names(tmp_path) == ["step-00000100"]
     assert checkpoint.clean_temp(tmp_path) == []
 
@@ -244,7 +245,7 @@ def test_missing_root(tmp_path: Path) -> None:
     rec = Recorder()
     assert checkpoint.clean_temp(missing) == []
     assert checkpoint.complete(missing) == []
-    assert checkpoint.latest_loadable(missing, rec.load, rec.warn) is None
+    assert checkpoint.newest_usable(missing, rec.load, rec.warn) is None
     assert rec.warnings == []
 
 
@@ -294,7 +295,7 @@ def test_corrupt_newest_falls_back(tmp_path: Path, corrupt, reason: str) -> None
         save(tmp_path, step)
     corrupt(tmp_path / "step-00000300")
     rec = Recorder()
-    found = checkpoint.latest_loadable(tmp_path, rec.load, rec.warn)
+    found = checkpoint.newest_usable(tmp_path, rec.load, rec.warn)
     assert found is not None and found.step == 200
     assert rec.loaded == ["step-00000200"]
     assert rec.warnings == [
@@ -319,12 +320,12 @@ def test_load_failure_falls_back(tmp_path: Path) -> None:
         save(tmp_path, step)
     rec = Recorder()
 
-    def load(path: Path) -> None:
-        if path.name == "step-00000200":
+    def load(ckpt: checkpoint.Checkpoint) -> None:
+        if ckpt.path.name == "step-00000200":
             raise RuntimeError("size mismatch for fc.weight")
-        rec.load(path)
+        rec.load(ckpt)
 
-    found = checkpoint.latest_loadable(tmp_path, load, rec.warn)
+    found = checkpoint.newest_usable(tmp_path, load, rec.warn)
     assert found is not None and found.step == 100
     assert rec.warnings == [
         "checkpoint step-00000200 skipped: RuntimeError: size mismatch for fc.weight; "
@@ -337,7 +338,7 @@ def test_nothing_loadable(tmp_path: Path) -> None:
     truncate(tmp_path / "step-00000200")
     delete_manifest(tmp_path / "step-00000100")
     rec = Recorder()
-    assert checkpoint.latest_loadable(tmp_path, rec.load, rec.warn) is None
+    assert checkpoint.newest_usable(tmp_path, rec.load, rec.warn) is None
     assert rec.loaded == []
     assert rec.warnings == [
         "checkpoint step-00000200 skipped: model.safetensors has 5 bytes, the manifest says "
@@ -345,6 +346,35 @@ def test_nothing_loadable(tmp_path: Path) -> None:
         "checkpoint step-00000100 skipped: manifest.json is missing; "
         "no earlier checkpoint to fall back to",
     ]
+
+
+def test_steps_loaded_before_and_failed_are_passed_over(tmp_path: Path) -> None:
+    for step in (100, 200, 300):
+        save(tmp_path, step)
+    rec = Recorder()
+    found = checkpoint.newest_usable(tmp_path, rec.load, rec.warn, skip={300, 200})
+    assert found is not None and found.step == 100 and rec.warnings == []
+    assert checkpoint.earlier_than(tmp_path, 200, skip={100}) is False
+    assert checkpoint.earlier_than(tmp_path, 300, skip={100}) is True
+
+
+def test_an_incompatible_checkpoint_stops_the_search(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step)
+
+    def refuse(ckpt: checkpoint.Checkpoint) -> None:
+        raise checkpoint.Incompatible(f"cannot resume from {ckpt.path.name}")
+
+    with pytest.raises(checkpoint.Incompatible, match="^cannot resume from step-00000200$"):
+        checkpoint.newest_usable(tmp_path, refuse, Recorder().warn)
+
+
+def test_checkpoints_at_a_volume_s_top_level_are_named(tmp_path: Path) -> None:
+    for step in (100, 200):
+        save(tmp_path, step)
+    save(tmp_path / "job", 300)
+    assert checkpoint.top_level(tmp_path) == ["step-00000100", "step-00000200"]
+    assert checkpoint.top_level(tmp_path / "job") == ["step-00000300"]
 
 
 def test_complete_skips_broken_manifests(tmp_path: Path) -> None:

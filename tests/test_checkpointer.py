@@ -1,8 +1,11 @@
 """The checkpoint manager's public face, in one process: save, resume, retention after the
-commit, refusal of a changed model, and no saves once closed."""
+commit, and what resuming refuses (another job's checkpoint, a changed model, world size or
+recipe-state shape) or fixes (hyperparameters come from the spec, not the checkpoint)."""
 
 from __future__ import annotations
 
+import inspect
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,93 +15,263 @@ from accelerate import Accelerator
 from runjob import checkpoints, probe_spec, write_spec
 
 from launcher.load import load_spec
-from launcher.runtime.checkpointer import Restored, checkpointer
+from launcher.recipes.ppo import PPO
+from launcher.runtime.checkpointer import LoadFailed, Restored, checkpointer
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
 from launcher.runtime.volume import LocalVolume
 
 
 class Counter:
-    """A recipe with a model and a state of its own."""
+    """A recipe with a model, an optimizer and a state of its own, `envs` rows of it."""
 
-    config_schema: ClassVar[dict[str, Any]] = {"properties": {"width": {"default": 8}}}
+    config_schema: ClassVar[dict[str, Any]] = {"properties": {
+        "width": {"default": 8}, "lr": {"default": 0.05}, "envs": {"default": 2}}}
     model_fields: ClassVar[tuple[str, ...]] = ("width",)
 
-    def __init__(self, width: int = 8) -> None:
-        self.model = torch.nn.Linear(width, 1)
+    def __init__(self, config: dict[str, Any]) -> None:
+        config = {"width": 8, "lr": 0.05, "envs": 2, **config}
+        self.model = torch.nn.Linear(config["width"], 1)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"])
+        self.envs = torch.zeros(config["envs"], 3)
         self.count = 0
+        self.fail_load = False
 
     def setup(self, accelerator: Any) -> None:
-        self.model = accelerator.prepare(self.model)
+        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+
+    def step(self) -> None:
+        loss = self.model(torch.ones(4, self.model.in_features)).sum()
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"count": torch.tensor(self.count)}
+        return {"count": torch.tensor(self.count), "envs": self.envs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.fail_load:
+            raise RuntimeError("environment state does not fit")
         self.count = int(state["count"])
+        self.envs = state["envs"]
 
 
 @pytest.fixture
 def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # train.config is checked against the probe recipe found here
 
-    def make(volume: LocalVolume, keep_last: int = 2, width: int | None = None):
-        config = {} if width is None else {"config": {"width": width}}
-        spec = load_spec(write_spec(tmp_path, probe_spec(
-            checkpoint={"keep_last": keep_last}, train=config))).spec
-        recipe = Counter(width or 8)
-        ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=volume.path, run_dir=tmp_path / "run",
-                          volume=volume, times={})
+    def make(volume: LocalVolume, keep_last: int = 2, name: str = "probe", processes: int = 1,
+             recipe_cls: type = Counter, config: dict[str, Any] | None = None, **ref: str):
+        spec_dict = probe_spec(checkpoint={"keep_last": keep_last}, train={"config": {}, **ref})
+        spec_dict["name"] = name
+        spec = load_spec(write_spec(tmp_path, spec_dict)).spec
+        spec = type(spec).from_dict({**spec.to_dict(), "train": {**spec.to_dict()["train"],
+                                                                  "config": config or {}}})
+        recipe = recipe_cls(config or {}) if recipe_cls is Counter else recipe_cls(config or {}, 1)
+        ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=volume.path / name,
+                          run_dir=tmp_path / "run", volume=volume, times={})
         acc = Accelerator(cpu=True)
         recipe.setup(acc)
-        return checkpointer(ctx, acc), recipe
+        manager = checkpointer(ctx, acc)
+        if processes != 1:
+            monkeypatch.setattr(manager, "acc", _Processes(acc, processes))
+        return manager, recipe
 
     return make
 
 
+class _Processes:
+    """An Accelerator that reports another process count (the check only reads it)."""
+
+    def __init__(self, acc: Accelerator, count: int) -> None:
+        self.acc, self.num_processes, self.process_index = acc, count, 0
+
+
+def volume_at(tmp_path: Path, name: str = "work") -> LocalVolume:
+    return LocalVolume(tmp_path / "volume", tmp_path / name)
+
+
 def test_a_saved_state_resumes_with_its_step_and_extra(manager, tmp_path: Path) -> None:
-    volume = LocalVolume(tmp_path / "volume")
+    volume = volume_at(tmp_path)
     first, recipe = manager(volume)
     recipe.count = 7
     first.save(3, {"best_return": 12.5})
     assert (first.written, volume.commits) == (1, 1)  # committed by the manager itself
 
-    second, fresh = manager(volume)
+    second, fresh = manager(volume_at(tmp_path, "work-2"))
     restored = second.resume()
-    assert restored == Restored(3, {"best_return": 12.5, "model_config": {"width": 8}, "world_size": 1})
+    assert restored == Restored(3, {"best_return": 12.5, "job": "probe", "recipe": "probe_recipe:Probe",
+                                    "train_config": {"width": 8, "lr": 0.05, "envs": 2},
+                                    "model_config": {"width": 8}, "world_size": 1})
     assert fresh.count == 7
     assert torch.equal(fresh.model.weight, recipe.model.weight)
 
 
 def test_nothing_to_resume_is_step_zero(manager, tmp_path: Path) -> None:
-    fresh, _ = manager(LocalVolume(tmp_path / "volume"))
+    fresh, _ = manager(volume_at(tmp_path))
     assert fresh.resume() == Restored(0, {})
     assert fresh.newest_step() is None
 
 
+def test_checkpoints_live_in_the_job_s_own_folder(manager, tmp_path: Path) -> None:
+    volume = volume_at(tmp_path)
+    manager(volume, name="ppo")[0].save(2, {})
+    manager(volume, name="ppo-multi-gpu")[0].save(5, {})
+    assert checkpoints(tmp_path / "volume" / "ppo") == ["step-00000002"]
+    assert checkpoints(tmp_path / "volume" / "ppo-multi-gpu") == ["step-00000005"]
+    other, _ = manager(volume_at(tmp_path, "work-2"), name="ppo")
+    assert other.resume().step == 2
+
+
 def test_retention_keeps_keep_last_after_each_commit(manager, tmp_path: Path) -> None:
-    volume = LocalVolume(tmp_path / "volume")
+    volume = volume_at(tmp_path)
     saver, _ = manager(volume, keep_last=2)
     for step in (1, 2, 3):
         saver.save(step, {})
-    assert checkpoints(volume.path) == ["step-00000002", "step-00000003"]
+    assert checkpoints(volume.path / "probe") == ["step-00000002", "step-00000003"]
     assert saver.newest_step() == 3 and volume.commits == 3
+    # retention after the last commit is committed with the next one (or the final commit)
+    assert checkpoints(tmp_path / "volume" / "probe") == ["step-00000001", "step-00000002", "step-00000003"]
+    volume.commit()
+    assert checkpoints(tmp_path / "volume" / "probe") == ["step-00000002", "step-00000003"]
 
 
 def test_a_changed_model_is_refused_as_permanent(manager, tmp_path: Path) -> None:
-    volume = LocalVolume(tmp_path / "volume")
-    manager(volume)[0].save(2, {})
-    other, _ = manager(volume, width=4)
+    manager(volume_at(tmp_path))[0].save(2, {})
+    other, _ = manager(volume_at(tmp_path, "work-2"), config={"width": 4})
     with pytest.raises(PermanentError, match=r"^cannot resume from step-00000002: the model changed "
-                                             r"\(train.config.width was 8, now 4\)"):
+                                             r"\(train.config: width 8 -> 4\)"):
         other.resume()
 
 
+def test_another_job_s_checkpoint_is_never_loaded(manager, tmp_path: Path) -> None:
+    manager(volume_at(tmp_path), name="ppo")[0].save(2, {})
+    (tmp_path / "volume" / "ppo").rename(tmp_path / "volume" / "probe")  # copied by hand, say
+    other, recipe = manager(volume_at(tmp_path, "work-2"), name="probe")
+    before = recipe.model.weight.clone()
+    with pytest.raises(PermanentError, match=r"^cannot resume from step-00000002: it belongs to job "
+                                             r"'ppo', not 'probe'; a checkpoint of another job is "
+                                             r"never loaded$"):
+        other.resume()
+    assert torch.equal(recipe.model.weight, before)
+
+
+def test_a_changed_world_size_is_refused(manager, tmp_path: Path) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    other, _ = manager(volume_at(tmp_path, "work-2"), processes=2)
+    with pytest.raises(PermanentError) as raised:
+        other.resume()
+    assert str(raised.value) == (
+        "cannot resume from step-00000002: it was written by 1 processes and this run has 2; "
+        "each process resumes its own recipe state (its environments, its random streams), so the "
+        "process count (compute.gpu_count x compute.nodes, or --processes) must stay 1, or set "
+        "checkpoint.resume: never, or use another checkpoint.volume")
+
+
+def test_recipe_state_of_another_shape_is_refused_naming_the_field(manager, tmp_path: Path) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    other, recipe = manager(volume_at(tmp_path, "work-2"), config={"envs": 4})
+    before = recipe.model.weight.clone()
+    with pytest.raises(PermanentError) as raised:
+        other.resume()
+    assert str(raised.value) == (
+        "cannot resume from step-00000002: the recipe's state has other shapes (envs: saved [2, 3], "
+        "now [4, 3]): train.config changed (envs 2 -> 4); set checkpoint.resume: never, or use "
+        "another checkpoint.volume")
+    assert torch.equal(recipe.model.weight, before)  # refused before anything was loaded
+
+
+def test_a_load_that_fails_part_way_says_so_and_asks_for_a_rebuild(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(2, {})
+    saver.save(4, {})
+    other, recipe = manager(volume_at(tmp_path, "work-2"))
+    recipe.fail_load = True
+    with pytest.raises(LoadFailed) as raised:
+        other.resume()
+    assert raised.value.step == 4
+    line = inspect.getsourcelines(Counter.load_state_dict)[1] + 2  # the user's raise
+    assert (f"warning: checkpoint step-00000004 skipped: loading it failed part-way "
+            f"({__file__}:{line}: RuntimeError: environment state does not fit); the recipe is "
+            "rebuilt before the previous one") in capsys.readouterr().err
+    again, _ = manager(volume_at(tmp_path, "work-3"))
+    assert again.resume(skip={4}).step == 2
+
+
+def _lr(recipe: Any) -> float:
+    return recipe.optimizer.param_groups[0]["lr"]
+
+
+def test_hyperparameters_come_from_the_spec_and_moments_from_the_checkpoint(manager, tmp_path: Path,
+                                                                             capsys) -> None:
+    saver, recipe = manager(volume_at(tmp_path), config={"lr": 0.005})
+    recipe.step()
+    saver.save(1, {})
+    moments = recipe.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+
+    resumed, fresh = manager(volume_at(tmp_path, "work-2"), config={"lr": 0.0001})
+    resumed.resume()
+    assert _lr(fresh) == 0.0001
+    assert torch.equal(fresh.optimizer.state_dict()["state"][0]["exp_avg"], moments)
+    assert "train.config changed since step-00000001: lr 0.005 -> 0.0001; the new values apply" \
+        in capsys.readouterr().err
+
+
+def test_ppo_learning_rate_from_the_spec_on_resume(manager, tmp_path: Path) -> None:
+    small = {"num_envs": 2, "rollout_steps": 8, "hidden_sizes": [8], "num_minibatches": 2,
+             "update_epochs": 1}
+    saver, recipe = manager(volume_at(tmp_path), recipe_cls=PPO, recipe="launcher.recipes.ppo:PPO",
+                            config={**small, "learning_rate": 0.005})
+    recipe.train_step(0)
+    saver.save(1, {})
+    moments = recipe.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    resumed, fresh = manager(volume_at(tmp_path, "work-2"), recipe_cls=PPO,
+                             recipe="launcher.recipes.ppo:PPO", config={**small, "learning_rate": 0.0001})
+    resumed.resume()
+    assert _lr(fresh) == 0.0001
+    assert torch.equal(fresh.optimizer.state_dict()["state"][0]["exp_avg"], moments)
+
+
+def test_a_scheduler_keeps_its_place_with_the_new_base_rate() -> None:
+    from launcher.runtime import hparams
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    saved = (optimizer.state_dict(), scheduler.state_dict())
+
+    class Recipe:
+        def __init__(self, lr: float) -> None:
+            self.model = torch.nn.Linear(2, 1)
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 0.5 ** e)
+
+    fresh = Recipe(lr=0.02)
+    built = hparams.capture(fresh)
+    fresh.optimizer.load_state_dict(saved[0])
+    fresh.scheduler.load_state_dict(saved[1])
+    hparams.restore(built)
+    assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * 0.25)
+    assert fresh.scheduler.base_lrs == [0.02]
+
+
 def test_no_save_after_close(manager, tmp_path: Path) -> None:
-    volume = LocalVolume(tmp_path / "volume")
+    volume = volume_at(tmp_path)
     saver, _ = manager(volume)
     saver.save(1, {})
     saver.close()
     with pytest.raises(RuntimeError, match="the checkpoint manager is closed"):
         saver.save(2, {})
-    assert checkpoints(volume.path) == ["step-00000001"]
+    assert checkpoints(volume.path / "probe") == ["step-00000001"]
+
+
+def test_the_manifest_names_the_job_recipe_and_resolved_config(manager, tmp_path: Path) -> None:
+    volume = volume_at(tmp_path)
+    manager(volume, config={"lr": 0.01})[0].save(1, {})
+    manifest = json.loads((tmp_path / "volume" / "probe" / "step-00000001" / "manifest.json").read_text())
+    assert {k: manifest["extra"][k] for k in ("job", "recipe", "train_config")} == {
+        "job": "probe", "recipe": "probe_recipe:Probe",
+        "train_config": {"width": 8, "lr": 0.01, "envs": 2}}

@@ -147,7 +147,7 @@ def test_a_new_users_repository_from_init_to_a_local_run(venv: Path, wheel: Path
     trained = ok(run("launch", "jobs/tiny.yaml", "--local", "--set", "train.steps=4", "--set", "train.log_every=1",
                      cwd=repo, venv=venv))
     assert "summary: tiny finished" in trained.stderr
-    assert "  steps        4 of 4" in trained.stderr
+    assert "  updates      4 of 4" in trained.stderr
     assert sorted(p.name for p in (repo / ".launch").iterdir()) == ["runs", "volumes"]
     assert (repo / ".launch" / "runs" / "tiny" / "app.py").is_file()
     assert any((repo / ".launch" / "volumes" / "tiny-checkpoints").iterdir())

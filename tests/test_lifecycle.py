@@ -78,7 +78,9 @@ def import_generated(path: Path) -> Any:
 
 
 def without_volume(calls: list[Call]) -> list[Call]:
-    return [(name, {k: v for k, v in args.items() if k != "volume"}) for name, args in calls]
+    """The calls without what differs by design: the volume, and where the call id comes from."""
+    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id")})
+            for name, args in calls]
 
 
 @pytest.mark.parametrize("case", golden_cases())
@@ -89,7 +91,8 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     app = tmp_path / "app.py"
     app.write_text(render_case(case), "utf-8")
     monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
-    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "volume"))
+    monkeypatch.setenv("LAUNCH_VOLUME", str(tmp_path / "volume"))
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "work"))
     monkeypatch.setattr(modal.Cluster, "from_context", staticmethod(lambda: CLUSTER))
     monkeypatch.setitem(sys.modules, "launch_app", None)  # the worker's import, undone after
 
@@ -106,7 +109,11 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster}
     assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
     volume = local[0][1]["volume"]  # ... and a local directory here
-    assert isinstance(volume, LocalVolume) and volume.path == tmp_path / "volume"
+    assert isinstance(volume, LocalVolume) and volume.committed == tmp_path / "volume"
+    assert volume.path == tmp_path / "work"  # this attempt's working copy of it
+    # the job's lease is taken for the call being served: Modal's call id, the local run's id
+    assert on_modal[0][1]["call_id"] is modal.current_function_call_id
+    assert local[0][1]["call_id"] is worker.run_id
 
 
 class Hooks:
@@ -140,6 +147,24 @@ def test_the_exit_hook_runs_after_a_failed_enter_hook() -> None:
     with pytest.raises(RuntimeError, match="stage2 failed"):
         run_container(hooks)
     assert hooks.log == ["stage1", "stage2", "shutdown"]
+
+
+class LoggedVolume:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def commit(self) -> None:
+        self.log.append("commit")
+
+    def reload(self) -> None:
+        self.log.append("reload")
+
+
+def test_every_volume_is_committed_after_the_exit_hooks_even_after_a_failure() -> None:
+    hooks = Hooks(fail="train")
+    with pytest.raises(RuntimeError, match="train failed"):
+        run_container(hooks, volumes=[LoggedVolume(hooks.log)])
+    assert hooks.log == ["stage1", "stage2", "train", "shutdown", "commit"]
 
 
 def test_a_failing_exit_hook_is_a_warning_and_the_result_stands(capsys: pytest.CaptureFixture[str]) -> None:

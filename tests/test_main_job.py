@@ -28,7 +28,7 @@ def test_the_main_job_solves_cartpole(tmp_path: Path) -> None:
     assert last is not None, run.stderr
     assert float(last[1]) >= 475.0
     assert "summary: ppo-cartpole finished" in run.stderr
-    assert "steps        80 of 80" in run.stderr
+    assert "updates      80 of 80" in run.stderr
     # metrics went through Accelerate's TensorBoard tracker
     assert list((ROOT / ".launch/runs/ppo-cartpole").rglob("events.out.tfevents.*"))
 
@@ -41,8 +41,8 @@ def test_ppo_resume_after_sigkill_is_bit_exact(tmp_path: Path) -> None:
                         env={"LAUNCH_FAULT": "kill:step:6"})
     assert killed.returncode == 0, killed.stderr
     assert "attempts     2 (1: transient, 2: finished)" in killed.stderr
-    assert "resumed from step 4" in killed.stderr
-    final = "ppo-checkpoints/step-00000010"
+    assert "resumed from step-00000004 (after update 4 of 10)" in killed.stderr
+    final = "ppo-checkpoints/ppo-cartpole/step-00000010"
     a, b = load_checkpoint(tmp_path / "a" / final), load_checkpoint(tmp_path / "b" / final)
     assert set(a) == {"model", "optimizer.bin", "recipe-0.pt"}
     assert differences(a, b) == []

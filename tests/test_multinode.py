@@ -47,12 +47,14 @@ def _run_nodes(tmp_path: Path, app: Path, volume: Path, log: Path) -> list[str]:
     # Two processes per node: Accelerate's launcher only forms a process group for > 1 per node
     # (on Modal a multi-node job has 8 per node).
     env = {**os.environ, "LAUNCH_PROCESSES": "2", "LAUNCH_MASTER_PORT": str(_free_port()),
-           "LAUNCH_CHECKPOINT_DIR": str(volume), "LAUNCH_RUN_DIR": str(tmp_path / "run"),
+           "LAUNCH_RUN_DIR": str(tmp_path / "run"),
            "PROBE_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(RECIPES.parent), str(tmp_path)]),
            "OMP_NUM_THREADS": "1"}
     nodes = [subprocess.Popen([sys.executable, str(RECIPES.parent / "multinode_node.py"), str(app),
-                               str(rank), "2", str(volume), str(log)],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               str(rank), "2", str(volume), str(log)], cwd=tmp_path,
+                              # each node's container works in its own copy of the volume
+                              env={**env, "LAUNCH_CHECKPOINT_DIR": str(volume.with_name(f"volume@node{rank}"))},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for rank in (0, 1)]
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
@@ -70,9 +72,9 @@ def test_two_nodes_train_together_and_only_global_rank0_commits(tmp_path: Path, 
     volume, log = tmp_path / "volume", tmp_path / "commits.log"
 
     outputs = _run_nodes(tmp_path, app, volume, log)
-    assert checkpoints(volume) == ["step-00000003", "step-00000006"]
-    assert log.read_text().splitlines() == ["commit by node 0"] * 2
-    manifest = json.loads((volume / "step-00000006" / "manifest.json").read_text())
+    assert checkpoints(volume / "probe") == ["step-00000003", "step-00000006"]
+    assert set(log.read_text().splitlines()) == {"commit by node 0"}  # node 1 changed nothing
+    manifest = json.loads((volume / "probe" / "step-00000006" / "manifest.json").read_text())
     assert manifest["extra"]["world_size"] == 4
     assert {f"recipe-{r}.pt" for r in range(4)} <= set(manifest["files"])  # gathered to rank 0
     ranks = [[json.loads(x)["digest"] for x in (tmp_path / f"probe-rank{r}.jsonl").read_text().splitlines()]
@@ -84,7 +86,7 @@ def test_two_nodes_train_together_and_only_global_rank0_commits(tmp_path: Path, 
     spec_path.write_text(spec_path.read_text().replace("steps: 6", "steps: 8"))
     app.write_text(render(load_spec(spec_path).spec, "job.yaml", CodeSource("local")))
     outputs = _run_nodes(tmp_path, app, volume, log)
-    assert "resumed from step 6" in outputs[0]
+    assert "resumed from step-00000006" in outputs[0]
     rows = [json.loads(x) for x in (tmp_path / "probe-rank3.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows][-2:] == [6, 7]
-    assert checkpoints(volume)[-1] == "step-00000008"
+    assert checkpoints(volume / "probe")[-1] == "step-00000008"

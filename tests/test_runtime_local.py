@@ -23,10 +23,10 @@ def test_a_clean_run_finishes_with_a_summary(tmp_path: Path) -> None:
     run = launch_local(write_spec(tmp_path, probe_spec(steps=7)))
     assert run.code == 0, run.output
     assert "summary: probe finished" in run.output
-    assert "steps        7 of 7" in run.output
+    assert "updates      7 of 7" in run.output
     assert _attempts(run.output) == "1 (1: finished)"
     # every 3 steps, plus the final step; retention keeps 3
-    assert checkpoints(run.volume / "vol") == ["step-00000003", "step-00000006", "step-00000007"]
+    assert checkpoints(run.volume / "vol" / "probe") == ["step-00000003", "step-00000006", "step-00000007"]
     assert "Traceback" not in run.output
 
 
@@ -34,7 +34,7 @@ def test_retention_keeps_exactly_keep_last(tmp_path: Path) -> None:
     spec = probe_spec(steps=9, checkpoint={"every_steps": 1, "keep_last": 2})
     run = launch_local(write_spec(tmp_path, spec))
     assert run.code == 0, run.output
-    assert checkpoints(run.volume / "vol") == ["step-00000008", "step-00000009"]
+    assert checkpoints(run.volume / "vol" / "probe") == ["step-00000008", "step-00000009"]
 
 
 def test_a_kill_is_retried_and_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_a_kill_is_retried_and_resumes_from_the_last_checkpoint(tmp_path: Path) 
     assert run.code == 0, run.output
     assert _attempts(run.output) == "2 (1: transient, 2: finished)"
     assert "retry 1 of 2 in 0 s" in run.output
-    assert "resumed from step 3" in run.output
+    assert "resumed from step-00000003 (after update 3 of 8)" in run.output
     rows = [json.loads(line) for line in (tmp_path / "probe-rank0.jsonl").read_text().splitlines()]
     # steps 3 and 4 ran twice (killed after 5 updates, resumed from 3): one commit interval lost
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7]
@@ -53,8 +53,8 @@ def test_a_preemption_restarts_without_spending_a_retry(tmp_path: Path) -> None:
     run = launch_local(write_spec(tmp_path, spec), env={"LAUNCH_FAULT": "int:step:5"})
     assert run.code == 0, run.output
     assert _attempts(run.output) == "2 (1: preempted, 2: finished)"
-    assert "stopped on SIGINT at step 5; checkpoint committed" in run.output
-    assert "resumed from step 5" in run.output
+    assert "stopped on SIGINT after update 5 of 8; checkpoint committed" in run.output
+    assert "resumed from step-00000005 (after update 5 of 8)" in run.output
 
 
 def test_a_diverged_loss_is_permanent_and_not_retried(tmp_path: Path) -> None:
@@ -62,8 +62,8 @@ def test_a_diverged_loss_is_permanent_and_not_retried(tmp_path: Path) -> None:
     run = launch_local(write_spec(tmp_path, spec))
     assert run.code == 1
     assert _attempts(run.output) == "1 (1: permanent)"
-    assert "error        loss became nan at step 5: training diverged" in run.output
-    assert checkpoints(run.volume / "vol") == ["step-00000003"]  # the NaN state was never saved
+    assert "error        loss became nan in update 5 of 8 (train_step(4)): training diverged" in run.output
+    assert checkpoints(run.volume / "vol" / "probe") == ["step-00000003"]  # the NaN state was never saved
     assert "Traceback" not in run.output
 
 
@@ -83,7 +83,7 @@ def test_retries_run_out(tmp_path: Path) -> None:
 def test_a_corrupt_newest_checkpoint_falls_back_with_a_warning(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path, probe_spec(steps=6))
     assert launch_local(spec_path).code == 0
-    newest = tmp_path / "volumes" / "vol" / "step-00000006" / "model.safetensors"
+    newest = tmp_path / "volumes" / "vol" / "probe" / "step-00000006" / "model.safetensors"
     data = bytearray(newest.read_bytes())
     data[-1] ^= 0xFF
     newest.write_bytes(bytes(data))
@@ -92,7 +92,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_with_a_warning(tmp_path: Path) -
     assert run.code == 0, run.output
     assert ("warning: checkpoint step-00000006 skipped: model.safetensors does not match its "
             "sha256 in the manifest; falling back to the previous one") in run.output
-    assert "resumed from step 3" in run.output
+    assert "resumed from step-00000003 (after update 3 of 9)" in run.output
 
 
 def test_a_changed_model_config_refuses_to_resume(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_changed_model_config_refuses_to_resume(tmp_path: Path) -> None:
     write_spec(tmp_path, probe_spec(steps=6, train={"config": {"width": 4}}))
     run = launch_local(spec_path)
     assert run.code == 1
-    assert ("cannot resume from step-00000003: the model changed (train.config.width was 8, now 4); "
+    assert ("cannot resume from step-00000003: the model changed (train.config: width 8 -> 4); "
             "set checkpoint.resume: never, or use another checkpoint.volume") in run.output
     assert _attempts(run.output) == "1 (1: permanent)"
 
@@ -113,7 +113,7 @@ def test_resume_never_starts_fresh(tmp_path: Path) -> None:
     run = launch_local(spec_path)
     assert run.code == 0, run.output
     assert "checkpoint.resume is never: starting fresh" in run.output
-    assert "[launch] step 1:" in run.output
+    assert "[launch] update 1 of 3:" in run.output
 
 
 def test_fresh_moves_old_checkpoints_aside(tmp_path: Path) -> None:
@@ -123,7 +123,8 @@ def test_fresh_moves_old_checkpoints_aside(tmp_path: Path) -> None:
     assert run.code == 0, run.output
     assert "no checkpoint: starting fresh" in run.output
     archived = [p for p in (tmp_path / "volumes").iterdir() if p.name.startswith("vol.")]
-    assert len(archived) == 1 and checkpoints(archived[0]) == ["step-00000003"]
+    assert len(archived) == 1 and checkpoints(archived[0] / "probe") == ["step-00000003"]
+    assert f"--fresh: earlier checkpoints moved to {archived[0] / 'probe'}" in run.output
 
 
 def test_two_processes_keep_identical_parameters(tmp_path: Path) -> None:
@@ -134,9 +135,15 @@ def test_two_processes_keep_identical_parameters(tmp_path: Path) -> None:
     assert [r["step"] for r in ranks[0]] == [r["step"] for r in ranks[1]] == list(range(6))
     assert [r["digest"] for r in ranks[0]] == [r["digest"] for r in ranks[1]]
     assert [r["loss"] for r in ranks[0]] != [r["loss"] for r in ranks[1]]  # different data per rank
-    manifest = json.loads((run.volume / "vol" / "step-00000006" / "manifest.json").read_text())
+    manifest = json.loads((run.volume / "vol" / "probe" / "step-00000006" / "manifest.json").read_text())
     assert manifest["extra"]["world_size"] == 2
     assert {"recipe-0.pt", "recipe-1.pt", "random_states_0.pkl", "random_states_1.pkl"} <= set(manifest["files"])
+    # Resumed by one process, rank 1's environments would be lost (or rank 0's replayed twice
+    # by more): a changed world size is refused.
+    write_spec(tmp_path, probe_spec(steps=8))
+    one = launch_local(tmp_path / "job.yaml")
+    assert one.code == 1 and _attempts(one.output) == "1 (1: permanent)"
+    assert "cannot resume from step-00000006: it was written by 2 processes and this run has 1" in one.output
 
 
 @pytest.mark.parametrize("snapshot,placed_in", [("cpu", "stage2"), ("none", "stage2"), ("gpu", "stage1")])
@@ -156,7 +163,7 @@ def test_a_permanent_failure_in_a_two_process_run_is_not_retried(tmp_path: Path)
     run = launch_local(write_spec(tmp_path, spec), "--processes", "2")
     assert run.code == 1
     assert _attempts(run.output) == "1 (1: permanent)"
-    assert "error        loss became nan at step 5: training diverged" in run.output
+    assert "error        loss became nan in update 5 of 8 (train_step(4)): training diverged" in run.output
 
 
 def test_a_preemption_during_start_up_spends_no_retry(tmp_path: Path) -> None:
@@ -172,7 +179,7 @@ def test_no_secret_value_reaches_the_logs_or_a_manifest(tmp_path: Path) -> None:
                        env={"HF_TOKEN": value, "MODAL_TOKEN_SECRET": value})
     assert run.code == 0, run.output
     assert value not in run.output
-    manifests = list((run.volume / "vol").glob("step-*/manifest.json"))
+    manifests = list((run.volume / "vol" / "probe").glob("step-*/manifest.json"))
     assert manifests and all(value not in m.read_text() for m in manifests)
 
 
@@ -183,5 +190,5 @@ def test_a_multi_node_spec_runs_locally_as_one_node(tmp_path: Path) -> None:
     run = launch_local(write_spec(tmp_path, spec))
     assert run.code == 0, run.output
     assert _attempts(run.output) == "1 (1: finished)"
-    manifest = json.loads((run.volume / "vol" / "step-00000003" / "manifest.json").read_text())
+    manifest = json.loads((run.volume / "vol" / "probe" / "step-00000003" / "manifest.json").read_text())
     assert manifest["extra"]["world_size"] == 1

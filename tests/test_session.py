@@ -4,29 +4,41 @@ permanent failures returned rather than raised (Modal would retry a raise)."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
+from itertools import count
 from pathlib import Path
 
 import pytest
+import torch
 from runjob import probe_spec, write_spec
+from safetensors.torch import load_file
 
 from launcher.load import load_spec
+from launcher.runtime.failures import VolumeError
 from launcher.runtime.session import Session
+from launcher.runtime.volume import LocalVolume
 
 
 @pytest.fixture
 def make_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Containers on one volume (tmp_path/volume), each with its own working copy, serving the
+    call `call` (Modal's function call id)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PROBE_DIR", str(tmp_path))
-    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "volume"))
     monkeypatch.setenv("LAUNCH_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("LAUNCH_PROCESSES", "1")
+    made = count()
 
-    def make(**sections) -> Session:
+    def make(call: str = "fc-1", enter: bool = True, **sections) -> Session:
         spec = load_spec(write_spec(tmp_path, probe_spec(**sections))).spec
-        session = Session(spec.to_dict())
-        session.stage1()
-        session.stage2()
+        volume = LocalVolume(tmp_path / "volume", tmp_path / f"container-{next(made)}")
+        monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
+        session = Session(spec.to_dict(), volume=volume, call_id=lambda: call)
+        if enter:
+            session.stage1()
+            session.stage2()
         return session
 
     return make
@@ -38,7 +50,7 @@ def _steps(folder: Path) -> list[int]:
 
 def test_a_warm_container_catches_up_with_checkpoints_written_elsewhere(make_session, tmp_path) -> None:
     warm = make_session(steps=8)  # booted early (min_containers), holding step 0
-    other = make_session(steps=8)
+    other = make_session(steps=8, call="fc-0")
     assert other.train(steps=6)["steps"] == 6  # another container trained meanwhile
     result = warm.train(steps=8)
     assert (result["status"], result["steps"], result["resumed_from"]) == ("finished", 8, 6)
@@ -84,8 +96,8 @@ def test_a_permanent_failure_is_returned_not_raised(make_session) -> None:
     session = make_session(steps=8, train={"config": {"fail_at": 2}})
     result = session.train()
     assert result == {"status": "permanent",
-                      "error": "loss became nan at step 3: training diverged (lower the learning "
-                               "rate, or check the recipe)"}
+                      "error": "loss became nan in update 3 of 8 (train_step(2)): training diverged "
+                               "(lower the learning rate, or check the recipe)"}
 
 
 def test_a_permanent_failure_in_an_enter_hook_is_reported_by_train(make_session, tmp_path) -> None:
@@ -94,3 +106,188 @@ def test_a_permanent_failure_in_an_enter_hook_is_reported_by_train(make_session,
     result = session.train()
     assert result["status"] == "permanent"
     assert result["error"].startswith("cannot resume from step-00000002: the model changed")
+
+
+# -- the job's lease, as a Modal container takes it (call ids injected) -------------------------
+
+def _lease(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "volume" / "probe" / "lease.json").read_text())
+
+
+def _held_by(make_session, call: str, **sections) -> Session:
+    """A container of a live run: its lease taken (train's start), not yet released."""
+    session = make_session(call=call, **sections)
+    session._take_job()
+    return session
+
+
+def test_a_second_run_is_refused_in_one_line_naming_the_holder(make_session, tmp_path) -> None:
+    holder = _held_by(make_session, "fc-first", steps=6)
+    lease = _lease(tmp_path)
+    second = make_session(call="fc-second", steps=6)
+    result = second.train()
+    assert result["status"] == "permanent"
+    assert re.fullmatch(
+        r"probe: already running on volume vol: call fc-first \(pid \d+ on [^)]+\) since "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, last heartbeat \d+ s ago; wait for it to end or stop "
+        r"it \(if it is gone, its lease goes stale 1800 s after its last heartbeat, or remove "
+        r"probe/lease.json from the volume\)", result["error"]), result["error"]
+    assert _lease(tmp_path) == lease  # untouched
+    assert holder.train()["status"] == "finished"
+    assert _steps(tmp_path) == list(range(6))  # the second run trained nothing
+
+
+def test_a_retry_of_the_same_call_takes_the_lease_over(make_session, tmp_path) -> None:
+    _held_by(make_session, "fc-1", steps=4)  # the first attempt died holding it
+    retry = make_session(call="fc-1", steps=4)
+    assert retry.train()["status"] == "finished"
+    assert not (tmp_path / "volume" / "probe" / "lease.json").exists()  # released at the end
+
+
+def test_a_stale_lease_is_taken_over(make_session, tmp_path, capsys) -> None:
+    _held_by(make_session, "fc-dead", steps=4)
+    lease = _lease(tmp_path)
+    lease["heartbeat"] -= 1801  # stale after 3 commit intervals of 10 min (checkpoint.every)
+    (tmp_path / "volume" / "probe" / "lease.json").write_text(json.dumps(lease))
+    assert make_session(call="fc-new", steps=4).train()["status"] == "finished"
+    assert re.search(r"taking over the lease of job probe from call fc-dead \(.*\) since .*, last "
+                     r"heartbeat 180\d s ago: stale after 1800 s without one", capsys.readouterr().err)
+
+
+def test_each_commit_is_a_heartbeat(make_session, tmp_path, monkeypatch) -> None:
+    session = _held_by(make_session, "fc-1", steps=6)
+    beats = []
+    original = session.volume.commit
+
+    def commit() -> None:
+        beats.append(_lease_in(session.volume.path)["heartbeat"])
+        original()
+
+    monkeypatch.setattr(session.volume, "commit", commit)
+    session.train()
+    assert len(beats) >= 3 and beats == sorted(beats)  # the checkpoints at 3 and 6, the release
+
+
+def _lease_in(folder: Path) -> dict:
+    path = folder / "probe" / "lease.json"
+    return json.loads(path.read_text()) if path.exists() else {"heartbeat": float("inf")}
+
+
+def test_staleness_with_a_step_only_cadence(make_session, tmp_path) -> None:
+    session = _held_by(make_session, "fc-1", steps=6, checkpoint={"every": None},
+                       compute={"timeout": "2h"})
+    assert _lease(tmp_path)["stale_after_s"] == 3 * 7200  # before its first commit: the timeout
+    session.lease.last_beat -= 40  # as if the first commit interval took 40 s
+    session.lease.beat()
+    session.volume.commit()
+    assert 120 <= _lease(tmp_path)["stale_after_s"] < 125  # then three measured intervals
+
+
+def test_leftovers_are_cleaned_only_under_the_lease(make_session, tmp_path) -> None:
+    holder = _held_by(make_session, "fc-first", steps=6)
+    in_progress = holder.volume.path / "probe" / ".tmp-step-00000003-live"
+    in_progress.mkdir()
+    holder.volume.commit()  # as if it were committed mid-write (a shared volume's worst case)
+    assert make_session(call="fc-second", steps=6).train()["status"] == "permanent"
+    assert (tmp_path / "volume" / "probe" / ".tmp-step-00000003-live").is_dir()
+
+
+# -- a load that fails part-way leaves nothing behind -----------------------------------------
+
+def _fail_loads(monkeypatch, times: int) -> None:
+    from probe_recipe import Probe
+
+    original = Probe.load_state_dict
+    left = [times]
+
+    def load_state_dict(self, state) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise RuntimeError("recipe state does not fit")
+        original(self, state)
+
+    monkeypatch.setattr(Probe, "load_state_dict", load_state_dict)
+
+
+def _params(session: Session) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in session.recipe.model.parameters()]
+
+
+def _saved_params(tmp_path: Path, step: int) -> list[torch.Tensor]:
+    saved = load_file(str(tmp_path / "volume" / "probe" / f"step-{step:08d}" / "model.safetensors"))
+    return [saved["weight"], saved["bias"]]
+
+
+def test_a_failed_load_falls_back_to_the_previous_checkpoint_with_a_rebuilt_recipe(
+        make_session, tmp_path, monkeypatch) -> None:
+    make_session(steps=6).train()
+    _fail_loads(monkeypatch, times=1)
+    session = make_session(steps=6)
+    assert session.loop.resumed_from == 3
+    assert all(torch.equal(a, b) for a, b in zip(_params(session), _saved_params(tmp_path, 3)))
+
+
+def test_when_every_load_fails_the_fresh_start_is_really_fresh(make_session, tmp_path, monkeypatch) -> None:
+    make_session(steps=6).train()
+    fresh = make_session(steps=6, checkpoint={"resume": "never"})
+    _fail_loads(monkeypatch, times=2)
+    session = make_session(steps=6)
+    assert session.loop.resumed_from is None and session.loop.step == 0
+    assert all(torch.equal(a, b) for a, b in zip(_params(session), _params(fresh)))
+    assert session.train()["status"] == "finished"
+
+
+# -- failure classes --------------------------------------------------------------------------
+
+def test_an_exception_before_the_first_update_is_permanent_and_names_the_user_s_line(
+        make_session, tmp_path, monkeypatch) -> None:
+    from probe_recipe import Probe
+
+    def setup(self, accelerator) -> None:
+        raise KeyError("obs_dim")
+
+    monkeypatch.setattr(Probe, "setup", setup)
+    result = make_session(steps=3).train()
+    line = inspect.getsourcelines(setup)[1] + 1
+    assert result == {"status": "permanent", "error": (
+        f"{__file__}:{line}: KeyError: 'obs_dim' (in stage 2, before the first update "
+        "completed: not retried, a retry would fail the same way)")}
+
+
+def test_train_step_returning_a_float_breaks_the_protocol(make_session, tmp_path, monkeypatch) -> None:
+    from probe_recipe import Probe
+
+    def train_step(self, step: int) -> float:
+        return 0.5
+
+    monkeypatch.setattr(Probe, "train_step", train_step)
+    result = make_session(steps=3).train()
+    line = inspect.getsourcelines(train_step)[1]
+    assert result == {"status": "permanent", "error": (
+        f"{__file__}:{line}: Probe.train_step returned float in update 1; it must return "
+        "a dict of metric names to numbers")}
+
+
+def test_a_recipe_without_state_dict_breaks_the_protocol(make_session, tmp_path, monkeypatch) -> None:
+    from probe_recipe import Probe
+
+    monkeypatch.delattr(Probe, "state_dict")
+    result = make_session(steps=3).train()
+    line = inspect.getsourcelines(Probe)[1]
+    file = Path(inspect.getsourcefile(Probe))  # the module as first imported by these tests
+    shown = file.name if file.parent == Path.cwd() else str(file)
+    assert result == {"status": "permanent", "error": (
+        f"{shown}:{line}: train.recipe probe_recipe:Probe has no state_dict(); a recipe "
+        "needs setup, train_step, state_dict and load_state_dict (see launcher/runtime/recipe.py)")}
+
+
+def test_a_volume_failure_at_start_up_is_retried_not_permanent(make_session, monkeypatch) -> None:
+    session = make_session(enter=False, steps=2)
+
+    def reload() -> None:
+        raise OSError("mount went away")
+
+    monkeypatch.setattr(session.volume, "reload", reload)
+    session.stage1()
+    with pytest.raises(VolumeError, match=r"^checkpoint.volume vol: reload failed: OSError: mount went away$"):
+        session.stage2()

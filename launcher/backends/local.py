@@ -1,30 +1,59 @@
 """The local backend: a supervisor that runs each attempt as a fresh worker process.
 
 Like a Modal container, each attempt starts from nothing and goes through the app's own
-lifecycle; the checkpoint volume is a local directory; the spec's retry policy is honoured
-with its real delays; a preemption (SIGINT, as Modal sends it) restarts without spending a
-retry.
+lifecycle; the checkpoint volume is a local directory that keeps Modal's commit semantics
+(each attempt works in its own working copy, thrown away when it ends); the spec's retry
+policy is honoured with its real delays; a preemption (SIGINT, as Modal sends it) restarts
+without spending a retry. The supervisor holds the job's lock for the whole run (all
+attempts), so a second run of the job on the volume refuses to start; the worker dies with
+the supervisor, however the supervisor ends. SIGTERM and SIGHUP stop a run as Ctrl-C does: the
+worker writes its final checkpoint, the summary prints, and `launch` exits 128 + the signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
+from launcher.backends import jobfolder
 from launcher.errors import RunError
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.spec.model import JobSpec
+
+
+def spawn_process(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A worker as its own process, with the read end of a pipe nobody writes to: when the
+    supervisor dies, the worker reads EOF there and dies too (runtime/lifeline.py). The write
+    end lives as long as the returned object (closed with it, or by the kernel at our death)."""
+    read, write = os.pipe()
+    try:
+        proc = subprocess.Popen(argv, env={**env, "LAUNCH_LIFELINE_FD": str(read)}, pass_fds=(read,),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                bufsize=1, start_new_session=True)  # Ctrl-C reaches us; we forward it
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    weakref.finalize(proc, os.close, write)
+    return proc
 
 
 @dataclass
@@ -34,6 +63,9 @@ class Options:
     volumes_dir: Path | None = None
     resume: bool = True
     debug: bool = False
+    # How a worker process starts: anything that returns a Popen-like object (stdout, poll,
+    # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
+    spawn: Callable[[list[str], dict[str, str]], Any] = spawn_process
 
 
 @dataclass
@@ -53,7 +85,7 @@ class Display:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=stream)
+            self.bar = tqdm(total=total, unit="update", dynamic_ncols=True, file=stream)
 
     def line(self, text: str) -> None:
         if self.bar is not None:
@@ -73,25 +105,43 @@ class Display:
             self.bar.close()
 
 
+# Runtime names the worker gets from the supervisor's own environment only (tests use them).
+_FROM_SUPERVISOR = ("LAUNCH_FAULT", "LAUNCH_FAULT_ATTEMPT")
+
+
 class Supervisor:
-    def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volume_dir: Path,
+    def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
                  options: Options) -> None:
-        self.spec, self.app_path, self.run_dir, self.volume_dir = spec, app_path, run_dir, volume_dir
+        self.spec, self.app_path, self.run_dir, self.volumes = spec, app_path, run_dir, volumes
+        self.volume_dir = volumes / spec.checkpoint.volume
         self.options = options
+        self.run_id = f"local-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.attempts: list[Attempt] = []
-        self.worker: subprocess.Popen[str] | None = None
-        self.interrupted = False
+        self.worker: Any = None
+        self.stopped_by: int | None = None  # the signal that asked us to stop
+        self.wake = threading.Event()
         self.preempted_by_us = False
 
-    def _env(self, attempt: int) -> dict[str, str]:
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
+
+    def _env(self, attempt: int, work: Path) -> dict[str, str]:
         threads = str(max(1, (os.cpu_count() or 1) // self.options.processes))
-        return {"OMP_NUM_THREADS": threads, **os.environ, **self.spec.env,
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCH_")}
+        # The spec's env may not name LAUNCH_* (validation refuses it); dropped here as well, so
+        # nothing a spec says can reach the runtime's own settings, fault injection included.
+        spec_env = {k: v for k, v in self.spec.env.items() if not k.startswith("LAUNCH_")}
+        return {"OMP_NUM_THREADS": threads, **inherited, **spec_env,
+                **{k: os.environ[k] for k in _FROM_SUPERVISOR if k in os.environ},
                 "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1", "LAUNCH_ATTEMPT": str(attempt),
-                "LAUNCH_CHECKPOINT_DIR": str(self.volume_dir), "LAUNCH_RUN_DIR": str(self.run_dir),
+                "LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
+                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
+                "LAUNCH_SUPERVISOR_PID": str(os.getpid()),
                 "LAUNCH_PROCESSES": str(self.options.processes),
                 "LAUNCH_DEBUG": "1" if self.options.debug else "0"}
 
-    def _preempt_later(self, worker: subprocess.Popen[str]) -> threading.Timer | None:
+    def _preempt_later(self, worker: Any) -> threading.Timer | None:
         if self.options.preempt_after is None:
             return None
         def preempt() -> None:
@@ -104,19 +154,17 @@ class Supervisor:
         return timer
 
     def attempt(self, number: int, display: Display) -> Attempt:
+        """One worker, in a working copy of the volume that is thrown away when it ends: what
+        it did not commit is lost, as on Modal."""
         argv = [sys.executable, "-m", "launcher.backends.worker", str(self.app_path)]
         attempt = Attempt(number)
-        worker = subprocess.Popen(argv, env=self._env(number), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                  start_new_session=True)  # Ctrl-C reaches us; we forward it
-        self.worker = worker
-        timer = self._preempt_later(worker) if number == 1 else None
-        assert worker.stdout is not None
-        for raw in worker.stdout:
-            self._handle(raw.rstrip("\n"), attempt, display)
-        code = worker.wait()
-        if timer is not None:
-            timer.cancel()
+        work = jobfolder.work_root(self.volumes, self.spec.checkpoint.volume) / \
+            f"{self.spec.name}@{self.run_id}-a{number}"
+        try:
+            code = self._run_worker(argv, self._env(number, work), number, attempt, display)
+        finally:
+            for path in (work, work.with_name(work.name + ".scratch")):
+                shutil.rmtree(path, ignore_errors=True)
         attempt.outcome = classify(code)
         if self.preempted_by_us and attempt.outcome == "transient":
             # As on Modal, a preemption during start-up (before the loop can checkpoint) still
@@ -126,6 +174,21 @@ class Supervisor:
         if attempt.outcome == "transient" and not attempt.message:
             attempt.message = f"worker exited with code {code}"
         return attempt
+
+    def _run_worker(self, argv: list[str], env: dict[str, str], number: int, attempt: Attempt,
+                    display: Display) -> int:
+        worker = self.options.spawn(argv, env)
+        self.worker = worker
+        if self.interrupted:  # a stop that came while it was starting
+            worker.send_signal(signal.SIGINT)
+        timer = self._preempt_later(worker) if number == 1 else None
+        try:
+            for raw in worker.stdout:
+                self._handle(raw.rstrip("\n"), attempt, display)
+            return worker.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _handle(self, line: str, attempt: Attempt, display: Display) -> None:
         if not line.startswith(PREFIX):
@@ -140,13 +203,49 @@ class Supervisor:
         elif kind == "failure":
             attempt.message = event["message"]
 
-    def interrupt(self) -> None:
-        """Ctrl-C: let the worker checkpoint (SIGINT), then stop without retrying."""
-        self.interrupted = True
+    def stop(self, signum: int) -> None:
+        """Ctrl-C, SIGTERM or SIGHUP: a preemption. The worker checkpoints (SIGINT, as Modal
+        sends it), then the run stops without another attempt. Asked twice, the worker stops
+        at once, without a checkpoint."""
+        if self.stopped_by is None:
+            self.stopped_by = signum
+        self.wake.set()
         if self.worker is not None and self.worker.poll() is None:
             self.worker.send_signal(signal.SIGINT)
 
-    def run(self) -> int:
+    def interrupt(self) -> None:
+        self.stop(signal.SIGINT)
+
+    def run(self, app_source: str) -> int:
+        """All attempts, under the job's lock; 0 when the last one finished. A job held by
+        another run is a RunError, before anything is written."""
+        where = (self.volumes, self.spec.checkpoint.volume, self.spec.name)
+        lock = jobfolder.JobLock(*where, self.run_id)
+        lock.acquire()
+        try:
+            self._prepare(app_source)
+            return self._attempts()
+        finally:
+            jobfolder.release_lease(*where, self.run_id)
+            lock.release()
+
+    def _prepare(self, app_source: str) -> None:
+        """Under the lock: clean after dead runs, --fresh, the app file the workers import."""
+        where = (self.volumes, self.spec.checkpoint.volume, self.spec.name)
+        try:
+            for said in jobfolder.clean_after_dead_runs(*where, self.run_id):
+                click.echo(f"[launch] {said}", err=True)
+            if not self.options.resume and (moved := jobfolder.archive(*where)) is not None:
+                click.echo(f"[launch] --fresh: earlier checkpoints moved to {moved}", err=True)
+            if notice := jobfolder.top_level_notice(*where):
+                click.echo(f"[launch] {notice}", err=True)
+            self.volume_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.app_path.write_text(app_source, "utf-8")
+        except OSError as exc:
+            raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
+
+    def _attempts(self) -> int:
         retries = self.spec.retries
         used = 0
         display = Display(self.spec.train.steps, sys.stderr)
@@ -165,8 +264,7 @@ class Supervisor:
                 used += 1
                 delay = retries.delay(used)
                 display.line(f"[launch] retry {used} of {retries.max_retries} in {delay:g} s")
-                time.sleep(delay)
-                if self.interrupted:  # Ctrl-C during the delay: no further attempt
+                if self.wake.wait(delay):  # stopped during the delay: no further attempt
                     break
         finally:
             display.close()
@@ -178,13 +276,19 @@ def summary(sup: Supervisor, seconds: float) -> str:
     result = next((a.result for a in reversed(sup.attempts) if a.result), {})
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     outcomes = ", ".join(f"{a.number}: {a.outcome}" for a in sup.attempts)
+    if final.outcome == "finished":
+        state = "finished"
+    elif sup.stopped_by is not None:
+        state = f"stopped ({signal.Signals(sup.stopped_by).name})"
+    else:
+        state = "failed"
     lines = [
-        f"summary: {sup.spec.name} {'finished' if final.outcome == 'finished' else 'failed'}",
-        f"  steps        {result.get('steps', 'n/a')} of {sup.spec.train.steps}",
+        f"summary: {sup.spec.name} {state}",
+        f"  updates      {result.get('steps', 'n/a')} of {sup.spec.train.steps}",
         f"  wall time    {seconds:.1f} s",
         f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
-        f"to {sup.volume_dir}" + (f" ({result['checkpoint_seconds']:.2f} s, "
+        f"to {sup.volume_dir / sup.spec.name}" + (f" ({result['checkpoint_seconds']:.2f} s, "
                                   f"{result['checkpoint_overhead_pct']:.1f}% of training time)"
                                   if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
@@ -194,35 +298,22 @@ def summary(sup: Supervisor, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def archive(volume_dir: Path) -> Path | None:
-    """--fresh: move the volume's contents aside (never delete them) and start empty."""
-    if not volume_dir.is_dir() or not any(volume_dir.iterdir()):
-        return None
-    target = volume_dir.with_name(f"{volume_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-    volume_dir.rename(target)
-    return target
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
+    """Run every attempt here; the exit code: 0 finished, 1 failed, 128 + N stopped by signal N
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports it."""
     run_dir = repo_root / ".launch" / "runs" / spec.name
-    volume_dir = (options.volumes_dir or repo_root / ".launch" / "volumes") / spec.checkpoint.volume
-    try:
-        if not options.resume and (moved := archive(volume_dir)) is not None:
-            click.echo(f"[launch] --fresh: earlier checkpoints moved to {moved}", err=True)
-        volume_dir.mkdir(parents=True, exist_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        app_path = run_dir / "app.py"
-        app_path.write_text(app_source, "utf-8")
-    except OSError as exc:
-        raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
-    sup = Supervisor(spec, app_path, run_dir, volume_dir, options)
+    volumes = options.volumes_dir or repo_root / ".launch" / "volumes"
+    sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options)
     started = time.perf_counter()
-    previous = signal.signal(signal.SIGINT, lambda *_: sup.interrupt())
+    previous = {sig: signal.signal(sig, lambda signum, _: sup.stop(signum)) for sig in _STOP_SIGNALS}
     try:
-        code = sup.run()
+        code = sup.run(app_source)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    click.echo(summary(sup, time.perf_counter() - started), err=True)
-    if sup.interrupted:
-        return 130
-    return code
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.echo(summary(sup, time.perf_counter() - started), err=True)
+    return 128 + sup.stopped_by if sup.stopped_by is not None else code

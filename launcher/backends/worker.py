@@ -4,9 +4,16 @@
 
 It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
 volume declarations), builds the `Session` its Modal class delegates to from the app's own
-SPEC with a local directory as the volume, and runs the session's hooks in Modal's container
-order (`launcher.runtime.lifecycle`). The exit code tells the supervisor how the attempt
-ended (see launcher.runtime.failures).
+SPEC with a local volume (a working copy of the volume's folder, see runtime/volume.py), and
+runs the session's hooks in Modal's container order (`launcher.runtime.lifecycle`), then the
+final commit. The exit code tells the supervisor how the attempt ended (see
+launcher.runtime.failures).
+
+Its environment comes from the supervisor (backends/local.py): LAUNCH_VOLUME (the committed
+folder), LAUNCH_CHECKPOINT_DIR (this attempt's working copy), LAUNCH_RUN_ID (the run's id,
+the same for every attempt: the call id of the job's lease), LAUNCH_SUPERVISOR_PID and
+LAUNCH_LIFELINE_FD (the worker dies with the supervisor, see runtime/lifeline.py), and, for
+tests only, LAUNCH_FAULT.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events
+from launcher.runtime import events, faults, lifeline
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
@@ -37,17 +44,23 @@ def import_app(path: Path) -> ModuleType:
     return module
 
 
+def run_id() -> str | None:
+    """The call id of this run, as `modal.current_function_call_id()` gives it on Modal."""
+    return os.environ.get("LAUNCH_RUN_ID")
+
+
 def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -> dict[str, Any]:
-    """`train`'s result for the app at `app_path`; `volume` defaults to LAUNCH_CHECKPOINT_DIR.
+    """`train`'s result for the app at `app_path`; `volume` defaults to the supervisor's.
 
     `cluster` stands in for `modal.Cluster.from_context()` (multi-node rehearsals); a local
     run has none, so a multi-node spec runs as one node here.
     """
     module = import_app(app_path)
-    volume = volume or LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    if volume is None:
+        volume = LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
-    return run_container(Session(module.SPEC, volume=volume), resume=True, steps=None,
-                         cluster=cluster)
+    return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
+                         steps=None, cluster=cluster, volumes=(volume,))
 
 
 def run(app_path: Path) -> int:
@@ -57,17 +70,33 @@ def run(app_path: Path) -> int:
     return EXIT_OK
 
 
+def _arm() -> None:
+    """Die with the supervisor; take a fault to inject from the supervisor's environment."""
+    if os.environ.get("LAUNCH_SUPERVISOR_PID"):
+        pipe = os.environ.get("LAUNCH_LIFELINE_FD")
+        lifeline.arm(int(os.environ["LAUNCH_SUPERVISOR_PID"]), int(pipe) if pipe else None)
+    faults.arm(os.environ.get("LAUNCH_FAULT"), os.environ.get("LAUNCH_ATTEMPT", "1"),
+               os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
+
+
 def main(argv: list[str]) -> int:
     app_path = Path(argv[0])
     try:
+        _arm()
         return run(app_path)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED
+    except KeyboardInterrupt:
+        # SIGINT before the loop could checkpoint (start-up), or a second one: as on Modal, a
+        # preemption; the restart resumes from the last commit.
+        events.emit("failure", kind="preempted", message="stopped on SIGINT before a checkpoint "
+                    "could be written; the restart resumes from the last commit")
+        return EXIT_PREEMPTED
     except PermanentError as exc:
         events.emit("failure", kind="permanent", message=str(exc))
         return EXIT_PERMANENT
-    except (Exception, KeyboardInterrupt) as exc:
+    except Exception as exc:
         if os.environ.get("LAUNCH_DEBUG") == "1":
             traceback.print_exc()
         clear = isinstance(exc, CheckpointError)  # already a full sentence for the user

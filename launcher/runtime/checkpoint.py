@@ -1,21 +1,21 @@
 """Checkpoint store on a directory: the mounted Modal Volume, or a local one.
 
-Each checkpoint is ``<root>/step-00000100/`` with a ``manifest.json`` (step, spec hash,
+Each checkpoint is ``<root>/step-00000100/`` (the state after 100 updates; ``root`` is the
+job's own folder on the volume) with a ``manifest.json`` (step, spec hash,
 every file's size and sha256, versions, caller's ``extra``). It is written under
 ``.tmp-step-00000100-<random>``, fsynced, then renamed into place, so a final-named
 directory with a valid manifest is always complete. Deletion renames to ``.trash-...``
 first, so a kill mid-delete never leaves a half-deleted directory that looks complete.
 
 Stdlib only: the store does not care what writes the files (in practice
-``accelerator.save_state``). One writer per root is assumed: ``clean_temp`` removes
-any temporary directory it finds. On Modal, ``volume.commit()`` after ``save`` is the
-caller's job.
+``accelerator.save_state``). One writer per root: the job's lease (lease.py) makes sure of
+it, and ``clean_temp``, which removes any temporary directory it finds, runs only under it.
+``volume.commit()`` after ``save`` is the caller's job.
 """
 
 from __future__ import annotations
 
 import datetime
-import errno
 import hashlib
 import importlib.metadata
 import json
@@ -25,10 +25,12 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from launcher.runtime import tree
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -115,36 +117,60 @@ def verify(ckpt: Checkpoint) -> None:
             raise CheckpointError(f"{rel} does not match its sha256 in the manifest")
 
 
-def latest_loadable(
+def newest_usable(
     root: str | os.PathLike[str],
-    load: Callable[[Path], object],
+    check: Callable[[Checkpoint], object],
     warn: Callable[[str], object],
+    skip: Collection[int] = (),
 ) -> Checkpoint | None:
-    """Verify and ``load`` checkpoints newest first; warn about and skip each that fails."""
-    candidates = _step_dirs(Path(root))
+    """The newest checkpoint that verifies and passes ``check``, newest first; each that fails
+    is skipped with a warning. Neither step changes anything: loading is the caller's.
+
+    ``check`` raising `Incompatible` stops the search (an older checkpoint of the same run
+    would be just as incompatible). Steps in ``skip`` (loaded before and failed) are passed over.
+    """
+    candidates = [(s, p) for s, p in _step_dirs(Path(root)) if s not in skip]
     for i, (step, path) in enumerate(candidates):
         try:
             ckpt = Checkpoint(path, step, _read_manifest(path, step))
             verify(ckpt)
-            load(path)
+            check(ckpt)
             return ckpt
         except Incompatible:
             raise
         except Exception as exc:
-            then = "falling back to the previous one" if i + 1 < len(candidates) else (
-                "no earlier checkpoint to fall back to")
-            warn(f"checkpoint {path.name} skipped: {_reason(exc)}; {then}")
+            warn(f"checkpoint {path.name} skipped: {_reason(exc)}; {_then(i + 1 < len(candidates))}")
     return None
 
 
+def _then(earlier: bool) -> str:
+    return "falling back to the previous one" if earlier else "no earlier checkpoint to fall back to"
+
+
+def earlier_than(root: str | os.PathLike[str], step: int, skip: Collection[int] = ()) -> bool:
+    """Whether a checkpoint older than ``step`` (and not in ``skip``) is there to fall back to."""
+    return any(s < step and s not in skip for s, _ in _step_dirs(Path(root)))
+
+
+def top_level(volume_root: str | os.PathLike[str]) -> list[str]:
+    """Checkpoints at the volume's top level, as launcher wrote them before job folders."""
+    return sorted(p.name for _, p in _step_dirs(Path(volume_root)))
+
+
 def clean_temp(root: str | os.PathLike[str]) -> list[str]:
-    """Remove temporary and trash directories left by killed attempts; return their names."""
+    """Remove temporary and trash directories left by killed attempts; return their names.
+
+    Only for a folder whose writer holds the job's lease: another live run's temporary
+    directories look just the same."""
     root = Path(root)
     if not root.is_dir():
         return []
     removed = sorted(p.name for p in root.iterdir() if p.name.startswith(_LEFTOVER_PREFIXES))
     for name in removed:
-        shutil.rmtree(root / name, ignore_errors=True)
+        if (root / name).is_dir():
+            shutil.rmtree(root / name, ignore_errors=True)
+        else:
+            (root / name).unlink(missing_ok=True)  # a file written to be renamed into place
     return removed
 
 
@@ -167,7 +193,7 @@ def _write(
         f.flush()
         os.fsync(f.fileno())
     for dirpath, _, _ in os.walk(tmp):
-        _fsync_dir(Path(dirpath))
+        tree.fsync_dir(Path(dirpath))
     return manifest
 
 
@@ -205,7 +231,7 @@ def _publish(tmp: Path, final: Path) -> None:
         if old is not None:
             os.rename(old, final)
         raise
-    _fsync_dir(final.parent)
+    tree.fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -223,7 +249,7 @@ def _retain(root: Path, step: int, keep_last: int) -> None:
             _discard(ckpt.path)
         except OSError as exc:
             raise CheckpointError(
-                f"checkpoint at step {step} written, but removing {ckpt.path.name} failed: "
+                f"checkpoint after update {step} written, but removing {ckpt.path.name} failed: "
                 f"{_reason(exc)}"
             ) from exc
 
@@ -231,24 +257,12 @@ def _retain(root: Path, step: int, keep_last: int) -> None:
 def _discard(path: Path) -> None:
     trash = _trash_name(path)
     os.rename(path, trash)
-    _fsync_dir(path.parent)
+    tree.fsync_dir(path.parent)
     shutil.rmtree(trash, ignore_errors=True)
 
 
 def _trash_name(path: Path) -> Path:
     return path.with_name(f".trash-{path.name}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some filesystems (FUSE mounts among them) cannot fsync a directory.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _step_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -301,4 +315,4 @@ def _reason(exc: BaseException) -> str:
 
 
 def _not_written(step: int, exc: BaseException) -> str:
-    return f"checkpoint at step {step} not written: {_reason(exc)}; earlier checkpoints are intact"
+    return f"checkpoint after update {step} not written: {_reason(exc)}; earlier checkpoints are intact"

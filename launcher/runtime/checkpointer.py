@@ -2,7 +2,7 @@
 
 Public face (all the loop may use):
 
-    resume() -> Restored      the newest loadable checkpoint, loaded; step 0 when none
+    resume(skip) -> Restored  the newest usable checkpoint, loaded; step 0 when none
     newest_step() -> int|None the newest complete checkpoint on the volume (not loaded)
     save(step, extra)         write, publish, mirror the logs, commit, then apply retention
     wait()                    return once every save handed over so far is committed
@@ -10,12 +10,20 @@ Public face (all the loop may use):
     written, seconds          checkpoints written, seconds the caller was held up by them
 
 It owns the checkpoint work: what goes into one (Accelerate's `save_state`, each rank's
-recipe state, a manifest `extra` with the model's config and the world size), the checks on
-resume (a changed model is refused), retention, and the distributed protocol (global rank 0
-picks the checkpoint and every rank loads it; every rank stages its part, rank 0 alone
-publishes and commits). Storage is the stdlib store in `checkpoint.py`; durability is the
-volume's `commit()`. It never reaches into the loop or the session: everything it needs is
-in the `LoopContext` and the Accelerator it is given.
+recipe state, a manifest `extra` naming the job, its recipe, its resolved train config and
+the world size), the checks on resume, retention, and the distributed protocol (global
+rank 0 picks the checkpoint and every rank loads it; every rank stages its part, rank 0
+alone publishes and commits). Storage is the stdlib store in `checkpoint.py`; durability is
+the volume's `commit()`, and each commit carries a heartbeat of the job's lease.
+
+Resuming takes two steps. Picking checks a checkpoint without changing anything: its files
+against the manifest, then whether this job may resume from it at all (the same job and
+recipe, the same world size, the same model config, recipe state of the same shapes); a
+refusal is permanent (`Incompatible`). Loading then changes this process's state; if it
+fails part-way (the recipe's `load_state_dict` raising after the model and optimizer were
+restored, say), `LoadFailed` tells the caller to rebuild the recipe before it tries an
+earlier checkpoint or starts fresh. After a load, optimizer hyperparameters are the ones
+built from the spec (hparams.py), and the log names each config field that changed.
 
 Saves are synchronous today, so `wait()` has nothing to wait for; a background writer
 (stage to CPU here, then write, fsync, publish and commit on a thread) fits behind the same
@@ -31,20 +39,31 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults
+from launcher.runtime import checkpoint, events, faults, hparams, protocol
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
+
+NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
 
 
 @dataclass(frozen=True)
 class Restored:
     step: int  # 0: nothing was loaded
     extra: dict[str, Any] = field(default_factory=dict)  # the manifest's `extra` of the one loaded
+
+
+class LoadFailed(Exception):
+    """Loading checkpoint `step` changed this process's state, then failed: rebuild the recipe,
+    then resume again with this step skipped."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"loading checkpoint step {step} failed part-way")
+        self.step = step
 
 
 def _to_cpu(value: Any) -> Any:
@@ -57,12 +76,23 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
+def _shapes(value: Any, where: str = "") -> dict[str, list[int]]:
+    """The shape of every tensor in a nested state, by its path."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return {where or "(state)": list(value.shape)}
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, (list, tuple)) else ()
+    return {k: v for key, item in items for k, v in _shapes(item, f"{where}.{key}" if where
+                                                            else str(key)).items()}
+
+
 def _warn(message: str) -> None:
     events.log(f"warning: {message}")
 
 
-def _manifest(path: Path) -> dict[str, Any]:
-    return json.loads((path / checkpoint.MANIFEST).read_text())
+def _changes(saved: dict[str, Any], current: dict[str, Any], keys: Collection[str]) -> list[str]:
+    return [f"{k} {json.dumps(saved.get(k))} -> {json.dumps(current.get(k))}"
+            for k in sorted(keys) if saved.get(k) != current.get(k)]
 
 
 def checkpointer(ctx: LoopContext, acc: Any) -> Checkpointer:
@@ -82,27 +112,37 @@ class Checkpointer:
 
     # -- public face -------------------------------------------------------------------
 
-    def resume(self) -> Restored:
-        try:
-            restored = self._find_and_load()
-        except checkpoint.Incompatible as exc:
-            raise PermanentError(str(exc)) from exc
-        events.log(f"resumed from step {restored.step}" if restored.step else
-                   "no checkpoint: starting fresh")
-        return restored
+    def resume(self, skip: Collection[int] = ()) -> Restored:
+        """Load the newest usable checkpoint not in `skip`; LoadFailed if loading it failed."""
+        picked = self._pick(skip)
+        if picked is None:
+            events.log("no checkpoint: starting fresh")
+            return Restored(0)
+        path, step = picked
+        error = self._agree(self._load(path))
+        if error is not None:
+            then = "the previous one" if checkpoint.earlier_than(self.ctx.checkpoints, step, skip) \
+                else "a fresh start"
+            _warn(f"checkpoint {path.name} skipped: loading it failed part-way ({error}); "
+                  f"the recipe is rebuilt before {then}")
+            raise LoadFailed(step)
+        extra = json.loads((path / checkpoint.MANIFEST).read_text()).get("extra", {})
+        events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
+        self._log_config_changes(path.name, extra)
+        return Restored(step, extra)
 
     def newest_step(self) -> int | None:
         newest = checkpoint.complete(self.ctx.checkpoints)
         return newest[0].step if newest else None
 
     def save(self, step: int, extra: dict[str, Any]) -> None:
-        """Checkpoint this state as `step`; `extra` (numbers, strings) goes into the manifest."""
+        """Checkpoint the state after update `step`; `extra` (numbers, strings) goes into the
+        manifest."""
         if self.closed:
             raise RuntimeError("the checkpoint manager is closed")
         started = time.perf_counter()
-        states = [_to_cpu(self.ctx.recipe.state_dict())]
-        self._save(step, states, {**extra, "model_config": self.model_config(),
-                                  "world_size": self.acc.num_processes})
+        states = [_to_cpu(protocol.recipe_state(self.ctx.recipe))]
+        self._save(step, states, {**extra, **self.identity(), "world_size": self.acc.num_processes})
         self.written += 1
         self.seconds += time.perf_counter() - started
         events.emit("checkpoint", step=step, seconds=time.perf_counter() - started)
@@ -116,73 +156,163 @@ class Checkpointer:
 
     # -- what a checkpoint holds ---------------------------------------------------------
 
+    def train_config(self) -> dict[str, Any]:
+        """train.config as the recipe sees it: defaults from its schema filled in."""
+        props = getattr(type(self.ctx.recipe), "config_schema", {}).get("properties", {})
+        defaults = {k: p["default"] for k, p in props.items() if isinstance(p, dict) and "default" in p}
+        return json.loads(json.dumps({**defaults, **self.ctx.spec.train.config}))
+
     def model_config(self) -> dict[str, Any]:
-        """The config fields that shape the model, defaults filled from the recipe's schema."""
-        recipe = type(self.ctx.recipe)
-        props = getattr(recipe, "config_schema", {}).get("properties", {})
-        config = self.ctx.spec.train.config
-        return {k: config.get(k, props.get(k, {}).get("default"))
-                for k in getattr(recipe, "model_fields", ())}
+        """The config fields that shape the model."""
+        config = self.train_config()
+        return {k: config.get(k) for k in getattr(type(self.ctx.recipe), "model_fields", ())}
 
-    def _check_compatible(self, path: Path) -> None:
-        saved = _manifest(path).get("extra", {}).get("model_config", {})
-        current = json.loads(json.dumps(self.model_config()))
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    def identity(self) -> dict[str, Any]:
+        """What the manifest records to tell whose checkpoint it is and what it was made with."""
+        spec = self.ctx.spec
+        return {"job": spec.name, "recipe": spec.train.recipe, "train_config": self.train_config(),
+                "model_config": self.model_config()}
+
+    # -- picking: checks that change nothing ------------------------------------------------
+
+    def _pick(self, skip: Collection[int]) -> tuple[Path, int] | None:
+        return self._pick_here(skip)
+
+    def _pick_here(self, skip: Collection[int]) -> tuple[Path, int] | None:
+        try:
+            found = checkpoint.newest_usable(self.ctx.checkpoints, self._check, _warn, skip)
+        except checkpoint.Incompatible as exc:
+            raise PermanentError(str(exc)) from exc
+        return (found.path, found.step) if found else None
+
+    def _check(self, ckpt: checkpoint.Checkpoint) -> None:
+        """Whether this job may resume from `ckpt` at all; Incompatible if not."""
+        extra = ckpt.manifest.get("extra", {})
+        name = f"cannot resume from {ckpt.path.name}"
+        spec = self.ctx.spec
+        for key, mine in (("job", spec.name), ("recipe", spec.train.recipe)):
+            theirs = extra.get(key)  # absent: made before manifests named them
+            if theirs is not None and theirs != mine:
+                raise checkpoint.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
+                                              "a checkpoint of another job is never loaded")
+        self._check_world_size(name, int(extra.get("world_size", 1)))
+        changed = _changes(extra.get("model_config", {}), self.model_config(),
+                           set(extra.get("model_config", {})) | set(self.model_config()))
         if changed:
-            what = "; ".join(f"train.config.{k} was {saved.get(k)!r}, now {current.get(k)!r}"
-                             for k in changed)
             raise checkpoint.Incompatible(
-                f"cannot resume from {path.name}: the model changed ({what}); set "
-                "checkpoint.resume: never, or use another checkpoint.volume")
+                f"{name}: the model changed (train.config: {'; '.join(changed)}); {NEVER}")
+        self._check_recipe_shapes(ckpt, name, extra)
 
-    def _load(self, path: Path) -> None:
+    def _check_world_size(self, name: str, saved: int) -> None:
+        if saved != self.acc.num_processes:
+            raise checkpoint.Incompatible(
+                f"{name}: it was written by {saved} processes and this run has "
+                f"{self.acc.num_processes}; each process resumes its own recipe state (its "
+                f"environments, its random streams), so the process count (compute.gpu_count x "
+                f"compute.nodes, or --processes) must stay {saved}, or {NEVER}")
+
+    def _check_recipe_shapes(self, ckpt: checkpoint.Checkpoint, name: str, extra: dict[str, Any]) -> None:
+        """The saved recipe state has the shapes this recipe's state has: if not, its config
+        changed (num_envs, say) and loading it would fail half-way or, worse, not at all."""
         import torch
 
-        self._check_compatible(path)
-        self.acc.load_state(str(path))
-        mine = path / f"recipe-{self.acc.process_index}.pt"
-        state = torch.load(mine if mine.is_file() else path / "recipe-0.pt", weights_only=True)
-        self.ctx.recipe.load_state_dict(state)
+        mine = ckpt.path / f"recipe-{self.acc.process_index}.pt"
+        saved = _shapes(torch.load(mine, weights_only=True))
+        try:
+            current = _shapes(_to_cpu(protocol.recipe_state(self.ctx.recipe)))
+        except protocol.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
+            raise checkpoint.Incompatible(str(exc)) from exc
+        differ = [f"{k}: saved {saved[k]}, now {current[k]}" for k in sorted(saved)
+                  if k in current and saved[k] != current[k]]
+        if differ:
+            config = self.train_config()
+            changed = _changes(extra.get("train_config", {}), config, config)
+            why = f"train.config changed ({'; '.join(changed)})" if changed else \
+                "the recipe or its config changed"
+            raise checkpoint.Incompatible(f"{name}: the recipe's state has other shapes "
+                                          f"({'; '.join(differ[:3])}): {why}; {NEVER}")
 
-    def _write(self, folder: Path, states: list[Any]) -> None:
+    # -- loading: changes this process's state ---------------------------------------------------
+
+    def _load(self, path: Path) -> str | None:
+        """Load `path` into the accelerator and the recipe; why it failed, or None."""
+        import torch
+
+        built = hparams.capture(self.ctx.recipe)
+        try:
+            self.acc.load_state(str(path))
+            state = torch.load(path / f"recipe-{self.acc.process_index}.pt", weights_only=True)
+            self.ctx.recipe.load_state_dict(state)
+        except Exception as exc:
+            where = protocol.user_frame(exc.__traceback__, type(self.ctx.recipe))
+            return f"{where + ': ' if where else ''}{type(exc).__name__}: {exc}"
+        hparams.restore(built)
+        return None
+
+    def _agree(self, error: str | None) -> str | None:
+        """One process: its own outcome is the outcome."""
+        return error
+
+    def _log_config_changes(self, name: str, extra: dict[str, Any]) -> None:
+        saved = extra.get("train_config")
+        if saved is None:
+            return
+        current = self.train_config()
+        changed = _changes(saved, current, set(saved) | set(current))
+        if changed:
+            events.log(f"train.config changed since {name}: {', '.join(changed)}; the new values "
+                       "apply (the optimizer keeps its state, with the spec's hyperparameters)")
+
+    # -- saving --------------------------------------------------------------------------
+
+    def _write(self, folder: Path, step: int, states: list[Any]) -> None:
         self.acc.save_state(str(folder))
-        self._add_recipe_states(folder, states)
+        self._add_recipe_states(folder, step, states)
 
     @staticmethod
-    def _add_recipe_states(folder: Path, states: list[Any]) -> None:
+    def _add_recipe_states(folder: Path, step: int, states: list[Any]) -> None:
         import torch
 
         for rank, state in enumerate(states):
             torch.save(state, folder / f"recipe-{rank}.pt")
-        faults.point("written")
-
-    # -- one process ---------------------------------------------------------------------
-
-    def _find_and_load(self) -> Restored:
-        found = checkpoint.latest_loadable(self.ctx.checkpoints, load=self._load, warn=_warn)
-        return Restored(found.step, found.manifest.get("extra", {})) if found else Restored(0)
+        faults.point("written", step)
 
     def _save(self, step: int, states: list[Any], extra: dict[str, Any]) -> None:
-        self._publish(step, lambda tmp: self._write(tmp, states), extra)
+        self._publish(step, lambda tmp: self._write(tmp, step, states), extra)
 
     def _publish(self, step: int, write: Callable[[Path], None], extra: dict[str, Any]) -> None:
         """Global rank 0 alone: write under a temp name, publish atomically, commit, then
         apply retention (so a failed deletion never costs the new checkpoint)."""
         root = self.ctx.checkpoints
         checkpoint.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
-        faults.point("published")
+        faults.point("published", step)
         self._mirror_logs()
-        self.ctx.volume.commit()
-        faults.point("committed")
+        self._commit()
+        faults.point("committed", step)
         try:
             checkpoint.retain(root, step, self.ctx.spec.checkpoint.keep_last)
         except checkpoint.CheckpointError as exc:
             _warn(str(exc))
 
+    def _commit(self) -> None:
+        """Heartbeat the job's lease with each commit, then commit."""
+        if self.ctx.lease is not None:
+            self.ctx.lease.beat()
+        self.ctx.volume.commit()
+
     def _mirror_logs(self) -> None:
         """Tracker files go to the volume with each checkpoint, in the same commit."""
         if self.ctx.log_mirror is not None and self.ctx.run_dir.is_dir():
-            shutil.copytree(self.ctx.run_dir, self.ctx.log_mirror, dirs_exist_ok=True)
+            shutil.copytree(self.ctx.run_dir, self.ctx.log_mirror, dirs_exist_ok=True,
+                            copy_function=_copy_as_new_file)
+
+
+def _copy_as_new_file(source: str, target: str) -> None:
+    """Copy to a new file and rename it over the old one: a file on the volume is never
+    rewritten in place (a working copy shares unchanged files with the committed state)."""
+    tmp = f"{target}.tmp-{os.getpid()}"
+    shutil.copy2(source, tmp)
+    os.replace(tmp, target)
 
 
 class DistributedCheckpointer(Checkpointer):
@@ -192,21 +322,29 @@ class DistributedCheckpointer(Checkpointer):
     def _on_node0(self) -> bool:
         return self.acc.process_index == self.acc.local_process_index
 
-    def _find_and_load(self) -> Restored:
-        """Global rank 0 picks the checkpoint (verified); every rank loads that same one."""
+    def _pick(self, skip: Collection[int]) -> tuple[Path, int] | None:
+        """Global rank 0 picks the checkpoint (verified, checked); every rank gets its choice,
+        or its refusal, and finds it under its own mount (each node has its own)."""
         from accelerate.utils import broadcast_object_list
 
-        choice: list[Any] = [None, 0]
+        choice: list[Any] = [0, None]
         if self.acc.is_main_process:
-            found = checkpoint.latest_loadable(self.ctx.checkpoints, load=self._check_compatible,
-                                               warn=_warn)
-            choice = [str(found.path), found.step] if found else [None, 0]
+            try:
+                picked = self._pick_here(skip)
+                choice = [picked[1] if picked else 0, None]
+            except PermanentError as exc:
+                choice = [0, str(exc)]
         broadcast_object_list(choice)
-        if not choice[0]:
-            return Restored(0)
-        path = Path(choice[0])
-        self._load(path)
-        return Restored(int(choice[1]), _manifest(path).get("extra", {}))
+        if choice[1] is not None:
+            raise PermanentError(choice[1])
+        step = int(choice[0])
+        return (self.ctx.checkpoints / checkpoint.step_name(step), step) if step else None
+
+    def _agree(self, error: str | None) -> str | None:
+        """Every rank loaded or none did: the first rank's failure is everyone's."""
+        from accelerate.utils import gather_object
+
+        return next((e for e in gather_object([error]) if e is not None), None)
 
     def _save(self, step: int, states: list[Any], extra: dict[str, Any]) -> None:
         """Every rank adds its part to one staging folder, then global rank 0 publishes it alone.
@@ -223,7 +361,7 @@ class DistributedCheckpointer(Checkpointer):
         outcome: list[Any] = [None]
         if self.acc.is_main_process:
             try:
-                self._publish(step, lambda tmp: self._move_in(stage, tmp, states), extra)
+                self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
             except Exception as exc:
                 outcome[0] = str(exc)
         if not self._on_node0:
@@ -244,12 +382,12 @@ class DistributedCheckpointer(Checkpointer):
                 where[0] = tempfile.mkdtemp(prefix=f".tmp-stage-{step:08d}-", dir=root)
         broadcast_object_list(where)
         if where[0] is None:
-            raise checkpoint.CheckpointError(f"checkpoint at step {step} not written: cannot "
+            raise checkpoint.CheckpointError(f"checkpoint after update {step} not written: cannot "
                                              "create a staging folder; earlier checkpoints are intact")
         return Path(where[0]) if self._on_node0 else Path(tempfile.mkdtemp(prefix="launch-scratch-"))
 
-    def _move_in(self, stage: Path, tmp: Path, states: list[Any]) -> None:
+    def _move_in(self, stage: Path, tmp: Path, step: int, states: list[Any]) -> None:
         for item in stage.iterdir():
             os.replace(item, tmp / item.name)
         stage.rmdir()
-        self._add_recipe_states(tmp, states)
+        self._add_recipe_states(tmp, step, states)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.runtime.lease import Lease
 from launcher.runtime.volume import Volume
 from launcher.spec.model import JobSpec
 
@@ -21,8 +22,9 @@ from launcher.spec.model import JobSpec
 class LoopContext:
     spec: JobSpec
     recipe: Any  # a launcher.runtime.recipe.Recipe, built on CPU in stage 1
-    checkpoints: Path  # the folder on the volume that holds this job's checkpoints
+    checkpoints: Path  # the job's own folder on the volume: <mount>/<job name>
     run_dir: Path  # tracker files, on local disk (an open file on a Volume blocks its reload)
     volume: Volume
     times: Mapping[str, float]  # stage timings so far, for the summary (the session adds to it)
     log_mirror: Path | None = None  # where run_dir is copied with each checkpoint; None: kept as is
+    lease: Lease | None = None  # the job's lease, held by this run: each commit is a heartbeat

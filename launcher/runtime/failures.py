@@ -16,6 +16,11 @@ class PermanentError(Exception):
     """A failure that a retry cannot fix: bad recipe, bad config, a diverged loss."""
 
 
+class VolumeError(Exception):
+    """The volume itself failed (a reload or commit): infrastructure, retried like any transient
+    failure, even before the first update (where an error of the job's own is permanent)."""
+
+
 class Preempted(Exception):
     """The run stopped on SIGINT/SIGTERM after writing and committing a checkpoint."""
 

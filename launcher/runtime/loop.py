@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, results
-from launcher.runtime.checkpointer import Checkpointer, checkpointer
+from launcher.runtime import events, faults, protocol, results
+from launcher.runtime.checkpointer import Checkpointer, LoadFailed, checkpointer
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.signals import StopFlag
@@ -32,7 +33,8 @@ class Loop:
         self.spec = ctx.spec
         self.acc: Any = None
         self._checkpoints: Checkpointer | None = None  # made with the Accelerator, in place()
-        self.step = 0
+        self.step = 0  # updates done
+        self.updates = 0  # updates done by this loop (this attempt)
         self.saved_step: int | None = None
         self.resumed_from: int | None = None
         self.used = False
@@ -43,11 +45,13 @@ class Loop:
 
     # -- stage 2 -------------------------------------------------------------------------
 
-    def prepare(self, resume: bool) -> None:
-        """Stage 2: place on the device (unless a GPU snapshot already holds it), then resume."""
+    def prepare(self, resume: bool, skip: Collection[int] = ()) -> None:
+        """Stage 2: place on the device (unless a GPU snapshot already holds it), then resume.
+
+        Raises LoadFailed when a load changed this loop's recipe and failed: it cannot be used."""
         if self.acc is None:
             self.place()
-        self.restore(resume)
+        self.restore(resume, skip)
 
     def place(self) -> None:
         """The Accelerator and `recipe.setup`: device placement and `accelerator.prepare`."""
@@ -71,10 +75,10 @@ class Loop:
         events.log(f"accelerator ready: {self.acc.device}, {self.acc.num_processes} process(es), "
                    f"mixed precision {self.acc.mixed_precision}")
 
-    def restore(self, resume: bool) -> None:
+    def restore(self, resume: bool, skip: Collection[int] = ()) -> None:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
         if resume and self.spec.checkpoint.resume == "auto":
-            self._resume()
+            self._resume(skip)
         else:
             events.log("checkpoint.resume is never: starting fresh" if resume else
                        "starting fresh, as asked")
@@ -97,8 +101,12 @@ class Loop:
         if self.acc is not None:
             self.acc.free_memory()
 
-    def _resume(self) -> None:
-        restored = self.checkpoints.resume()
+    def _resume(self, skip: Collection[int] = ()) -> None:
+        try:
+            restored = self.checkpoints.resume(skip)
+        except LoadFailed:
+            self.failed = True  # half loaded: never saved, never trained; the session rebuilds
+            raise
         self.step = restored.step
         if restored.step:
             self.best_return = restored.extra.get("best_return")
@@ -126,8 +134,11 @@ class Loop:
             return self._run(total, result_file)
         except Preempted:
             raise
-        except BaseException:
+        except BaseException as exc:
             self.failed = True  # mid-update state is not a consistent checkpoint
+            if isinstance(exc, Exception) and self.updates == 0:
+                raise protocol.before_first_update(exc, f"in update {self.step + 1} of {total}",
+                                                   type(self.ctx.recipe)) from exc
             raise
         finally:
             self.acc.end_training()
@@ -145,7 +156,7 @@ class Loop:
         stop = StopFlag()
         with stop:
             while self.step < total:
-                metrics = self._update()
+                metrics = self._update(total)
                 env_steps = metrics.get("env_steps")
                 first_env_steps = env_steps if first_env_steps is None else first_env_steps
                 if self.step % self.spec.train.log_every == 0 or self.step == total:
@@ -157,18 +168,21 @@ class Loop:
                 if stop_now:
                     self._finish("preempted", start, result_file)
                     raise Preempted(f"stopped on {stop.requested or 'a signal to another rank'} "
-                                    f"at step {self.step}; checkpoint committed")
+                                    f"after update {self.step} of {total}; checkpoint committed")
         return self._finish("finished", start, result_file)
 
-    def _update(self) -> dict[str, float]:
-        metrics = {k: float(v) for k, v in self.ctx.recipe.train_step(self.step).items()}
-        self.step += 1
+    def _update(self, total: int) -> dict[str, float]:
+        update = self.step + 1
+        metrics = protocol.metrics(self.ctx.recipe, self.ctx.recipe.train_step(self.step), update)
+        self.step = update
+        self.updates += 1
         faults.point("step", self.step)
         for key, value in metrics.items():
             if not math.isfinite(value):
                 self.failed = True  # never checkpoint a diverged model
-                raise PermanentError(f"{key} became {value} at step {self.step}: training diverged "
-                                     "(lower the learning rate, or check the recipe)")
+                raise PermanentError(f"{key} became {value} in update {update} of {total} "
+                                     f"(train_step({update - 1})): training diverged (lower the "
+                                     "learning rate, or check the recipe)")
         self.last_metrics = metrics
         if RETURN_KEY in metrics and metrics.get("episodes", 1) > 0:
             seen = metrics[RETURN_KEY]
@@ -183,7 +197,8 @@ class Loop:
         events.emit("metrics", step=self.step, total=self.spec.train.steps, sps=sps, **metrics)
         ret = f", return {metrics[RETURN_KEY]:.1f}" if RETURN_KEY in metrics else ""
         speed = f", {sps:,.0f} env-steps/s" if "env_steps" in metrics else ""
-        events.log(f"step {self.step}: loss {metrics.get('loss', float('nan')):.4f}{ret}{speed}")
+        events.log(f"update {self.step} of {self.spec.train.steps}: "
+                   f"loss {metrics.get('loss', float('nan')):.4f}{ret}{speed}")
 
     def _time_due(self) -> bool:
         every = self.spec.checkpoint.every_s

@@ -9,14 +9,29 @@ same order inside a Modal container and in a local worker:
    model/optimizer with ``accelerator.prepare``. The runtime then restores the newest
    checkpoint: ``accelerator.load_state`` brings back model, optimizer, scheduler and RNG
    states, and ``load_state_dict`` gets this process's own recipe state (one file per rank).
-3. **Loop** -- ``recipe.train_step(step)`` performs one optimizer update and returns metrics
-   (floats). ``step`` counts from 0 and is the number of updates done before this one.
+3. **Loop** -- ``recipe.train_step(step)`` performs one optimizer update and returns a dict of
+   metrics (numbers). ``step`` counts from 0 and is the number of updates done before this one.
 4. ``state_dict()`` / ``load_state_dict()`` carry the recipe's own state (environment state,
-   episode statistics, its private RNG) so a resumed run is bit-identical.
+   episode statistics, its private RNG) so a resumed run is bit-identical. ``state_dict`` returns
+   a dict of tensors, numbers and lists (it is loaded with ``torch.load(weights_only=True)``).
+
+Updates are counted one way in every message, log line and checkpoint name: "update 6 of 80" is
+the sixth update, done by ``train_step(5)``, and checkpoint ``step-00000006`` holds the state
+after it (a loss that turns NaN in ``train_step(5)`` is reported as "in update 6 of 80").
 
 ``config_schema`` is a JSON Schema (draft 2020-12) for ``train.config``; ``launch check``
-validates the spec's config against it. ``model_fields`` names the config keys that change
-the model's shape; resuming a checkpoint made with different values is refused.
+validates the spec's config against it, and its defaults fill in the config the manifest records.
+``model_fields`` names the config keys that change the model's shape; resuming a checkpoint made
+with different values is refused, and so is recipe state of another shape (``num_envs`` changed,
+say). Other fields may change between runs: on resume the log names each change, and optimizer
+hyperparameters (each param group's lr, eps, betas, weight_decay, ...; a scheduler's base_lrs)
+come from the freshly built recipe while the optimizer's state comes from the checkpoint. For
+that, keep optimizers and LR schedulers as attributes of the recipe (or in a list or dict there).
+
+Breaking the protocol (a missing method, ``train_step`` returning something other than a dict of
+numbers, ``state_dict`` returning something other than a dict) and any exception before an
+attempt's first update completes are permanent failures: not retried, and reported with the
+file and line in the recipe's code.
 """
 
 from __future__ import annotations

@@ -2,20 +2,29 @@
 
     stage1()   @modal.enter(snap=True)   heavy imports; the recipe is built on CPU
     stage2()   @modal.enter(snap=False)  volume reload; Accelerator; newest checkpoint loaded
-    train()    @modal.method()           the loop: steps, logs, checkpoint + commit at the cadence
+    train()    @modal.method()           the job's lease; the loop: updates, logs, checkpoints
     shutdown() @modal.exit()             a final checkpoint + commit if anything is unsaved
 
 Each Modal hook calls the session hook of the same name and nothing else; locally,
 `launcher.runtime.lifecycle` calls the same hooks in the same order. The session owns the
-container's state across calls: the spec, the volume, where checkpoints and run files live,
-the recipe (built in stage 1, rebuilt after a failed update) and its loop, stage timings, and
-the choice between one process and many. It hands a loop a `LoopContext`; the loop owns the
+container's state across calls: the spec, the volume, the job's folder on it
+(`<mount>/<job name>`: checkpoints, the lease, mirrored tracker files), the recipe (built in
+stage 1, rebuilt after a failed update or a failed load) and its loop, stage timings, and the
+choice between one process and many. It hands a loop a `LoopContext`; the loop owns the
 updates and talks to its checkpoint manager, and neither looks back at the session.
+
+Stage 2 only reads the volume: the job's lease is taken at the start of `train`, where the
+call id is known (Modal sets it for an input, not for enter hooks), and only then are
+leftovers of killed attempts cleaned and anything written.
 
 With more than one process (gpu_count > 1, nodes > 1, or --processes locally), stage 1 runs
 once in the container's main process and `train` forks one worker per GPU through
 Accelerate's `notebook_launcher`; each worker inherits the CPU-built recipe, so stage 1 is
 not repeated, and does its own stage 2 (device placement needs its own process).
+
+Failures: an exception before an attempt's first update completes is permanent (protocol.py),
+so is a broken protocol; `train` returns a permanent failure instead of raising, since Modal
+retries every exception.
 
 Imports neither click, Jinja nor jsonschema.
 """
@@ -24,16 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
-from launcher.runtime import checkpoint, events, results
+from launcher.runtime import checkpoint, events, faults, lifeline, protocol, results
+from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
-from launcher.runtime.failures import PermanentError, Preempted
+from launcher.runtime.failures import PermanentError, Preempted, VolumeError
+from launcher.runtime.lease import Lease
 from launcher.runtime.loop import Loop
-from launcher.runtime.volume import LocalVolume, Volume
+from launcher.runtime.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -49,16 +61,35 @@ def import_recipe(ref: str) -> type:
     return recipe
 
 
+class _Unmounted:
+    """No volume was given: only stage 1 can run."""
+
+    def commit(self) -> None:
+        raise RuntimeError("this session has no volume")
+
+    reload = commit
+
+
 class Session:
-    def __init__(self, spec: dict[str, Any], volume: Volume | None = None) -> None:
+    def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
+                 call_id: Callable[[], str | None] | None = None) -> None:
+        """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
+        `call_id` gives the id of the call being served (Modal's function call id): a retry of
+        the same call takes the job's lease over. Without one, each container is a call."""
         self.spec = JobSpec.from_dict(spec)
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
-        self.volume: Volume = volume if volume is not None else LocalVolume(self.root)
+        self.job_dir = self.root / self.spec.name
+        self.volume: Volume = volume if volume is not None else _Unmounted()
+        self.call_id = call_id or (lambda: None)
+        self.own_id = ""  # made on first use: containers restored from one snapshot differ
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
-        # mirrored to the volume with each checkpoint; locally the run folder is kept as it is.
+        # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
         local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
         self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or local_runs)
-        self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.root / "runs" / self.spec.name
+        self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.job_dir / "runs"
+        checkpoints = self.spec.checkpoint
+        self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
+                           every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
         self.processes = int(os.environ.get("LAUNCH_PROCESSES") or gpus)
         self.times: dict[str, float] = {}
@@ -72,61 +103,109 @@ class Session:
         return self.processes > 1 or self.spec.compute.nodes > 1
 
     @contextlib.contextmanager
-    def _deferring_permanent(self) -> Iterator[None]:
-        """A permanent failure in an enter hook is kept for `train` to report: raised from the
-        hook, Modal would count it as a container failure and try again."""
+    def _starting(self, when: str) -> Iterator[None]:
+        """Before the first update, any exception is permanent: a retry would fail the same way."""
         try:
             yield
+        except VolumeError:
+            raise  # the volume's own failure: a retry may well succeed
+        except Exception as exc:
+            raise protocol.before_first_update(exc, when, self.recipe_cls) from exc
+
+    @contextlib.contextmanager
+    def _deferring_permanent(self, when: str) -> Iterator[None]:
+        """A failure in an enter hook is kept for `train` to report: raised from the hook, Modal
+        would count it as a container failure and try again."""
+        try:
+            with self._starting(when):
+                yield
         except PermanentError as exc:
             self.init_error = exc
 
     def stage1(self) -> None:
         """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
         `snapshot: gpu` (one process), where device placement moves here."""
-        with self._deferring_permanent(), events.timed("stage1", self.times):
+        with self._deferring_permanent("in stage 1"), events.timed("stage1", self.times):
             import accelerate  # noqa: F401  heavy imports belong before the snapshot
             import torch  # noqa: F401
-            from accelerate.utils import set_seed
 
             if self.spec.train.tracker == "tensorboard":
                 import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
 
-            set_seed(self.spec.train.seed)
             self.recipe_cls = import_recipe(self.spec.train.recipe)
+            protocol.check_class(self.recipe_cls, self.spec.train.recipe)
             self.recipe = self._build_recipe()
             if self.spec.snapshot == "gpu" and not self.distributed:
                 # A GPU snapshot keeps device memory too: place the model before it is taken,
                 # so a restore skips the host-to-device copy. Checkpoints still load after.
                 self.loop = self._new_loop()
                 self.loop.place()
+        faults.point("stage1")
 
     def _build_recipe(self) -> Any:
+        """The recipe as a fresh run builds it: seeded first, so a rebuild starts from the very
+        weights a fresh start would (a checkpoint loaded next brings its own RNG states)."""
+        from accelerate.utils import set_seed
+
         assert self.recipe_cls is not None
+        set_seed(self.spec.train.seed)
         try:
             return self.recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
         except (TypeError, ValueError, KeyError) as exc:
-            raise PermanentError(f"train.config: {self.spec.train.recipe} rejected it: {exc}") from exc
+            where = protocol.user_frame(exc.__traceback__, self.recipe_cls)
+            raise PermanentError(f"{where + ': ' if where else ''}train.config: "
+                                 f"{self.spec.train.recipe} rejected it: {exc}") from exc
 
     def stage2(self) -> None:
-        """After restore: see the volume's latest commits, then (one process) prepare the loop."""
+        """After restore: see the volume's latest commits, then (one process) prepare the loop.
+        Reads the volume only: nothing is written before `train` holds the job's lease."""
         if self.init_error is not None:
             return
-        with self._deferring_permanent(), events.timed("stage2", self.times):
-            self._reload_volume()
+        with self._deferring_permanent("in stage 2"), events.timed("stage2", self.times):
+            self._reload()
             if not self.distributed:
-                self.loop = self.loop or self._new_loop()
-                self.loop.prepare(resume=True)
+                self.loop = self._prepared(self.loop, resume=True)
+        faults.point("stage2")
 
     def _new_loop(self) -> Loop:
-        return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.root,
+        return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.job_dir,
                                 run_dir=self.run_dir, volume=self.volume, times=self.times,
-                                log_mirror=self.log_mirror))
+                                log_mirror=self.log_mirror, lease=self.lease))
 
-    def _reload_volume(self) -> None:
-        self.volume.reload()
-        if os.environ.get("RANK", "0") == "0":
-            for name in checkpoint.clean_temp(self.root):
-                events.log(f"removed leftover {name} from an earlier attempt")
+    def _prepared(self, loop: Loop | None, resume: bool, skip: Collection[int] = ()) -> Loop:
+        """A loop placed and resumed. A load that fails part-way leaves its recipe and
+        Accelerator half loaded: both are rebuilt before the next checkpoint (or a fresh start)."""
+        skipped = set(skip)
+        while True:
+            loop = loop or self._new_loop()
+            try:
+                loop.prepare(resume, skipped)
+                return loop
+            except LoadFailed as exc:
+                skipped.add(exc.step)
+                loop.release()
+                self.recipe, loop = self._build_recipe(), None
+
+    def _reload(self) -> None:
+        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
+
+    def _take_job(self) -> None:
+        """See the latest commits, take the job's lease for this call, then (under it) clean up
+        what killed attempts of this job left in its folder: temporary folders, and retention
+        they did not get to (it is committed with the next commit)."""
+        self._reload()
+        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
+        self.lease.acquire(self.call_id() or self.own_id)
+        for name in checkpoint.clean_temp(self.job_dir):
+            events.log(f"removed leftover {name} from an earlier attempt")
+        # An attempt killed between a commit and its retention left one checkpoint too many.
+        newest = checkpoint.complete(self.job_dir)
+        if newest:
+            try:
+                checkpoint.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
+            except checkpoint.CheckpointError as exc:
+                events.log(f"warning: {exc}")
+        faults.point("lease")
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
@@ -139,28 +218,42 @@ class Session:
             if self.init_error is not None:
                 raise self.init_error
             if self.distributed:
-                self._reload_volume()
-                return self._train_distributed(resume, total, cluster)
-            return self._train_here(resume, total)
+                result = self._train_distributed(resume, total, cluster)
+            else:
+                result = self._train_here(resume, total)
         except PermanentError as exc:
+            with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
+                self.lease.release()  # the run is over (a lease held by another run stays theirs)
             events.log(f"error: {exc}")
             return {"status": "permanent", "error": str(exc)}
+        self.lease.release()
+        faults.point("released")
+        return result
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         assert self.loop is not None, "stage2 must run before train"
-        # Always look at the volume again: a warm container (min_containers, a retry landing on
-        # the same container) may have loaded its checkpoint long before this call.
-        self._reload_volume()
-        if self.loop.failed or (not resume and (self.loop.used or self.loop.resumed_from)):
-            # A half-applied update, or fresh weights asked for: rebuild the recipe on CPU (the
-            # imports are done) and load the newest checkpoint, unless asked not to.
-            self.loop.release()
-            self.recipe = self._build_recipe()
-            self.loop = self._new_loop()
-            self.loop.prepare(resume=resume)
-        elif resume:
-            self.loop.catch_up()
+        with self._starting("at the start of train"):
+            # Always look at the volume again: a warm container (min_containers, a retry landing
+            # on the same container) may have loaded its checkpoint long before this call.
+            self._take_job()
+            if self.loop.failed or (not resume and (self.loop.used or self.loop.resumed_from)):
+                # A half-applied update, or fresh weights asked for: rebuild the recipe on CPU
+                # (the imports are done) and load the newest checkpoint, unless asked not to.
+                self.loop.release()
+                self.recipe = self._build_recipe()
+                self.loop = self._prepared(None, resume)
+            elif resume:
+                self.loop = self._caught_up(self.loop)
         return self.loop.run(total)
+
+    def _caught_up(self, loop: Loop) -> Loop:
+        try:
+            loop.catch_up()
+            return loop
+        except LoadFailed as exc:
+            loop.release()
+            self.recipe = self._build_recipe()
+            return self._prepared(None, True, skip={exc.step})
 
     def _train_distributed(self, resume: bool, total: int, cluster: Any) -> dict[str, Any]:
         from accelerate import notebook_launcher
@@ -168,6 +261,11 @@ class Session:
         from launcher.runtime.rendezvous import rendezvous
 
         where = rendezvous(cluster, self.spec.compute.nodes)
+        with self._starting("at the start of train"):
+            if where.is_global_rank0_node:
+                self._take_job()
+            else:
+                self._reload()
         result_file = self.run_dir / f"result-node{where.node_rank}.json"
         result_file.unlink(missing_ok=True)
         try:
@@ -189,23 +287,25 @@ class Session:
 
     def _worker(self, resume: bool, total: int, result_file: str) -> None:
         """One process of a distributed run (forked: the recipe from stage 1 is inherited)."""
-        loop = self._new_loop()
+        lifeline.rearm()  # dies with the process that forked it
+        loop = None
         try:
-            with events.timed("stage2-worker", self.times):
-                loop.prepare(resume=resume)
+            with self._starting("in stage 2"), events.timed("stage2-worker", self.times):
+                loop = self._prepared(None, resume)
             loop.run(total, result_file=Path(result_file))
         except PermanentError as exc:
             results.write(Path(result_file), {"status": "permanent", "error": str(exc)})
             raise
         finally:
-            loop.close()  # this process ends here: its pending saves first
+            if loop is not None:
+                loop.close()  # this process ends here: its pending saves first
 
     def shutdown(self) -> None:
         """Exit hook: write what is unsaved. A safety net: the loop saves on a stop signal and at
         its end, and never saves a state left by a failed update."""
-        if self.loop is None:
-            return
-        if self.loop.unsaved:
-            self.loop.save()
-            events.log(f"final checkpoint at step {self.loop.step} written in the exit hook")
-        self.loop.close()
+        if self.loop is not None:
+            if self.loop.unsaved:
+                self.loop.save()
+                events.log(f"final checkpoint after update {self.loop.step} written in the exit hook")
+            self.loop.close()
+        faults.point("exit")

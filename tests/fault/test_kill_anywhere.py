@@ -1,71 +1,98 @@
-"""Kill anywhere: SIGKILL the local worker at seeded points, inside checkpoint writes and
-commits too. Every run completes through its retries, never loads a partial checkpoint, ends
-with the parameters of an uninterrupted run, and redoes at most one commit interval of work.
+"""Kill anywhere: SIGKILL the local worker at every point of a short job, each in turn.
+
+Every kill point (launcher/runtime/faults.py), each index of it: the stage boundaries, the
+lease, every update, and each checkpoint's written / published / committed phases, then the
+end of the run. In every case the run completes through its retries, resumes from the newest
+*committed* checkpoint (never a partial or uncommitted one), ends with the parameters of an
+uninterrupted run bit for bit, loses no checkpoint, and redoes at most one commit interval.
+
+The workers are forked (forkrun.py), so the whole matrix stays affordable in CI; bench/faults.py
+runs a longer job's matrix through real `launch` processes.
 """
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
-from runjob import launch_local, probe_spec, write_spec
+from forkrun import run_forked
+from runjob import checkpoints, probe_spec, write_spec
 from statecmp import differences, load_checkpoint
 
-STEPS, EVERY = 12, 3
-PHASES = ("step", "written", "published", "committed")
+from launcher.runtime.faults import POINTS
+
+STEPS, EVERY = 9, 3
 
 
-def kill_points(seed: int, count: int) -> list[tuple[str, str, int]]:
-    """`count` seeded (signal, phase, when) points: a step, or the n-th checkpoint's phase."""
-    rng = random.Random(seed)
-    points = []
-    for _ in range(count):
-        phase = rng.choice(PHASES)
-        when = rng.randint(1, STEPS - 1) if phase == "step" else rng.randint(1, STEPS // EVERY - 1)
-        points.append(("kill", phase, when))
-    return points
+def kill_points(steps: int, every: int) -> list[tuple[str, int]]:
+    """Every (point, index) a run of `steps` updates, checkpointing every `every`, passes."""
+    saves = sorted({*range(every, steps + 1, every), steps})
+    by_point = {"step": range(1, steps + 1), "written": saves, "published": saves, "committed": saves}
+    return [(point, n) for point in POINTS for n in by_point.get(point, (1,))]
+
+
+def committed_before(point: str, n: int, steps: int, every: int) -> int:
+    """The newest checkpoint committed when the kill lands: where the retry must resume."""
+    if point in ("stage1", "stage2", "lease"):
+        return 0
+    if point in ("released", "exit"):
+        return steps
+    if point == "committed":
+        return n
+    done = n - 1  # after update n (step), or inside its checkpoint: that one is not committed
+    return done - done % every
+
+
+def spec(steps: int = STEPS, every: int = EVERY) -> dict:
+    # keep_last 2 of 3 checkpoints: retention (after each commit) is part of every case too
+    return probe_spec(steps=steps, checkpoint={"every_steps": every, "keep_last": 2})
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("clean")
-    run = launch_local(write_spec(folder, probe_spec(steps=STEPS, checkpoint={"every_steps": EVERY})))
+    run = run_forked(write_spec(folder, spec()))
     assert run.code == 0, run.output
-    return load_checkpoint(run.volume / "vol" / f"step-{STEPS:08d}")
+    return load_checkpoint(run.volume / "vol" / "probe" / f"step-{STEPS:08d}")
 
 
-def _executed_steps(folder: Path) -> list[int]:
+def executed_updates(folder: Path) -> list[int]:
     rows = (folder / "probe-rank0.jsonl").read_text().splitlines()
     return [json.loads(row)["step"] for row in rows]
 
 
-@pytest.mark.parametrize("kind,phase,when", kill_points(seed=2026, count=10),
-                         ids=lambda v: str(v))
-def test_killed_run_completes_and_matches(tmp_path: Path, uninterrupted: dict,
-                                          kind: str, phase: str, when: int) -> None:
-    spec = probe_spec(steps=STEPS, checkpoint={"every_steps": EVERY})
-    run = launch_local(write_spec(tmp_path, spec), env={"LAUNCH_FAULT": f"{kind}:{phase}:{when}"})
+def test_the_matrix_holds_every_point_and_index() -> None:
+    points = kill_points(STEPS, EVERY)
+    assert len(points) == len(set(points)) == 3 + STEPS + 3 * 3 + 2
+    assert {p for p, _ in points} == set(POINTS)
+
+
+@pytest.mark.parametrize("point,n", kill_points(STEPS, EVERY), ids=lambda v: str(v))
+def test_killed_anywhere_the_run_completes_as_if_never_killed(tmp_path: Path, uninterrupted: dict,
+                                                              point: str, n: int) -> None:
+    run = run_forked(write_spec(tmp_path, spec()), f"kill:{point}:{n}")
     assert run.code == 0, run.output
-    assert "1: transient, 2: finished" in run.output
+    assert "attempts     2 (1: transient, 2: finished)" in run.output
     assert "skipped" not in run.output  # no partial checkpoint was ever a candidate
-    final = load_checkpoint(run.volume / "vol" / f"step-{STEPS:08d}")
-    assert differences(final, uninterrupted) == []
-    redone = len(_executed_steps(tmp_path)) - STEPS
-    assert 0 <= redone <= EVERY, f"redid {redone} steps"
-    assert not [p for p in (run.volume / "vol").iterdir() if p.name.startswith(".tmp-")]
+    resumed = committed_before(point, n, STEPS, EVERY)
+    expected = f"resumed from step-{resumed:08d}" if resumed else "no checkpoint: starting fresh"
+    assert expected in run.output.split("attempt 1: transient")[1], run.output
+    job = run.volume / "vol" / "probe"
+    assert differences(load_checkpoint(job / f"step-{STEPS:08d}"), uninterrupted) == []
+    assert checkpoints(job) == ["step-00000006", "step-00000009"]  # none lost, none left over
+    redone = len(executed_updates(tmp_path)) - STEPS
+    assert 0 <= redone <= EVERY, f"redid {redone} updates"
+    assert sorted(p.name for p in job.iterdir()) == checkpoints(job)  # no leftover, no lease
 
 
-@pytest.mark.parametrize("phase,when", [("step", 4), ("step", 7), ("written", 2), ("published", 1)])
-def test_preemption_drill_loses_nothing(tmp_path: Path, uninterrupted: dict, phase: str, when: int) -> None:
-    spec = probe_spec(steps=STEPS, retries=0, checkpoint={"every_steps": EVERY})
-    run = launch_local(write_spec(tmp_path, spec), env={"LAUNCH_FAULT": f"int:{phase}:{when}"})
+@pytest.mark.parametrize("point,n", [("step", 4), ("step", 7), ("written", 6), ("published", 3),
+                                     ("stage1", 1)])
+def test_a_preemption_anywhere_loses_nothing(tmp_path: Path, uninterrupted: dict, point: str, n: int) -> None:
+    run = run_forked(write_spec(tmp_path, {**spec(), "retries": 0}), f"int:{point}:{n}")
     assert run.code == 0, run.output
-    assert "1: preempted, 2: finished" in run.output  # no retry spent: retries is 0
-    resumed = int(run.output.split("resumed from step ")[1].split()[0])
-    executed = _executed_steps(tmp_path)
-    assert executed == list(range(resumed)) + list(range(resumed, STEPS))  # nothing redone
-    assert f"stopped on SIGINT at step {resumed}; checkpoint committed" in run.output
-    final = load_checkpoint(run.volume / "vol" / f"step-{STEPS:08d}")
+    assert "attempts     2 (1: preempted, 2: finished)" in run.output  # no retry spent: retries 0
+    executed = executed_updates(tmp_path)
+    assert executed == list(range(STEPS)), executed  # nothing redone
+    final = load_checkpoint(run.volume / "vol" / "probe" / f"step-{STEPS:08d}")
     assert differences(final, uninterrupted) == []

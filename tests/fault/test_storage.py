@@ -7,17 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from runjob import checkpoints, launch_local, probe_spec, write_spec
+from forkrun import run_forked
+from runjob import checkpoints, probe_spec, write_spec
 
 
 def test_a_full_disk_keeps_old_checkpoints_and_says_so(tmp_path: Path) -> None:
     spec = probe_spec(steps=9, retries=0)
-    run = launch_local(write_spec(tmp_path, spec), env={"LAUNCH_FAULT": "enospc:written:2"})
+    run = run_forked(write_spec(tmp_path, spec), "enospc:written:6")
     assert run.code == 1
-    assert ("error        checkpoint at step 6 not written: No space left on device "
+    assert ("error        checkpoint after update 6 not written: No space left on device "
             "(errno 28); earlier checkpoints are intact") in run.output
-    assert checkpoints(run.volume / "vol") == ["step-00000003"]
-    assert not [p for p in (run.volume / "vol").iterdir() if p.name.startswith(".tmp-")]
+    assert checkpoints(run.volume / "vol" / "probe") == ["step-00000003"]
+    assert not [p for p in (run.volume / "vol" / "probe").iterdir() if p.name.startswith(".tmp-")]
 
 
 def _corrupt(checkpoint: Path, how: str) -> str:
@@ -37,25 +38,25 @@ def _corrupt(checkpoint: Path, how: str) -> str:
 @pytest.mark.parametrize("how", ["missing file", "no manifest", "truncated"])
 def test_a_modified_checkpoint_is_skipped_with_a_warning(tmp_path: Path, how: str) -> None:
     spec_path = write_spec(tmp_path, probe_spec(steps=6))
-    assert launch_local(spec_path).code == 0
-    reason = _corrupt(tmp_path / "volumes" / "vol" / "step-00000006", how)
+    assert run_forked(spec_path).code == 0
+    reason = _corrupt(tmp_path / "volumes" / "vol" / "probe" / "step-00000006", how)
     spec_path.write_text(spec_path.read_text().replace("steps: 6", "steps: 7"))
-    run = launch_local(spec_path)
+    run = run_forked(spec_path)
     assert run.code == 0, run.output
     assert f"checkpoint step-00000006 skipped: {reason}; falling back to the previous one" in run.output
-    assert "resumed from step 3" in run.output
+    assert "resumed from step-00000003" in run.output
 
 
 def test_leftover_temp_directories_are_cleaned_up(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path, probe_spec(steps=3))
-    assert launch_local(spec_path).code == 0
-    volume = tmp_path / "volumes" / "vol"
+    assert run_forked(spec_path).code == 0
+    volume = tmp_path / "volumes" / "vol" / "probe"
     shutil.copytree(volume / "step-00000003", volume / ".tmp-step-00000006-abc123")
     (volume / ".trash-step-00000001-ff").mkdir()
     spec_path.write_text(spec_path.read_text().replace("steps: 3", "steps: 4"))
-    run = launch_local(spec_path)
+    run = run_forked(spec_path)
     assert run.code == 0, run.output
     assert "removed leftover .tmp-step-00000006-abc123 from an earlier attempt" in run.output
     assert "removed leftover .trash-step-00000001-ff from an earlier attempt" in run.output
-    assert "resumed from step 3" in run.output
+    assert "resumed from step-00000003" in run.output
     assert sorted(p.name for p in volume.iterdir()) == ["step-00000003", "step-00000004"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,13 +25,15 @@ class Probe:
             "width": {"type": "integer", "minimum": 1, "default": 8, "description": "Inputs."},
             "lr": {"type": "number", "default": 0.05, "description": "SGD learning rate."},
             "fail_at": {"type": ["integer", "null"], "default": None,
-                        "description": "Make the loss NaN at this step (tests)."},
+                        "description": "Make the loss NaN in train_step(fail_at) (tests)."},
+            "delay_s": {"type": "number", "minimum": 0, "default": 0,
+                        "description": "Sleep this long in each update (tests that signal a run)."},
         },
     }
     model_fields: ClassVar[tuple[str, ...]] = ("width",)
 
     def __init__(self, config: dict[str, Any], seed: int) -> None:
-        self.config = {"width": 8, "lr": 0.05, "fail_at": None, **config}
+        self.config = {"width": 8, "lr": 0.05, "fail_at": None, "delay_s": 0, **config}
         self.model = torch.nn.Linear(self.config["width"], 1)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config["lr"])
         self.seed = seed
@@ -51,12 +54,14 @@ class Probe:
         self.optimizer.step()
         value = float("nan") if self.config["fail_at"] == step else loss.item()
         self._record(step, value)
+        time.sleep(self.config["delay_s"])
         return {"loss": value}
 
     def _record(self, step: int, loss: float) -> None:
         params = torch.cat([p.detach().flatten() for p in self.model.parameters()])
         digest = hashlib.sha256(params.numpy().tobytes()).hexdigest()
-        line = json.dumps({"rank": self.acc.process_index, "step": step, "digest": digest, "loss": loss})
+        line = json.dumps({"rank": self.acc.process_index, "step": step, "digest": digest, "loss": loss,
+                           "lr": self.optimizer.param_groups[0]["lr"], "pid": os.getpid()})
         with open(self.out / f"probe-rank{self.acc.process_index}.jsonl", "a") as f:
             f.write(line + "\n")
 

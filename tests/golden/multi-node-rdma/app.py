@@ -116,7 +116,8 @@ class Trainer:
         # Heavy imports and the recipe built on CPU.
         from launcher.runtime.session import Session
 
-        self.session = Session(SPEC, volume=volume)
+        # The call id names this run in the job's lease: a retry of this call takes it over.
+        self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id)
         self.session.stage1()
 
     @modal.enter(snap=False)
