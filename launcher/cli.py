@@ -14,6 +14,7 @@ import click
 
 from launcher import __version__
 from launcher.errors import LauncherError, printable
+from launcher.runtime import timeline
 
 EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
 
@@ -137,6 +138,7 @@ def schema_cmd(debug: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one handler maps every outcome to an exit code and one clear message."""
     args = sys.argv[1:] if argv is None else argv
+    timeline.mark("command")
     try:
         code = cli.main(args=args, prog_name="launch", standalone_mode=False)
         return code if isinstance(code, int) else 0

@@ -15,13 +15,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
+from launcher.backends.workerproc import WorkerProcess
 from launcher.errors import RunError
+from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.spec.model import JobSpec
@@ -75,21 +78,27 @@ class Display:
 
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volume_dir: Path,
-                 options: Options) -> None:
+                 options: Options, early: WorkerProcess | None = None) -> None:
         self.spec, self.app_path, self.run_dir, self.volume_dir = spec, app_path, run_dir, volume_dir
         self.options = options
         self.attempts: list[Attempt] = []
         self.worker: subprocess.Popen[str] | None = None
         self.interrupted = False
         self.preempted_by_us = False
+        # The first attempt's worker, started while the spec was validated: usable only if
+        # it was started with the environment the validated spec gives.
+        self.early = early if early is not None and early.spec_env == spec.env else None
+        if early is not None and self.early is None:
+            early.kill()
 
-    def _env(self, attempt: int) -> dict[str, str]:
-        threads = str(max(1, (os.cpu_count() or 1) // self.options.processes))
-        return {"OMP_NUM_THREADS": threads, **os.environ, **self.spec.env,
-                "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1", "LAUNCH_ATTEMPT": str(attempt),
-                "LAUNCH_CHECKPOINT_DIR": str(self.volume_dir), "LAUNCH_RUN_DIR": str(self.run_dir),
-                "LAUNCH_PROCESSES": str(self.options.processes),
-                "LAUNCH_DEBUG": "1" if self.options.debug else "0"}
+    def start_worker(self, attempt: int) -> WorkerProcess:
+        """The attempt's worker process, started (early, for the first attempt) and told to go."""
+        worker, self.early = self.early, None
+        if worker is None:
+            worker = start_worker(self.spec.env, self.options, attempt)
+        worker.go(self.app_path, {"LAUNCH_CHECKPOINT_DIR": str(self.volume_dir),
+                                  "LAUNCH_RUN_DIR": str(self.run_dir)})
+        return worker
 
     def _preempt_later(self, worker: subprocess.Popen[str]) -> threading.Timer | None:
         if self.options.preempt_after is None:
@@ -104,17 +113,14 @@ class Supervisor:
         return timer
 
     def attempt(self, number: int, display: Display) -> Attempt:
-        argv = [sys.executable, "-m", "launcher.backends.worker", str(self.app_path)]
         attempt = Attempt(number)
-        worker = subprocess.Popen(argv, env=self._env(number), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                  start_new_session=True)  # Ctrl-C reaches us; we forward it
-        self.worker = worker
+        worker = self.worker = self.start_worker(number).proc
         timer = self._preempt_later(worker) if number == 1 else None
         assert worker.stdout is not None
         for raw in worker.stdout:
             self._handle(raw.rstrip("\n"), attempt, display)
         code = worker.wait()
+        timeline.mark("worker_exited")
         if timer is not None:
             timer.cancel()
         attempt.outcome = classify(code)
@@ -173,6 +179,10 @@ class Supervisor:
         return 0 if self.attempts[-1].outcome == "finished" else 1
 
 
+def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1) -> WorkerProcess:
+    return WorkerProcess(spec_env, options.processes, attempt, options.debug)
+
+
 def summary(sup: Supervisor, seconds: float) -> str:
     final = sup.attempts[-1]
     result = next((a.result for a in reversed(sup.attempts) if a.result), {})
@@ -203,7 +213,10 @@ def archive(volume_dir: Path) -> Path | None:
     return target
 
 
-def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
+def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
+              early: WorkerProcess | None = None) -> int:
+    """Run the app's attempts here; `early` is a first worker started before the spec was
+    validated (see launcher.backends.workerproc)."""
     run_dir = repo_root / ".launch" / "runs" / spec.name
     volume_dir = (options.volumes_dir or repo_root / ".launch" / "volumes") / spec.checkpoint.volume
     try:
@@ -215,7 +228,7 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options)
         app_path.write_text(app_source, "utf-8")
     except OSError as exc:
         raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
-    sup = Supervisor(spec, app_path, run_dir, volume_dir, options)
+    sup = Supervisor(spec, app_path, run_dir, volume_dir, options, early)
     started = time.perf_counter()
     previous = signal.signal(signal.SIGINT, lambda *_: sup.interrupt())
     try:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from launcher.runtime import timeline
+
 PREFIX = "@@launch "
 
 
@@ -37,5 +39,6 @@ def timed(stage: str, times: dict[str, float]) -> Iterator[None]:
     start = time.perf_counter()
     yield
     times[stage] = time.perf_counter() - start
+    timeline.mark(stage)
     log(f"{stage} took {times[stage]:.3f} s")
     emit("stage", stage=stage, seconds=times[stage])

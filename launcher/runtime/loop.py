@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, results
+from launcher.runtime import events, faults, results, timeline
 from launcher.runtime.checkpointer import Checkpointer, checkpointer
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
@@ -142,10 +142,18 @@ class Loop:
     def _run(self, total: int, result_file: Path | None) -> dict[str, Any]:
         start = time.perf_counter()
         first_env_steps = None
+        start_step = self.step
         stop = StopFlag()
         with stop:
             while self.step < total:
+                first = start_step == self.step
+                if first:
+                    timeline.mark("first_step")
                 metrics = self._update()
+                if first:
+                    timeline.mark("first_step_done")
+                if self.step == total:
+                    timeline.mark("last_step_done")
                 env_steps = metrics.get("env_steps")
                 first_env_steps = env_steps if first_env_steps is None else first_env_steps
                 if self.step % self.spec.train.log_every == 0 or self.step == total:
@@ -210,10 +218,12 @@ class Loop:
     def _finish(self, status: str, start: float, result_file: Path | None) -> dict[str, Any]:
         """The run's result, once every checkpoint it asked for is committed."""
         self.checkpoints.wait()
+        timeline.mark("committed")
         result = self.summary(status, time.perf_counter() - start)
         if result_file is not None and self.acc.is_main_process:
             results.write(result_file, result)
         events.emit("result", **result)
+        timeline.mark("result")
         return result
 
     def summary(self, status: str, seconds: float) -> dict[str, Any]:

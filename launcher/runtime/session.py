@@ -29,7 +29,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from launcher.runtime import checkpoint, events, results
+from launcher.runtime import checkpoint, events, process, results
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.loop import Loop
@@ -83,22 +83,29 @@ class Session:
     def stage1(self) -> None:
         """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
         `snapshot: gpu` (one process), where device placement moves here."""
-        with self._deferring_permanent(), events.timed("stage1", self.times):
-            import accelerate  # noqa: F401  heavy imports belong before the snapshot
-            import torch  # noqa: F401
-            from accelerate.utils import set_seed
+        process.pause_gc()
+        try:
+            with self._deferring_permanent(), events.timed("stage1", self.times):
+                self._stage1()
+        finally:
+            process.end_of_startup()  # what stage 1 made is frozen, before a snapshot or fork
 
-            if self.spec.train.tracker == "tensorboard":
-                import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
+    def _stage1(self) -> None:
+        import accelerate  # noqa: F401  heavy imports belong before the snapshot
+        import torch  # noqa: F401
+        from accelerate.utils import set_seed
 
-            set_seed(self.spec.train.seed)
-            self.recipe_cls = import_recipe(self.spec.train.recipe)
-            self.recipe = self._build_recipe()
-            if self.spec.snapshot == "gpu" and not self.distributed:
-                # A GPU snapshot keeps device memory too: place the model before it is taken,
-                # so a restore skips the host-to-device copy. Checkpoints still load after.
-                self.loop = self._new_loop()
-                self.loop.place()
+        if self.spec.train.tracker == "tensorboard":
+            import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
+
+        set_seed(self.spec.train.seed)
+        self.recipe_cls = import_recipe(self.spec.train.recipe)
+        self.recipe = self._build_recipe()
+        if self.spec.snapshot == "gpu" and not self.distributed:
+            # A GPU snapshot keeps device memory too: place the model before it is taken,
+            # so a restore skips the host-to-device copy. Checkpoints still load after.
+            self.loop = self._new_loop()
+            self.loop.place()
 
     def _build_recipe(self) -> Any:
         assert self.recipe_cls is not None
