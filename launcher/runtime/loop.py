@@ -52,7 +52,8 @@ class Loop:
     def place(self) -> None:
         """The Accelerator and `recipe.setup`: device placement and `accelerator.prepare`."""
         import torch
-        from accelerate import Accelerator
+
+        from launcher.runtime.accelerator import Accelerator
 
         tracker = self.spec.train.tracker
         if tracker == "wandb" and importlib.util.find_spec("wandb") is None:
