@@ -1,10 +1,56 @@
-"""The runtime's Accelerator: it knows what it prepared, as save_state does."""
+"""The runtime's Accelerator: it knows what it prepared, as save_state does, and an optimizer
+step asks the import system nothing."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
 
-from launcher.runtime.accelerator import Accelerator
+from launcher.runtime.accelerator import Accelerator, settle_absent
+
+
+class Searches:
+    """A finder first in sys.meta_path: it notes every name the import system searches for."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        self.names.append(name)
+
+
+def _searches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    finder = Searches()
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    return finder.names
+
+
+def test_an_optimizer_step_looks_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "lomo_optim", raising=False)
+    acc = Accelerator(cpu=True)
+    model, opt = acc.prepare(torch.nn.Linear(3, 1), torch.optim.Adam([torch.nn.Parameter(torch.ones(3))]))
+    model(torch.ones(2, 3)).sum().backward()
+    opt.step()  # the first step imports what torch imports lazily, once
+    searched = _searches(monkeypatch)
+    opt.step()
+    assert searched == []  # is_lomo_available(), asked twice per step, searched sys.path before
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("lomo_optim")  # as when nothing was recorded: not installed
+
+
+def test_an_installed_package_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lomo_optim.py").write_text("AdaLomo = Lomo = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lomo_optim", raising=False)
+    settle_absent()
+    assert "lomo_optim" not in sys.modules
+    assert importlib.util.find_spec("lomo_optim") is not None
 
 
 class Registered:
