@@ -43,7 +43,7 @@ def cli() -> None:
       launch jobs/ppo.yaml --local       run the same app on this machine
       launch --dry-run jobs/ppo.yaml     print the generated app and a plan
       launch check jobs/*.yaml           validate specs
-      launch init NAME                   write a starter spec
+      launch init NAME                   set up this repository, write a starter spec
       launch diff OLD.yaml NEW.yaml      what a spec change does to the job
     """
 
@@ -85,6 +85,8 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         from launcher.commands.render_app import dry_run as do_dry_run
         return do_dry_run(job, sets, out, use_local_code, explain)
     if local:
+        from launcher.extras import require_runtime
+        require_runtime("--local")
         from launcher.backends.local import Options
         from launcher.commands.local_run import local as run_local
         return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug))
@@ -103,15 +105,24 @@ def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...], debug: bool) -> int:
 
 
 @cli.command("init")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--recipe", default="launcher.recipes.ppo:PPO", show_default=True, metavar="MODULE:CLASS",
               help="The training recipe the spec runs.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default jobs/NAME.yaml).")
+@click.option("--dockerfile", default="Dockerfile.cuda", show_default=True, metavar="PATH",
+              help="The image's Dockerfile, relative to the repository root; written if missing.")
 @debug_option
-def init_cmd(name: str, recipe: str, out: str | None, debug: bool) -> int:
-    """Write a commented starter spec NAME; never overwrites a file."""
+def init_cmd(name: str | None, recipe: str, out: str | None, dockerfile: str, debug: bool) -> int:
+    """Set up this repository for launcher and write a starter spec NAME.
+
+    \b
+    Writes what is missing, never over a file: jobs/NAME.yaml (without NAME, no spec),
+    schemas/job.schema.json (for editors), the Dockerfile, and .launch/ in .gitignore.
+    """
+    if out is not None and name is None:
+        raise click.UsageError("--out needs NAME")
     from launcher.commands.init import init
-    return init(name, recipe, out)
+    return init(name, recipe, out, dockerfile)
 
 
 @cli.command("diff")

@@ -1,58 +1,93 @@
-"""What `image.code: git` pins: the repository's origin URL and commit, read with git itself."""
+"""Git facts, read with git itself: the repository root, HEAD, a commit and its tree, the origin.
+
+Standard library only: the generated app imports launcher.codeship, which uses this module,
+at deploy time and inside the container.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.render import CodeSource
-from launcher.spec.model import JobSpec
 
-
-def _git(cwd: Path, *args: str) -> str | None:
+def git(cwd: Path, *args: str, strip: bool = True) -> str | None:
+    """git's output (stripped unless asked not to), or None when git is missing, fails or
+    prints nothing."""
     try:
         out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
-                             timeout=10, check=True)
+                             timeout=30, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() if strip else out.stdout) or None
 
 
 @dataclass(frozen=True)
 class Repo:
-    root: Path  # the git work tree holding the spec; else the spec's folder
-    head: str | None  # HEAD's commit, None outside git or before the first commit
+    root: Path  # the git work tree's top level; outside git, the folder launch runs in
+    head: str | None  # HEAD's commit; None outside git or before the first commit
+    in_git: bool = False
 
 
 def find_repo(start: Path) -> Repo:
+    """The git work tree holding `start` (a file or folder), even before its first commit."""
     folder = start if start.is_dir() else start.parent
-    found = (_git(folder, "rev-parse", "--show-toplevel", "HEAD") or "").splitlines()
-    if not found:
-        return Repo(folder.resolve(), None)
-    head = found[1] if len(found) > 1 and len(found[1]) == 40 else None
-    return Repo(Path(found[0]), head)
+    top = git(folder, "rev-parse", "--show-toplevel")
+    if top is None:
+        return Repo(Path.cwd().resolve(), None)
+    root = Path(top)
+    return Repo(root, git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"), True)
 
 
 def dirty_files(root: Path) -> list[str]:
     """Tracked files changed and untracked files not ignored: what a pinned commit would miss."""
-    status = _git(root, "status", "--porcelain")
+    # Unstripped: each line starts with two status columns, the first often a space (" M x").
+    status = git(root, "status", "--porcelain", strip=False)
     return [line[3:] for line in status.splitlines()] if status else []
 
 
+def origin_url(repo: Repo) -> str | None:
+    return git(repo.root, "remote", "get-url", "origin") if repo.in_git else None
+
+
+# user:token@ in a URL (the last @ before the path), and user@ in scp-like `user@host:path`.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@")
+_SCP_USER = re.compile(r"^[^/]*@(?=[^/@]*:)")
+
+
+def safe_url(url: str) -> str:
+    """`url` without its user info: CI remotes carry tokens (https://oauth2:glpat-...@host/...)."""
+    if "://" in url:
+        return _URL_USERINFO.sub(r"\1", url)
+    return _SCP_USER.sub("", url)
+
+
 @dataclass(frozen=True)
-class ResolvedCode:
-    source: CodeSource
-    note: str | None = None  # why git could not be pinned (a dry run renders local code instead)
+class Commit:
+    sha: str
+    packaged: bool  # the tree has packaging metadata, so pip can install it with its dependencies
 
 
-def resolve(spec: JobSpec, repo: Repo, use_local_code: bool) -> ResolvedCode:
-    if use_local_code or spec.image.code == "local":
-        return ResolvedCode(CodeSource("local"))
-    url = spec.image.git.url or _git(repo.root, "remote", "get-url", "origin")
-    commit = spec.image.git.ref or repo.head
-    if url and commit:
-        return ResolvedCode(CodeSource("git", url, commit))
-    missing = "no origin remote" if not url else "no commit yet"
-    return ResolvedCode(CodeSource("local"), f"image.code is git, but this repository has {missing}; "
-                                             "set image.git.url/ref, or pass --use-local-code")
+def lookup(repo: Repo, ref: str) -> Commit | None:
+    """The commit `ref` names in this repository, or None when it names none (or outside git)."""
+    if not repo.in_git:
+        return None
+    sha = git(repo.root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+    return Commit(sha, packaged(repo.root, sha)) if sha else None
+
+
+def packaged(root: Path, sha: str) -> bool:
+    """setup.py, or a pyproject.toml that declares a project or a build backend (one that only
+    configures tools is no packaging metadata: pip could not build it)."""
+    names = (git(root, "ls-tree", "--name-only", sha, "--", "setup.py", "pyproject.toml") or "").split("\n")
+    if "setup.py" in names:
+        return True
+    if "pyproject.toml" not in names:
+        return False
+    try:
+        table = tomllib.loads(git(root, "show", f"{sha}:pyproject.toml") or "")
+    except tomllib.TOMLDecodeError:
+        return False
+    return "project" in table or "build-system" in table

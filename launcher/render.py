@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pprint
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,10 @@ import jinja2
 import yaml
 
 from launcher import __version__
+from launcher.codeship import CODE_IGNORE
+from launcher.codesource import CodeSource
 from launcher.resources import data_dir
 from launcher.spec.model import JobSpec
-
-
-@dataclass(frozen=True)
-class CodeSource:
-    """How the training code gets into the image: a pinned git commit, or local modules."""
-
-    mode: str  # git | local
-    git_url: str | None = None
-    git_commit: str | None = None
 
 
 def py(value: Any) -> str:
@@ -69,18 +61,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def local_modules(spec: JobSpec) -> list[str]:
-    """Top-level packages that `code: local` adds to the image: launcher and the recipe's."""
-    top = spec.train.recipe_module.split(".")[0]
-    return ["launcher"] if top == "launcher" else ["launcher", top]
-
-
 def render(spec: JobSpec, source: str, code: CodeSource) -> str:
     """The app's source, byte-identical for the same inputs; compiled before it is returned."""
     text = environment().get_template("modal_app.py.j2").render(
         version=__version__, source=source, spec=spec, spec_dict=spec.to_dict(),
-        spec_hash=spec.hash, code=code.mode, git_url=code.git_url,
-        git_commit=code.git_commit, local_modules=local_modules(spec),
+        spec_hash=spec.hash, code=code, code_ignore=CODE_IGNORE,
     )
     compile(text, source.replace("\0", "\\0"), "exec")  # a file name for tracebacks: no NUL allowed
     return text

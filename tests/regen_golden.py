@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from launcher.cli import main
+from launcher import gitinfo
+from launcher.gitinfo import safe_url
 from launcher.load import load_spec
 from launcher.render import CodeSource, render
 from launcher.spec.model import JobSpec
@@ -32,20 +34,37 @@ def bad_cases() -> list[str]:
     return sorted(p.stem for p in BAD.glob("*.yaml"))
 
 
-def code_source(spec: JobSpec) -> CodeSource:
-    """The code a golden pins in its own spec (local, or git url + ref): no git state involved."""
+# Goldens whose pinned commit has no packaging metadata (the others' trees are installable).
+UNPACKAGED = {"code-git-plain"}
+
+
+def code_source(spec: JobSpec, case: str) -> CodeSource:
+    """The code a golden pins in its own spec (local, or git url + ref), as `resolve` would give
+    it for a repository holding that commit: no git state involved."""
     if spec.image.code == "local":
         return CodeSource("local")
     git = spec.image.git
     if not (git.url and git.ref):
         raise ValueError(f"{spec.name}: a golden with code: git must set image.git.url and ref")
-    return CodeSource("git", git.url, git.ref)
+    return CodeSource("git", safe_url(git.url), git.ref, packaged=case not in UNPACKAGED)
+
+
+def pinned_commits(monkeypatch) -> None:
+    """This checkout holds none of the goldens' pinned commits: answer for them as a repository
+    that does would (tests/test_gitinfo.py asks real repositories)."""
+    pins = {load_spec(GOLDEN / c / "spec.yaml").spec.image.git.ref: c not in UNPACKAGED
+            for c in golden_cases()}
+
+    def lookup(repo: gitinfo.Repo, ref: str) -> gitinfo.Commit | None:
+        return gitinfo.Commit(ref, pins[ref]) if ref in pins else None
+
+    monkeypatch.setattr(gitinfo, "lookup", lookup)
 
 
 def render_case(case: str) -> str:
     """The app for tests/golden/<case>/spec.yaml, named as `launch` run from the repo root names it."""
     spec = load_spec(GOLDEN / case / "spec.yaml").spec
-    return render(spec, f"tests/golden/{case}/spec.yaml", code_source(spec))
+    return render(spec, f"tests/golden/{case}/spec.yaml", code_source(spec, case))
 
 
 def check_bad(case: str) -> tuple[int, str]:

@@ -27,7 +27,7 @@ from regen_golden import GOLDEN, ROOT, golden_cases, render_case
 GIT = CodeSource("git", "https://example.com/team/repo.git", "0" * 40)
 EXAMPLES = [f"jobs/{p.name}" for p in sorted((ROOT / "jobs").glob("*.yaml"))] + \
            [f"golden/{case}" for case in golden_cases()]
-# MODAL.md: removed or deprecated in modal 1.x; a generated app must never use them.
+# Removed or deprecated in modal 1.x (Modal's changelog): a generated app must never use them.
 NEVER = ["keep_warm=", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",
          "mounts=", "modal.gpu.", "modal.Stub", "max_inputs", "modal.experimental.clustered",
          "registered_"]

@@ -12,6 +12,7 @@ import pytest
 
 import launcher.commands.check
 import launcher.commands.render_app
+from regen_golden import pinned_commits
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -32,7 +33,8 @@ def test_options_may_come_before_or_after_the_file(launch) -> None:
     compile(before.out, "app.py", "exec")
 
 
-def test_dry_run_prints_the_app_on_stdout_and_the_plan_on_stderr(launch) -> None:
+def test_dry_run_prints_the_app_on_stdout_and_the_plan_on_stderr(launch, monkeypatch) -> None:
+    pinned_commits(monkeypatch)  # the golden's git ref, as a repository holding it resolves it
     result = launch("--dry-run", "tests/golden/multi-node-rdma/spec.yaml")
     assert result.code == 0
     assert result.out == (GOLDEN / "multi-node-rdma" / "app.py").read_text("utf-8")
@@ -46,7 +48,7 @@ keep-warm   min 0, buffer 2, max 4, scale down after 5m idle
 checkpoint  every 100 steps, volume commit after each; keep last 3 on volume launcher-checkpoints at /checkpoints; resume auto
   writes    in the training loop: 16 processes take part in each save (checkpoint.async: auto writes in the background with one process only)
 train       launcher.recipes.ppo:PPO, 2000 steps, seed 0, mixed precision bf16
-code        git git@github.com:example/launcher.git @ v1.2.0
+code        git github.com:example/launcher.git @ v1.2.0: exported with git archive into .launch/code/ when launched, installed with its dependencies
 cost        $63.19/h for 16 × H100; worst case one launch $2,021.99 (8h × 4 attempts)
 """
 
@@ -61,7 +63,8 @@ def test_the_plan_prices_keep_warm(launch) -> None:
         "  writes    in the background (checkpoint.async: auto): the loop pauses only to copy the "
         "state; host memory holds one more copy of the model and optimizer state",
         "train       launcher.recipes.ppo:PPO, 1000 steps, seed 0, mixed precision no",
-        "code        local: launcher, launcher.recipes.ppo",
+        "code        local: this repository's files into /root (less what .gitignore and CODE_IGNORE "
+        "exclude), and the launcher package",
         "cost        $1.95/h for 1 × L40S; worst case one launch $31.22 (4h × 4 attempts)",
         "warning: keep_warm.min_containers is 1: 1 container(s) (1 GPU each) stay up while idle, "
         "$46.83 a day of GPU time",

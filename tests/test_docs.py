@@ -180,11 +180,59 @@ def test_the_ci_workflow_runs_launch_check_on_every_spec() -> None:
     assert workflows[0][True] == ["push", "pull_request"]  # YAML 1.1 reads `on:` as True
 
 
-def test_the_readme_section_links_files_that_exist() -> None:
+DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Markdown link targets that are files of this project (no URL, no bare #anchor)."""
+    return [link.split("#")[0] for link in re.findall(r"\]\(([^)\s]+)\)", markdown)
+            if "://" not in link and not link.startswith("#")]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_relative_link_resolves_from_its_own_folder(doc: str) -> None:
+    # docs/in-your-repo.md once linked docs/spec.md, which from docs/ is docs/docs/spec.md.
+    path = ROOT / doc
+    links = relative_links(path.read_text("utf-8"))
+    assert [link for link in links if not (path.parent / link).exists()] == []
+
+
+def test_the_link_check_sees_the_links() -> None:
+    assert relative_links((ROOT / "docs" / "in-your-repo.md").read_text("utf-8")) == [
+        "../launcher/runtime/recipe.py", "spec.md", "ci.md"]
+    assert relative_links("[a](x.md#part) [b](https://e.com/y.md) [c](#top)") == ["x.md"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_no_doc_points_at_files_outside_the_project(doc: str) -> None:
+    # The developers' notes (shared/*.md) are not part of the product.
+    assert re.findall(r"\b(?:MODAL|DESIGN|STYLE)\.md\b", (ROOT / doc).read_text("utf-8")) == []
+
+
+INIT = ["init", "tiny", "--recipe", "mypkg.recipes:Tiny"]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/in-your-repo.md"])
+def test_the_init_transcript_is_real_output(doc: str, launch, tmp_path, monkeypatch) -> None:
+    text = (ROOT / doc).read_text("utf-8")
+    shown = text[text.index("launch init tiny --recipe mypkg.recipes:Tiny\n"):].splitlines()[1:6]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mypkg"\nversion = "1"\ndependencies = []\n')
+    monkeypatch.chdir(tmp_path)
+    assert launch(*INIT).err.splitlines() == shown
+
+
+def test_the_missing_dockerfile_example_is_real_output(launch, tmp_path, monkeypatch) -> None:
     text = (ROOT / "docs" / "in-your-repo.md").read_text("utf-8")
-    local = [link for link in re.findall(r"\]\(([^)]+)\)", text) if "://" not in link]
-    assert local == ["docs/spec.md", "docs/ci.md"]  # relative to the README at the root
-    assert all((ROOT / link).is_file() for link in local)
+    (shown,) = [line for line in text.splitlines() if line.startswith("jobs/tiny.yaml:")]
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "recipes.py").write_text("class Tiny: ...\n")
+    monkeypatch.chdir(tmp_path)
+    assert launch(*INIT, "--dockerfile", "docker/train.Dockerfile").code == 0
+    (tmp_path / "docker" / "train.Dockerfile").unlink()
+    result = launch("check", "jobs/tiny.yaml")
+    assert result.err.splitlines()[0] == shown.replace("/home/me/myproject", str(tmp_path))
 
 
 def test_the_readme_sections_explain_excerpt_is_real_output(launch, monkeypatch) -> None:

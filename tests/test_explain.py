@@ -214,6 +214,7 @@ def test_explain_imports_no_heavy_modules(tmp_path) -> None:
     write(tmp_path, "lightrecipe.py", "class Light:\n    pass\n")
     write(tmp_path, "lightrecipe.Light.schema.json", '{"type": "object"}')
     write(tmp_path, "job.yaml", "version: 1\nname: j\ntrain: {recipe: 'lightrecipe:Light'}\n")
+    write(tmp_path, "Dockerfile.cuda", "FROM scratch\n")  # a dry run needs the image's Dockerfile
     code = ("import sys; from launcher.cli import main; "
             "code = main(['--dry-run', '--explain', 'job.yaml']); "
             "heavy = {'torch', 'accelerate', 'modal'} & set(sys.modules); "

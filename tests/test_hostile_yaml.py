@@ -123,6 +123,7 @@ def test_a_file_of_exactly_one_mebibyte_is_read(tmp_path: Path) -> None:
     text = SPEC + "#" * (MAX_BYTES - len(SPEC) - 1) + "\n"
     path = write(tmp_path, text)
     assert path.stat().st_size == MAX_BYTES
+    write(tmp_path, "FROM scratch\n", "Dockerfile.cuda")  # check needs the spec's Dockerfile
     result = launch_sub("check", "job.yaml", cwd=tmp_path)
     assert (result.code, result.err) == (0, "1 spec ok\n")
 

@@ -1,8 +1,8 @@
-"""launch init: the starter spec, its modeline, the checks on NAME and --recipe, no overwrites."""
+"""launch init: the starter spec, its modeline, the repository set-up (schema, Dockerfile,
+.gitignore), the checks on NAME, --recipe and --dockerfile, no overwrites."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from launcher import dockerfile
 from launcher.commands.init import schema_ref, starter
 from launcher.load import load_spec
 from launcher.render import yaml_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "job.schema.json"
-SCHEMA_ID = json.loads(SCHEMA.read_text("utf-8"))["$id"]
 MODELINE = "# yaml-language-server: $schema="
 NAME_HINT = ("is not a valid app name: use letters, digits, '.', '_' and '-' "
              "(at most 64, starting with a letter or digit)")
@@ -38,11 +38,18 @@ def modeline_target(spec: Path) -> str:
     return first[len(MODELINE):]
 
 
+NEXT = "next: launch check {0}; launch --dry-run {0}; launch {0} --local\n"
+WROTE_SCHEMA = "wrote schemas/job.schema.json (the spec's JSON Schema, for editors)\n"
+WROTE_DOCKERFILE = ("wrote Dockerfile.cuda (the training image: CUDA, Python, the launcher runtime; "
+                    "add your dependencies to it)\n")
+
+
 def test_init_writes_a_starter_that_passes_check(launch, tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # outside git: the repository root is the working directory
     assert launch("init", "my-job") == (
-        0, "", "wrote jobs/my-job.yaml\nnext: launch check jobs/my-job.yaml; "
-               "launch --dry-run jobs/my-job.yaml\n")
+        0, "", "wrote jobs/my-job.yaml\n" + WROTE_SCHEMA + WROTE_DOCKERFILE
+               + NEXT.format("jobs/my-job.yaml"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dockerfile.cuda", "jobs", "schemas"]
     assert launch("check", "jobs/my-job.yaml") == (0, "", "1 spec ok\n")
     spec = load_spec("jobs/my-job.yaml").spec
     assert (spec.name, spec.train.recipe, spec.checkpoint.volume) == (
@@ -126,17 +133,93 @@ def test_the_modeline_points_at_the_repos_schema_relative_to_the_file(
 
 def test_the_modeline_in_this_repo_resolves_to_its_schema(tmp_path) -> None:
     # The path a `launch init` here would write into jobs/: it must reach schemas/job.schema.json.
-    target = schema_ref(ROOT / "jobs" / "new.yaml")
+    target = schema_ref(ROOT / "jobs" / "new.yaml", ROOT)
     assert target == "../schemas/job.schema.json"
     assert (ROOT / "jobs" / target).resolve() == SCHEMA.resolve()
 
 
-def test_without_the_schema_in_the_repo_the_modeline_is_the_schemas_id(launch, tmp_path,
-                                                                       monkeypatch) -> None:
+def fresh_repo(folder: Path) -> Path:
+    """`git init` and nothing else: no commit, no files."""
+    folder.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    return folder
+
+
+def test_in_a_fresh_repository_init_sets_it_up_at_its_root(launch, tmp_path, monkeypatch) -> None:
+    repo = fresh_repo(tmp_path / "repo")
+    (repo / "src").mkdir()
+    monkeypatch.chdir(repo / "src")  # from a subfolder: the set-up still goes to the top level
+    assert launch("init", "job", "--recipe", "mypkg.recipes:Tiny", "--out", "../jobs/job.yaml") == (
+        0, "", "wrote ../jobs/job.yaml\n"
+               f"wrote {repo / 'schemas/job.schema.json'} (the spec's JSON Schema, for editors)\n"
+               f"wrote {repo / 'Dockerfile.cuda'} (the training image: CUDA, Python, the launcher "
+               "runtime; add your dependencies to it)\n"
+               f"added .launch/ to {repo / '.gitignore'}\n" + NEXT.format("../jobs/job.yaml"))
+    assert (repo / ".gitignore").read_text() == ".launch/\n"
+    assert (repo / "schemas/job.schema.json").read_text() == SCHEMA.read_text()
+    assert (repo / "Dockerfile.cuda").read_text() == dockerfile.starter(repo)
+    # The modeline resolves to the schema it wrote, relative to the spec, never an absolute path.
+    assert modeline_target(repo / "jobs/job.yaml") == "../schemas/job.schema.json"
+    assert not list(repo.rglob(".launch"))
+
+
+def test_init_again_writes_nothing_and_keeps_every_file(launch, tmp_path, monkeypatch) -> None:
+    repo = fresh_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    (repo / ".gitignore").write_text("*.log")  # no newline at the end
+    (repo / "Dockerfile.cuda").write_text("FROM mine\n")
+    assert launch("init", "a").err == ("wrote jobs/a.yaml\n" + WROTE_SCHEMA + "added .launch/ to .gitignore\n"
+                                       + NEXT.format("jobs/a.yaml"))
+    assert (repo / ".gitignore").read_text() == "*.log\n.launch/\n"
+    assert launch("init") == (0, "", "next: launch init NAME writes a starter spec\n")
+    assert launch("init", "b").err == "wrote jobs/b.yaml\n" + NEXT.format("jobs/b.yaml")
+    assert (repo / ".gitignore").read_text() == "*.log\n.launch/\n"
+    assert (repo / "Dockerfile.cuda").read_text() == "FROM mine\n"
+
+
+@pytest.mark.parametrize("line", [".launch", ".launch/", "/.launch", "/.launch/", "  .launch/  "])
+def test_an_existing_launch_entry_in_gitignore_is_kept(line: str, launch, tmp_path, monkeypatch) -> None:
+    repo = fresh_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    (repo / ".gitignore").write_text(f"build/\n{line}\n")
+    assert launch("init").code == 0
+    assert (repo / ".gitignore").read_text() == f"build/\n{line}\n"
+
+
+def test_a_schema_that_differs_is_kept_and_named(launch, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert launch("init", "job").code == 0
-    assert modeline_target(tmp_path / "jobs" / "job.yaml") == SCHEMA_ID
-    assert SCHEMA_ID == "https://github.com/launcher/launcher/schemas/job.schema.json"
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas/job.schema.json").write_text("{}\n")
+    assert launch("init").err.splitlines()[0] == (
+        "kept schemas/job.schema.json, which differs from this launcher's schema "
+        "(launch schema > schemas/job.schema.json updates it)")
+    assert (tmp_path / "schemas/job.schema.json").read_text() == "{}\n"
+
+
+def test_dockerfile_names_where_the_image_comes_from(launch, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(fresh_repo(tmp_path / "repo"))
+    assert launch("init", "job", "--dockerfile", "docker/train.Dockerfile").code == 0
+    assert "image:\n  dockerfile: docker/train.Dockerfile   # relative to the repository root;" in \
+        Path("jobs/job.yaml").read_text()
+    assert Path("docker/train.Dockerfile").read_text() == dockerfile.starter(Path.cwd())
+    assert not Path("Dockerfile.cuda").exists()
+    assert launch("check", "jobs/job.yaml") == (0, "", "1 spec ok\n")
+
+
+@pytest.mark.parametrize("path", ["/etc/Dockerfile", "../Dockerfile", "a b"])
+def test_a_bad_dockerfile_path_is_refused(path: str, launch, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert launch("init", "job", "--dockerfile", path) == (
+        1, "", f"--dockerfile {path}: $.image.dockerfile: {path!r} is not a relative path inside "
+               "the repository\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_needs_a_name(launch, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = launch("init", "--out", "x.yaml")
+    assert (result.code, result.err.splitlines()[-1]) == (2, "Error: --out needs NAME")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("value", [
@@ -161,6 +244,7 @@ def test_the_yaml_filter_text(value, text: str) -> None:
 def test_init_is_on_the_help_page(launch) -> None:
     helped = launch("init", "--help")
     assert helped.code == 0
-    assert "Usage: launch init [OPTIONS] NAME" in helped.out
+    assert "Usage: launch init [OPTIONS] [NAME]" in helped.out
     assert "--recipe MODULE:CLASS" in helped.out
     assert "Where to write it (default jobs/NAME.yaml)." in helped.out
+    assert "--dockerfile PATH" in helped.out

@@ -5,6 +5,7 @@ Modal's servers cannot be reached from here; `submit` is replaced where a server
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monke
         "stop the job: modal app stop ppo-cartpole",
         "get result:   python -c \"import modal; print(modal.FunctionCall.from_id('fc-01TEST').get())\"",
     ]
-    assert "image.add_local_python_source('launcher')" in seen["app"]
+    assert 'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)' in seen["app"]
     assert (ROOT / ".launch/apps/ppo-cartpole.py").read_text() == seen["app"]
 
 
@@ -117,21 +118,153 @@ def test_git_code_refuses_uncommitted_changes(launch, fake_account, user_repo) -
                           "them: train_utils.py; commit them, or pass --use-local-code\n")
 
 
-def test_git_code_pins_the_head_commit(launch, fake_account, user_repo, monkeypatch) -> None:
-    apps = {}
-    monkeypatch.setattr(backend, "submit", lambda path, name: apps.setdefault("app", path.read_text())
-                        and backend.Submission(name, "fc-1"))
+@pytest.fixture
+def submitted(fake_account, monkeypatch) -> dict[str, str]:
+    """What `launch --detach` would deploy: the app's text, as `submit` read it."""
+    apps: dict[str, str] = {}
+
+    def submit(path: Path, name: str) -> backend.Submission:
+        apps["app"] = path.read_text()
+        return backend.Submission(name, "fc-1")
+
+    monkeypatch.setattr(backend, "submit", submit)
+    return apps
+
+
+def app_value(app: str, name: str) -> object:
+    """The literal bound to `name` at the top level of the app."""
+    for node in ast.parse(app).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise AssertionError(name)
+
+
+def image_steps(app: str) -> list[str]:
+    return [line for line in app.splitlines() if line.startswith("image = image.")]
+
+
+UNPACKAGED_STEPS = [
+    'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/root", copy=True)']
+PACKAGED_STEPS = [
+    'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)',
+    'image = image.run_commands("uv pip install --system /opt/code")']
+
+
+def commit_all(repo: Path) -> str:
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "more")
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_git_code_exports_the_head_commit_for_the_image(launch, submitted, user_repo) -> None:
+    (user_repo / "ignored.txt").write_text("not committed\n")
+    (user_repo / ".gitignore").write_text("ignored.txt\n")
+    head = commit_all(user_repo)
     result = launch(str(user_repo / "jobs/ppo.yaml"), "--detach")
-    head = _git(user_repo, "rev-parse", "HEAD").strip()
     assert result.code == 0, result.err
-    assert f"code        git https://example.com/team/repo.git @ {head}" in result.err
-    assert f"GIT_COMMIT = '{head}'" in apps["app"]
-    assert "GIT_URL = 'https://example.com/team/repo.git'" in apps["app"]
+    assert (f"code        git https://example.com/team/repo.git @ {head}: exported with git archive "
+            "into .launch/code/ when launched, into /root (no pyproject.toml or setup.py to install "
+            "it with)") in result.err.splitlines()
+    app = submitted["app"]
+    assert (app_value(app, "GIT_URL"), app_value(app, "GIT_COMMIT")) == ("https://example.com/team/repo.git", head)
+    assert image_steps(app) == UNPACKAGED_STEPS  # no pyproject.toml or setup.py in the commit
+    exported = user_repo / ".launch" / "code" / head
+    files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
+    assert files == sorted(_git(user_repo, "ls-tree", "-r", "--name-only", "HEAD").split())
+    assert (exported / "ignored.txt").exists() is False
+    assert [p.name for p in (user_repo / ".launch" / "code").iterdir()] == [head]  # no leftovers
+    assert (user_repo / ".launch" / "apps" / "ppo-cartpole.py").read_text() == app
 
 
-def test_git_code_without_an_origin_is_refused(launch, fake_account, user_repo) -> None:
-    _git(user_repo, "remote", "remove", "origin")
+def test_a_packaged_commit_is_installed_with_its_dependencies(launch, submitted, user_repo) -> None:
+    (user_repo / "pyproject.toml").write_text('[project]\nname = "team"\nversion = "1"\n'
+                                               'dependencies = ["numpy"]\n')
+    commit_all(user_repo)
+    assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
+    assert image_steps(submitted["app"]) == PACKAGED_STEPS
+
+
+def test_a_pyproject_that_only_configures_tools_is_no_packaging(launch, submitted, user_repo) -> None:
+    (user_repo / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
+    commit_all(user_repo)
+    assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
+    assert image_steps(submitted["app"]) == UNPACKAGED_STEPS
+
+
+@pytest.mark.parametrize("remote, shown", [
+    ("git@github.com:org/repo.git", "github.com:org/repo.git"),
+    ("ssh://git@github.com/org/repo.git", "ssh://github.com/org/repo.git"),
+    ("ssh://git@github.com:2222/org/repo.git", "ssh://github.com:2222/org/repo.git"),
+    ("https://user:s3cret-token@gitlab.example.com/org/repo.git", "https://gitlab.example.com/org/repo.git"),
+    ("https://oauth2:glpat-AbC123xYz@gitlab.com/org/repo.git", "https://gitlab.com/org/repo.git"),
+    ("https://gitlab-ci-token:p@ss@word@gitlab.com/org/repo.git", "https://gitlab.com/org/repo.git"),
+])
+def test_any_remote_works_and_no_credentials_are_shown(remote: str, shown: str, launch, submitted,
+                                                      user_repo) -> None:
+    _git(user_repo, "remote", "set-url", "origin", remote)
+    head = _git(user_repo, "rev-parse", "HEAD").strip()
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--detach")
+    assert result.code == 0, result.err
+    app = submitted["app"]
+    assert app_value(app, "GIT_URL") == shown
+    assert f"code        git {shown} @ {head}: " in result.err
+    assert image_steps(app) == UNPACKAGED_STEPS  # the image never fetches from the remote
+    for secret in ("s3cret", "glpat", "ss@word", "token:", "oauth2", "git@"):
+        assert secret not in app + result.out + result.err
+
+
+def test_a_local_path_remote_works(launch, submitted, user_repo, tmp_path) -> None:
+    bare = tmp_path / "bare.git"
+    _git(tmp_path, "clone", "-q", "--bare", str(user_repo), str(bare))
+    _git(user_repo, "remote", "set-url", "origin", str(bare))
+    assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
+    assert app_value(submitted["app"], "GIT_URL") == str(bare)
+
+
+def test_git_code_refuses_a_changed_tracked_file(launch, fake_account, user_repo) -> None:
+    (user_repo / "Dockerfile.cuda").write_text("FROM python:3.12\n")
     result = launch(str(user_repo / "jobs/ppo.yaml"))
-    assert result.code == 1
-    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, but this repository has "
-                          "no origin remote; set image.git.url/ref, or pass --use-local-code\n")
+    head = _git(user_repo, "rev-parse", "HEAD").strip()
+    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which installs commit "
+                          f"{head[:12]}, but these changes are not committed and the run would miss "
+                          "them: Dockerfile.cuda; commit them, or pass --use-local-code\n")
+    assert not (user_repo / ".launch" / "code").exists()
+
+
+def test_git_code_without_an_origin_still_ships_the_commit(launch, submitted, user_repo) -> None:
+    _git(user_repo, "remote", "remove", "origin")
+    head = _git(user_repo, "rev-parse", "HEAD").strip()
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--detach")
+    assert result.code == 0, result.err
+    assert f"code        git (no origin remote) @ {head}: " in result.err
+    assert app_value(submitted["app"], "GIT_URL") is None
+    assert (user_repo / ".launch" / "code" / head).is_dir()
+
+
+def test_git_code_before_the_first_commit_is_refused(launch, fake_account, tmp_path) -> None:
+    repo = tmp_path / "fresh"
+    (repo / "jobs").mkdir(parents=True)
+    (repo / "Dockerfile.cuda").write_text("FROM python:3.11\n")
+    (repo / "jobs/ppo.yaml").write_text((ROOT / "jobs/ppo.yaml").read_text())
+    _git(repo, "init", "-q")
+    result = launch(str(repo / "jobs/ppo.yaml"))
+    assert (result.code, result.err) == (1, f"{repo / 'jobs/ppo.yaml'}: image.code is git, but this "
+                                            "repository has no commit yet; commit, or pass --use-local-code\n")
+
+
+def test_a_pinned_ref_this_repository_lacks_is_refused(launch, fake_account, user_repo) -> None:
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--set", "image.git.ref=v9")
+    assert (result.code, result.err) == (1, f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, but "
+                                            "image.git.ref 'v9' names no commit in this repository, "
+                                            "which the code is exported from; fetch it, or pass "
+                                            "--use-local-code\n")
+
+
+def test_a_pinned_tag_is_resolved_to_its_commit(launch, submitted, user_repo) -> None:
+    head = _git(user_repo, "rev-parse", "HEAD").strip()
+    _git(user_repo, "tag", "-a", "v1", "-m", "v1")  # an annotated tag: its own object, not the commit
+    (user_repo / "later.py").write_text("x = 2\n")
+    commit_all(user_repo)
+    assert launch(str(user_repo / "jobs/ppo.yaml"), "--set", "image.git.ref=v1", "--detach").code == 0
+    assert app_value(submitted["app"], "GIT_COMMIT") == head
+    assert not (user_repo / ".launch" / "code" / head / "later.py").exists()

@@ -57,6 +57,7 @@ def test_the_hook_passes_on_every_example(tmp_path) -> None:
 def test_the_hook_fails_on_a_bad_spec_and_names_the_place(tmp_path) -> None:
     (tmp_path / "jobs").mkdir()
     shutil.copy(ROOT / "jobs" / "ppo.yaml", tmp_path / "jobs" / "good.yaml")
+    shutil.copy(ROOT / "Dockerfile.cuda", tmp_path)  # the repository's image, which check requires
     (tmp_path / "jobs" / "bad.yaml").write_text(BAD, "utf-8")
     (tmp_path / "notes.yaml").write_text(BAD, "utf-8")  # not under jobs/: not passed
     done = run_hook(tmp_path, ["jobs/good.yaml", "jobs/bad.yaml", "notes.yaml"])

@@ -34,6 +34,7 @@ def test_printable(text: str, shown: str) -> None:
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "printable_free_recipe.py").write_text(FREE_RECIPE)
+    (tmp_path / "Dockerfile.cuda").write_text("FROM scratch\n")  # the image the spec names
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path

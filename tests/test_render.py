@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from launcher import __version__, gitinfo
+from launcher.codeship import CODE_IGNORE
+from launcher.codesource import ResolvedCode, resolve
 from launcher.load import load_spec
-from launcher.render import CodeSource, environment, local_modules, py, render
-from regen_golden import GOLDEN, ROOT, code_source, golden_cases, render_case
+from launcher.render import CodeSource, environment, py, render
+from regen_golden import GOLDEN, ROOT, code_source, golden_cases, pinned_commits, render_case
 
 CASES = golden_cases()
 GIT = CodeSource("git", "https://example.com/team/repo.git", "0" * 40)
@@ -40,21 +42,23 @@ def test_golden(case: str) -> None:
 def test_the_goldens_cover_every_shape() -> None:
     assert set(CASES) >= {
         "single-gpu-cpu-snapshot", "multi-gpu-fallback", "multi-node-rdma", "gpu-snapshot-keep-warm",
-        "snapshot-none", "cpu-only", "code-git", "code-local", "secrets-env", "region-cloud"}
+        "snapshot-none", "cpu-only", "code-git", "code-git-plain", "code-local", "secrets-env",
+        "region-cloud"}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_launch_dry_run_prints_the_golden(case: str, launch, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
+    pinned_commits(monkeypatch)
     result = launch("--dry-run", f"tests/golden/{case}/spec.yaml")
     assert (result.code, result.out) == (0, (GOLDEN / case / "app.py").read_text("utf-8"))
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_the_golden_pins_its_code_without_git(case: str, tmp_path) -> None:
+@pytest.mark.parametrize("case", [c for c in CASES if "code: local" in (GOLDEN / c / "spec.yaml").read_text()])
+def test_a_local_golden_needs_no_git(case: str, tmp_path) -> None:
     spec = load_spec(GOLDEN / case / "spec.yaml").spec
-    resolved = gitinfo.resolve(spec, gitinfo.Repo(tmp_path, None), use_local_code=False)
-    assert resolved == gitinfo.ResolvedCode(code_source(spec))
+    resolved = resolve(spec, gitinfo.Repo(tmp_path, None), use_local_code=False)
+    assert resolved == ResolvedCode(code_source(spec, case)) == ResolvedCode(CodeSource("local"))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -86,22 +90,43 @@ def test_rendering_is_deterministic() -> None:
     assert render(shuffled, "a.yaml", GIT) == first
 
 
-def test_code_git_installs_the_pinned_commit_and_adds_no_local_code() -> None:
+def image_lines(app: str) -> list[str]:
+    """The image's steps as the app writes them: every line that builds `image`."""
+    return [line for line in app.splitlines() if line.startswith("image = ")]
+
+
+def test_code_git_installs_the_exported_commit_with_its_dependencies() -> None:
     app = render(load_spec(GOLDEN / "code-local" / "spec.yaml").spec, "a.yaml", GIT)
     assert "GIT_URL = 'https://example.com/team/repo.git'\nGIT_COMMIT = '" + "0" * 40 + "'\n" in app
-    assert 'shlex.quote(f"git+{GIT_URL}@{GIT_COMMIT}")' in app
-    assert "add_local_python_source" not in app
+    assert image_lines(app) == [
+        "image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())",
+        'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)',
+        'image = image.run_commands("uv pip install --system /opt/code")',
+    ]
+    assert "CODE_IGNORE" not in app and "codeship" not in app
 
 
-def test_code_local_adds_the_recipe_package_last() -> None:
+def test_code_git_without_packaging_metadata_goes_into_root() -> None:
+    plain = dataclasses.replace(GIT, packaged=False)
+    app = render(load_spec(GOLDEN / "code-local" / "spec.yaml").spec, "a.yaml", plain)
+    assert image_lines(app)[1:] == [
+        'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/root", copy=True)']
+    assert "uv pip install" not in app
+
+
+def test_code_local_adds_the_repository_and_launcher_last() -> None:
     spec = load_spec(GOLDEN / "code-local" / "spec.yaml").spec
     outside = dataclasses.replace(spec, train=dataclasses.replace(spec.train, recipe="myproject.rl.ppo:Agent"))
-    assert local_modules(spec) == ["launcher"]
-    assert local_modules(outside) == ["launcher", "myproject"]
     app = render(outside, "a.yaml", CodeSource("local"))
-    image_lines = [line for line in app.splitlines() if line.startswith("image = ")]
-    assert image_lines[-1] == "image = image.add_local_python_source('launcher', 'myproject')"
+    assert image_lines(app)[1:] == [
+        'image = image.add_local_dir(_repo_root(), "/root", ignore=code_ignore(_repo_root(), CODE_IGNORE))',
+        'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)',
+    ]
+    assert literal(app, "CODE_IGNORE") == CODE_IGNORE
+    assert "from launcher.codeship import code_ignore\n" in app
     assert "GIT_URL" not in app
+    # The recipe's module is part of the repository: it changes nothing in what ships.
+    assert image_lines(render(spec, "a.yaml", CodeSource("local"))) == image_lines(app)
 
 
 # Finite floats only: validation refuses nan and inf anywhere in a spec (repr(inf) is no literal).

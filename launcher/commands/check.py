@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from launcher import dockerfile, gitinfo
 from launcher.errors import SpecError
 from launcher.load import load_spec
 
@@ -13,6 +14,7 @@ def check(paths: tuple[str, ...], sets: tuple[str, ...]) -> int:
     for path in paths:
         try:
             loaded = load_spec(path, sets)
+            dockerfile.require(loaded, gitinfo.find_repo(loaded.path.resolve()).root)
         except SpecError as exc:
             bad += 1
             click.echo(str(exc), err=True)

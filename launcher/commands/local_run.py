@@ -17,14 +17,16 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     try:
         # Imported here, not above: their imports (jsonschema, Jinja) overlap the worker's too.
         from launcher import gitinfo
-        from launcher.render import CodeSource, render
+        from launcher.codesource import CodeSource
+        from launcher.render import render
         from launcher.spec.validate import check
 
         spec = check(doc).spec
+        # The repository's root (git's top level, else the working directory) holds .launch/.
         repo = gitinfo.find_repo(Path(job).resolve())
-        # Locally the code is this checkout, whatever image.code says.
+        # Locally the code is this working tree, whatever image.code says.
         app = render(spec, job, CodeSource("local"))
-        return run_local(spec, app, repo.root, options, early)
+        return run_local(spec, app, repo.root, options, early=early)
     finally:
         early.kill()  # refused, interrupted, or done: never left running
 

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import click
 
-from launcher import gitinfo
+from launcher import codeship, gitinfo
 from launcher.backends.modal import CREDENTIALS_HELP, has_credentials, run_modal
-from launcher.commands.render_app import render_loaded, write_if_changed
+from launcher.commands.render_app import Rendered, render_loaded, write_if_changed
 from launcher.errors import RunError
 from launcher.load import load_spec
 from launcher.plan import plan
 
 
-def refuse_dirty(source: str, repo: gitinfo.Repo, pinned: str | None) -> None:
+def refuse_dirty(source: str, repo: gitinfo.Repo, commit: str) -> None:
     """`code: git` at HEAD would silently miss uncommitted work: say so instead."""
     dirty = [f for f in gitinfo.dirty_files(repo.root) if not f.startswith(".launch/")]
-    if dirty and pinned is None:
+    if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise RunError(f"{source}: image.code is git, which installs commit {(repo.head or '')[:12]}, "
+        raise RunError(f"{source}: image.code is git, which installs commit {commit[:12]}, "
                        f"but these changes are not committed and the run would miss them: {shown}; "
                        "commit them, or pass --use-local-code")
+
+
+def ship_commit(job: str, rendered: Rendered) -> None:
+    """`code: git`: refuse uncommitted work at HEAD, then export the commit for the image."""
+    commit = rendered.code.git_commit
+    if rendered.code.mode != "git" or commit is None:
+        return
+    if rendered.loaded.spec.image.git.ref is None:
+        refuse_dirty(job, rendered.repo, commit)
+    codeship.export(rendered.repo.root, commit)
 
 
 def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool) -> int:
@@ -29,10 +39,8 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool) 
     rendered = render_loaded(loaded, use_local_code)
     if rendered.note:
         raise RunError(f"{job}: {rendered.note}")
-    repo = rendered.repo
-    if not use_local_code and loaded.spec.image.code == "git":
-        refuse_dirty(job, repo, loaded.spec.image.git.ref)
-    app_path = repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
+    ship_commit(job, rendered)
+    app_path = rendered.repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
     write_if_changed(app_path, rendered.app)
     click.echo(plan(loaded.spec, job, rendered.code_line), err=True, nl=False)
     return run_modal(app_path, loaded.spec.name, detach)

@@ -7,31 +7,36 @@ from pathlib import Path
 
 import click
 
-from launcher import gitinfo
+from launcher import dockerfile, gitinfo
+from launcher.codesource import CodeSource, resolve
 from launcher.cost import prices
 from launcher.errors import printable
 from launcher.explain import explain as explain_text
 from launcher.load import Loaded, load_spec
 from launcher.plan import plan
-from launcher.render import comment, render
+from launcher.render import render
 
 
 @dataclass(frozen=True)
 class Rendered:
     loaded: Loaded
     repo: gitinfo.Repo
+    code: CodeSource
     app: str
-    code_line: str
     note: str | None
+
+    @property
+    def code_line(self) -> str:
+        return self.code.describe()
 
 
 def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
+    """The app for a loaded spec, with the code it pins; refuses a missing Dockerfile."""
     repo = gitinfo.find_repo(loaded.path.resolve())
-    code = gitinfo.resolve(loaded.spec, repo, use_local_code)
-    source = code.source
-    line = (f"git {comment(source.git_url)} @ {comment(source.git_commit)}" if source.mode == "git"
-            else "local: " + ", ".join(["launcher", loaded.spec.train.recipe_module]))
-    return Rendered(loaded, repo, render(loaded.spec, loaded.source, source), line, code.note)
+    dockerfile.require(loaded, repo.root)
+    code = resolve(loaded.spec, repo, use_local_code)
+    app = render(loaded.spec, loaded.source, code.source)
+    return Rendered(loaded, repo, code.source, app, code.note)
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -46,9 +51,9 @@ def write_if_changed(path: Path, text: str) -> bool:
 def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bool,
             explain: bool = False) -> int:
     rendered = render_loaded(load_spec(job, sets), use_local_code)
-    click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
     if rendered.note:
         click.echo(printable(f"note: {rendered.note} (this dry run shows the app with local code)"), err=True)
+    click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
     if explain:
         click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:

@@ -120,3 +120,11 @@ def masked(value: Any, secret: bool = False) -> Any:
 def secret_path(path: tuple[str | int, ...]) -> bool:
     """True when a key on `path` looks like a credential: what lies below it is its value."""
     return any(isinstance(key, str) and looks_like_credential(key) for key in path)
+
+
+# User info in an https URL (a token as the user, or user:token), or a password in any URL.
+URL_CREDENTIALS = re.compile(r"^https?://[^/]*@|^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/]*@")
+
+
+def url_has_credentials(url: str) -> bool:
+    return bool(URL_CREDENTIALS.search(url))

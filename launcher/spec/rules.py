@@ -15,7 +15,7 @@ from typing import Any
 
 from launcher import __version__
 from launcher.errors import Problem
-from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens
+from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens, url_has_credentials
 from launcher.spec.model import JobSpec
 from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
@@ -130,6 +130,19 @@ def _recipe(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
                                             "module:Class, e.g. launcher.recipes.ppo:PPO")
 
 
+def _git_url_with_user(path: JsonPath, value: str) -> bool:
+    """A git URL with user info gets its own message (below), not the token one."""
+    return path == ("image", "git", "url") and url_has_credentials(value)
+
+
+def _git_url(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    url = _get(raw, ("image", "git", "url"), str)
+    if url is not None and url_has_credentials(url):  # never echoed: it would print the token
+        yield _at(doc, ("image", "git", "url"), "holds credentials (user info before @); leave them "
+                                                "out: the code is exported from this repository, "
+                                                "and the URL is only shown, never fetched")
+
+
 def _env_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
     for name in _get(raw, ("env",), dict) or {}:
         if not isinstance(name, str):
@@ -156,12 +169,12 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
         if path and isinstance(path[-1], str) and has_token(path[-1]):
             yield _at(doc, path, f"key {mask_tokens(path[-1])!r} looks like a credential token: "
                                  f"{TO_SECRETS}", key=True)
-        if isinstance(value, str) and has_token(value):
+        if isinstance(value, str) and has_token(value) and not _git_url_with_user(path, value):
             yield _at(doc, path, f"{mask_tokens(value)!r} looks like a credential token: {TO_SECRETS}")
 
 
 RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
-                           _checkpoint, _recipe, _env_names, _config_names, _tokens)
+                           _checkpoint, _recipe, _git_url, _env_names, _config_names, _tokens)
 
 
 def problems(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:

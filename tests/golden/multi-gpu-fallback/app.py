@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import modal
@@ -56,6 +55,7 @@ SPEC = (
 )
 SPEC_HASH = '300faaa902aca918945ae1f1663743bcc5ca612ad1c5270f9ddac175e3d751a5'
 DOCKERFILE = 'Dockerfile.cuda'
+# Where the pinned commit came from: provenance only, the image build never fetches it.
 GIT_URL = 'https://github.com/example/launcher.git'
 GIT_COMMIT = '0123456789abcdef0123456789abcdef01234567'
 
@@ -74,10 +74,11 @@ def _repo_root() -> Path:
 
 app = modal.App('ppo-multi-gpu')
 image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())
-# Pin the training code to one commit, so a rerun trains exactly what was reviewed.
-image = image.run_commands(
-    "uv pip install --system --no-deps " + shlex.quote(f"git+{GIT_URL}@{GIT_COMMIT}")
-)
+# The pinned commit's tree, which `launch` exports here with `git archive`: the image build
+# needs no access to the git host, and a rerun trains exactly what was reviewed.
+# Copied in (not mounted) so that the next step can install it, with its own dependencies.
+image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)
+image = image.run_commands("uv pip install --system /opt/code")
 volume = modal.Volume.from_name('ppo-checkpoints', create_if_missing=True, version=2)
 
 

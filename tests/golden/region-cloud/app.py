@@ -10,6 +10,8 @@ from pathlib import Path
 
 import modal
 
+from launcher.codeship import code_ignore
+
 SPEC = (
     {'checkpoint': {'async_write': 'auto',
                     'every_s': 600,
@@ -52,6 +54,25 @@ SPEC = (
 )
 SPEC_HASH = '6d3e23b617f09428a76f46b59d25a4fb78a563cac1d765689ee0536052b2bb48'
 DOCKERFILE = 'Dockerfile.cuda'
+# Left out of the repository's files, besides what .gitignore excludes (dockerignore-style).
+CODE_IGNORE = (
+    ['.git',
+     '.launch',
+     'launcher',
+     '**/__pycache__',
+     '**/*.pyc',
+     '**/*.egg-info',
+     '**/.DS_Store',
+     '**/.venv',
+     '**/venv',
+     '**/.tox',
+     '**/.nox',
+     '**/.mypy_cache',
+     '**/.pytest_cache',
+     '**/.ruff_cache',
+     '**/.hypothesis',
+     '**/.ipynb_checkpoints']
+)
 
 
 def _repo_root() -> Path:
@@ -68,8 +89,10 @@ def _repo_root() -> Path:
 
 app = modal.App('region-cloud')
 image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())
-# Local code goes in last: Modal requires add_local_* steps to end the image.
-image = image.add_local_python_source('launcher')
+# Local code goes in last (Modal requires add_local_* steps to end the image): the repository's
+# files into /root, where Python imports from, and the launcher package that rendered this app.
+image = image.add_local_dir(_repo_root(), "/root", ignore=code_ignore(_repo_root(), CODE_IGNORE))
+image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)
 volume = modal.Volume.from_name('launcher-checkpoints', create_if_missing=True, version=2)
 
 

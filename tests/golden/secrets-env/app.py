@@ -10,6 +10,8 @@ from pathlib import Path
 
 import modal
 
+from launcher.codeship import code_ignore
+
 SPEC = (
     {'checkpoint': {'async_write': 'auto',
                     'every_s': 600,
@@ -55,6 +57,25 @@ SPEC = (
 )
 SPEC_HASH = 'eb97ee3f0628e9a8026ddc017fd988411c81de5ec5d5000db6645949f7c2aaaa'
 DOCKERFILE = 'Dockerfile.cuda'
+# Left out of the repository's files, besides what .gitignore excludes (dockerignore-style).
+CODE_IGNORE = (
+    ['.git',
+     '.launch',
+     'launcher',
+     '**/__pycache__',
+     '**/*.pyc',
+     '**/*.egg-info',
+     '**/.DS_Store',
+     '**/.venv',
+     '**/venv',
+     '**/.tox',
+     '**/.nox',
+     '**/.mypy_cache',
+     '**/.pytest_cache',
+     '**/.ruff_cache',
+     '**/.hypothesis',
+     '**/.ipynb_checkpoints']
+)
 
 
 def _repo_root() -> Path:
@@ -71,8 +92,10 @@ def _repo_root() -> Path:
 
 app = modal.App('secrets-env')
 image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())
-# Local code goes in last: Modal requires add_local_* steps to end the image.
-image = image.add_local_python_source('launcher')
+# Local code goes in last (Modal requires add_local_* steps to end the image): the repository's
+# files into /root, where Python imports from, and the launcher package that rendered this app.
+image = image.add_local_dir(_repo_root(), "/root", ignore=code_ignore(_repo_root(), CODE_IGNORE))
+image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)
 volume = modal.Volume.from_name('launcher-checkpoints', create_if_missing=True, version=2)
 
 

@@ -1,0 +1,60 @@
+"""How the training code gets into the image: one pinned commit (`image.code: git`) or this
+working tree (`local`), resolved from the spec and the repository it lives in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from launcher import gitinfo
+from launcher.spec.model import JobSpec
+
+
+@dataclass(frozen=True)
+class CodeSource:
+    mode: str  # git | local
+    git_url: str | None = None  # provenance only, user info stripped; the image never fetches it
+    git_commit: str | None = None
+    packaged: bool = True  # git: install the tree with its dependencies; else put it on the path
+
+    def describe(self) -> str:
+        """The plan's `code` line: what will be done, before anything is exported."""
+        if self.mode == "local":
+            return ("local: this repository's files into /root (less what .gitignore and "
+                    "CODE_IGNORE exclude), and the launcher package")
+        what = ("installed with its dependencies" if self.packaged
+                else "into /root (no pyproject.toml or setup.py to install it with)")
+        url = _shown(self.git_url) if self.git_url else "(no origin remote)"
+        return (f"git {url} @ {_shown(self.git_commit or '')}: exported with git archive into "
+                f".launch/code/ when launched, {what}")
+
+
+def _shown(text: str) -> str:
+    """One line of plain text whatever git config holds (a quoted value may hold a newline)."""
+    return repr(text)[1:-1]
+
+
+@dataclass(frozen=True)
+class ResolvedCode:
+    source: CodeSource
+    note: str | None = None  # why git could not be pinned (a dry run renders local code instead)
+
+
+def resolve(spec: JobSpec, repo: gitinfo.Repo, use_local_code: bool) -> ResolvedCode:
+    if use_local_code or spec.image.code == "local":
+        return ResolvedCode(CodeSource("local"))
+    ref = spec.image.git.ref
+    commit = gitinfo.lookup(repo, ref or "HEAD")
+    if commit is None:
+        return ResolvedCode(CodeSource("local"), f"image.code is git, but {_why_unpinned(repo, ref)}, "
+                                                 "or pass --use-local-code")
+    url = spec.image.git.url or gitinfo.origin_url(repo)
+    return ResolvedCode(CodeSource("git", url and gitinfo.safe_url(url), commit.sha, commit.packaged))
+
+
+def _why_unpinned(repo: gitinfo.Repo, ref: str | None) -> str:
+    if not repo.in_git:
+        return f"{repo.root} is not in a git repository; set image.code: local"
+    if ref is None:
+        return "this repository has no commit yet; commit"
+    return (f"image.git.ref {ref!r} names no commit in this repository, which the code is "
+            "exported from; fetch it")

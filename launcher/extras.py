@@ -1,0 +1,35 @@
+"""The `local` extra: the training runtime that `launch JOB --local` and the image need.
+
+`pip install launcher` is the CLI alone (no torch); `pip install 'launcher[local]'` adds the
+runtime. A run here asks for it up front, in one line, instead of failing in a worker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from launcher.errors import LauncherError
+
+# The modules of pyproject.toml's `local` extra (tests/test_extras.py keeps the lists equal).
+RUNTIME_MODULES = ("torch", "accelerate", "numpy", "tensorboard", "tqdm")
+INSTALL = "pip install 'launcher[local]'"
+
+
+def missing(modules: tuple[str, ...] = RUNTIME_MODULES) -> list[str]:
+    """The modules that cannot be imported, found without importing them (torch takes seconds)."""
+    return [name for name in modules if not _findable(name)]
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken install, or a module hidden in sys.modules
+        return False
+
+
+def require_runtime(what: str) -> None:
+    """Refuse `what` (an option such as --local) when the runtime is not installed."""
+    absent = missing()
+    if absent:
+        raise LauncherError(f"{what}: the training runtime is not installed (no {', '.join(absent)}); "
+                            f"install it with: {INSTALL}")
