@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STEP = re.compile(r"\[launch\] step (\d+): .*return ([\d.]+), ([\d,]+) env-steps/s")
 STAGE = re.compile(r"\[launch\] (stage[12]) took ([\d.]+) s")
 RESUMED = re.compile(r"\[launch\] resumed from step (\d+)")
-OVERHEAD = re.compile(r"checkpoints\s+(\d+) written .*\(([\d.]+) s, ([\d.]+)% of training time\)")
+OVERHEAD = re.compile(r"checkpoints\s+(\d+) written .*\(([\d.]+) s, ([\d.]+)% of training time")
 TOTAL = re.compile(r"steps\s+\d+ of (\d+)")
 SOLVED = 475.0
 

@@ -20,12 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from runjob import probe_spec, write_spec
+from runjob import checkpoints, launch_local, probe_spec, write_spec
 
 from launcher.load import load_spec
 from launcher.runtime import checkpoint, writer
 from launcher.runtime.accelerator import Accelerator
 from launcher.runtime.checkpointer import checkpointer
+from launcher.runtime.snapshot import HostCopies
 from launcher.runtime.context import LoopContext
 from launcher.runtime.volume import LocalVolume
 
@@ -206,3 +207,27 @@ def test_more_than_one_process_or_a_plain_accelerator_saves_in_the_loop(spec, tm
     plain = Plain(cpu=True)
     recipe.setup(plain)
     assert not manager(spec, recipe, plain, tmp_path, background="auto").background
+
+
+def test_a_local_run_says_where_its_checkpoints_were_written(tmp_path: Path) -> None:
+    spec = probe_spec(steps=7, checkpoint={"async": "auto"})
+    run = launch_local(write_spec(tmp_path, spec))
+    assert run.code == 0, run.output
+    assert "[launch] checkpoints are written in the background; a copy of the state takes 0.0 MiB" \
+           " of host memory" in run.output
+    assert ", written in the background)" in run.output.split("checkpoints  3 written to ")[1]
+    assert checkpoints(run.volume / "vol") == ["step-00000003", "step-00000006", "step-00000007"]
+
+
+def test_host_copies_fall_back_to_pageable_memory_when_pinning_is_refused(capsys) -> None:
+    # Pinning needs CUDA here; in a container, a locked-memory limit refuses it the same way.
+    copies = HostCopies(pin=not torch.cuda.is_available())
+    weight = torch.arange(6.0).reshape(2, 3)
+    state = {"tied": weight, "same": weight, "steps": [torch.tensor(3), 0.5]}
+    copied = copies.copy(state, ("state",))
+    weight += 1  # the copy does not move with the original
+    assert torch.equal(copied["tied"], torch.arange(6.0).reshape(2, 3))
+    assert copied["same"] is copied["tied"] and copied["steps"][1] == 0.5
+    if not torch.cuda.is_available():
+        assert not copies.pin
+        assert "cannot pin host memory for checkpoint copies" in capsys.readouterr().err

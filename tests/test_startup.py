@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,18 @@ def test_an_early_worker_started_with_another_environment_is_not_used(
     args: tuple[Any, ...] = (spec, tmp_path / "app.py", tmp_path, tmp_path, Options())
     assert Supervisor(*args, early=stale).early is None and stale.killed
     assert Supervisor(*args, early=good).early is good and not good.killed
+
+
+def test_the_supervisor_of_a_local_run_never_imports_torch(tmp_path: Path) -> None:
+    # The spec's recipe ships its config schema beside it, so nothing in the supervisor needs
+    # torch: the worker alone imports it (and starts doing so before validation).
+    code = ("import sys\n"
+            "from launcher.commands import local_run\n"
+            "local_run.run_local = lambda *args, **kwargs: 0\n"
+            "from launcher.cli import main\n"
+            "assert main(['jobs/ppo.yaml', '--local']) == 0\n"
+            "print(sorted(m for m in ('torch', 'accelerate', 'modal') if m in sys.modules))\n")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert (out.returncode, out.stdout) == (0, "[]\n"), out.stderr

@@ -195,7 +195,8 @@ def summary(sup: Supervisor, seconds: float) -> str:
         f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
         f"to {sup.volume_dir}" + (f" ({result['checkpoint_seconds']:.2f} s, "
-                                  f"{result['checkpoint_overhead_pct']:.1f}% of training time)"
+                                  f"{result['checkpoint_overhead_pct']:.1f}% of training time"
+                                  f"{', written in the background' if result.get('checkpoints_in_background') else ''})"
                                   if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
     ]

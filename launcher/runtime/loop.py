@@ -235,6 +235,7 @@ class Loop:
             "seconds": round(seconds, 3), "checkpoint_seconds": round(save_seconds, 3),
             "checkpoint_overhead_pct": round(100 * save_seconds / train_seconds, 3),
             "checkpoints_written": self.checkpoints.written,
+            "checkpoints_in_background": self.checkpoints.background,
             "last_return": self.last_metrics.get(RETURN_KEY), "best_return": self.best_return,
             "episodes": self.last_metrics.get("episodes"),
             "stage_seconds": dict(self.ctx.times), "processes": self.acc.num_processes,

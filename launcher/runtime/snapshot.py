@@ -30,6 +30,7 @@ import torch
 from accelerate.checkpointing import save_accelerator_state, save_custom_state
 from accelerate.utils import DistributedType
 
+from launcher.runtime import events
 from launcher.runtime.accelerator import Accelerator
 
 
@@ -56,7 +57,7 @@ class HostCopies:
         Tensors that share memory (tied weights) share one copy, as safetensors expects."""
         shared: dict[tuple[Any, ...], torch.Tensor] = {}
         copied = self._copy(value, key, shared)
-        if self.pin and torch.cuda.is_available():
+        if any(device.type == "cuda" for *_, device in shared):
             torch.cuda.synchronize()  # the non-blocking copies are done before training goes on
         return copied
 
@@ -65,21 +66,32 @@ class HostCopies:
             same = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape),
                     value.stride(), value.dtype, value.device)
             if same not in shared:
-                shared[same] = self._buffer(key, value)
-                shared[same].copy_(value.detach(), non_blocking=self.pin)
+                buffer = shared[same] = self._buffer(key, value)
+                buffer.copy_(value.detach(), non_blocking=buffer.is_pinned())
             return shared[same]
         if isinstance(value, dict):
             return type(value)((k, self._copy(v, (*key, k), shared)) for k, v in value.items())
         if isinstance(value, (list, tuple)):
-            return type(value)(self._copy(v, (*key, i), shared) for i, v in enumerate(value))
+            items = [self._copy(v, (*key, i), shared) for i, v in enumerate(value)]
+            # A named tuple takes its fields one by one; a list or tuple, an iterable.
+            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
         return copy.deepcopy(value)
 
     def _buffer(self, key: tuple[Hashable, ...], like: torch.Tensor) -> torch.Tensor:
         found = self.buffers.get(key)
         if found is None or found.shape != like.shape or found.dtype != like.dtype:
-            found = torch.empty(like.shape, dtype=like.dtype, pin_memory=self.pin)
-            self.buffers[key] = found
+            found = self.buffers[key] = self._allocate(like)
         return found
+
+    def _allocate(self, like: torch.Tensor) -> torch.Tensor:
+        if self.pin:
+            try:
+                return torch.empty(like.shape, dtype=like.dtype, pin_memory=True)
+            except RuntimeError as exc:  # a locked-memory limit: pageable memory works, slower
+                self.pin = False
+                events.log(f"warning: cannot pin host memory for checkpoint copies ({exc}); "
+                           "using pageable memory")
+        return torch.empty(like.shape, dtype=like.dtype)
 
 
 class _Frozen:
