@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -27,7 +27,9 @@ from launcher.errors import RunError
 from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
-from launcher.spec.model import JobSpec
+
+if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
+    from launcher.spec.model import JobSpec
 
 
 @dataclass
