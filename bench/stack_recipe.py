@@ -18,12 +18,16 @@ class Stack:
             "layers": {"type": "integer", "minimum": 1, "default": 24,
                        "description": "Linear layers: width * width + width parameters each."},
             "batch": {"type": "integer", "minimum": 1, "default": 16, "description": "Rows per step."},
+            "threads": {"type": "integer", "minimum": 0, "default": 1,
+                        "description": "torch intra-op threads; 0 leaves torch's default."},
         },
     }
     model_fields: ClassVar[tuple[str, ...]] = ("width", "layers")
 
     def __init__(self, config: dict[str, Any], seed: int) -> None:
-        self.config = {"width": 2048, "layers": 24, "batch": 16, **config}
+        self.config = {"width": 2048, "layers": 24, "batch": 16, "threads": 1, **config}
+        if self.config["threads"]:
+            torch.set_num_threads(self.config["threads"])
         width = self.config["width"]
         torch.manual_seed(seed)
         self.model = torch.nn.Sequential(*[torch.nn.Linear(width, width)
