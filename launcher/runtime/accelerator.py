@@ -61,7 +61,10 @@ class Accelerator(accelerate.Accelerator):
         super().__init__(*args, **kwargs)
 
     def prepare_model(self, model: Any, *args: Any, **kwargs: Any) -> Any:
-        return Prepared.note(self.prepared.models, super().prepare_model(model, *args, **kwargs))
+        prepared = super().prepare_model(model, *args, **kwargs)
+        # save_state saves the model as it was before torch.compile (Accelerate notes it first).
+        Prepared.note(self.prepared.models, self.unwrap_model(prepared, keep_torch_compile=False))
+        return prepared
 
     def prepare_optimizer(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         return Prepared.note(self.prepared.optimizers,
