@@ -3,17 +3,20 @@ the last one, against the bare imports a training script cannot avoid.
 
 Run: python bench/startup.py [--seeds 3] [--spec jobs/ppo.yaml]
 
-For each seed (distinct seeds, runs interleaved: baseline, launch, baseline, launch, ...):
+For each seed (distinct seeds, runs interleaved: baseline, launch, paused baseline, ...):
 
 - baseline: a fresh `python -c` that imports torch and accelerate, makes an `Accelerator()`
   and builds the spec's recipe (what any script training this recipe does before its first
   step), timed from the moment the bench starts it;
+- paused baseline: the same with the cyclic garbage collector off, as the worker starts: the
+  difference between it and the launch is what launcher itself adds;
 - launch: `launch JOB --local` (the whole command: supervisor, worker, the rendered app, both
   stages), with LAUNCH_TIMELINE set so that every process marks its phases in wall-clock
   time; times are from the moment the bench starts the command.
 
 Prints each run, then medians: the phases up to the first step, the tail from the last step
-to the command's exit, the time to a trailing-100 return of 475 (PPO), and the targets:
+to the command's exit (with `log_every` 1), the time to a trailing-100 return of 475 (PPO),
+and the targets:
 
     first step      <= baseline + 0.5 s
     exit            <= final checkpoint committed + 0.2 s
