@@ -38,6 +38,20 @@ def _commit_line(spec: JobSpec) -> str:
             f"resume {p.resume}")
 
 
+def _writes_line(spec: JobSpec) -> str:
+    c = spec.compute
+    processes = c.gpu_count * c.nodes if c.gpu else c.nodes
+    if spec.checkpoint.writes_in_background(processes):
+        return ("in the background (checkpoint.async: "
+                f"{'auto' if spec.checkpoint.async_write == 'auto' else 'true'}): the loop pauses "
+                "only to copy the state; host memory holds one more copy of the model and "
+                "optimizer state")
+    if spec.checkpoint.async_write is False:
+        return "in the training loop (checkpoint.async: false)"
+    return (f"in the training loop: {processes} processes take part in each save "
+            "(checkpoint.async: auto writes in the background with one process only)")
+
+
 _SNAPSHOT = {
     "none": "none: both stages run at every cold start",
     "cpu": "cpu: stage 1 (imports, recipe on CPU) is snapshotted; stage 2 runs after restore",
@@ -68,6 +82,7 @@ def plan(spec: JobSpec, source: str, code_line: str) -> str:
         f"max {k.max_containers if k.max_containers is not None else 'unlimited'}, "
         f"scale down after {human_seconds(k.scaledown_window_s)} idle",
         f"checkpoint  {_commit_line(spec)}",
+        f"  writes    {_writes_line(spec)}",
         f"train       {spec.train.recipe}, {spec.train.steps} steps, seed {spec.train.seed}, "
         f"mixed precision {spec.train.mixed_precision}",
         f"code        {code_line}",

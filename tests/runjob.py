@@ -33,7 +33,9 @@ def probe_spec(steps: int = 8, **sections: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "probe",
         "retries": {"max_retries": 2, "initial_delay": "0s"},
-        "checkpoint": {"volume": "vol", "every_steps": 3, "keep_last": 3},
+        # Saves in the loop: a kill at step N then loses exactly what a test expects. Tests of
+        # background saves ask for them (checkpoint.async: true).
+        "checkpoint": {"volume": "vol", "every_steps": 3, "keep_last": 3, "async": False},
         "train": {"recipe": "probe_recipe:Probe", "steps": steps, "log_every": 1, "tracker": "none"},
     }
     for key, value in sections.items():

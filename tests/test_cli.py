@@ -39,13 +39,14 @@ def test_dry_run_prints_the_app_on_stdout_and_the_plan_on_stderr(launch, monkeyp
     assert result.code == 0
     assert result.out == (GOLDEN / "multi-node-rdma" / "app.py").read_text("utf-8")
     assert result.err == """\
-plan: ppo-multi-node from tests/golden/multi-node-rdma/spec.yaml (spec sha256 3a2cc0e2204f)
+plan: ppo-multi-node from tests/golden/multi-node-rdma/spec.yaml (spec sha256 91037c2a5635)
 compute     8 × H100 × 2 nodes, RDMA, 8 CPU, 32768 MiB per container
 timeout     8h per attempt
 retries     3, first after 10s, ×2 each, at most 60s apart (preemptions do not count)
 snapshot    cpu: stage 1 (imports, recipe on CPU) is snapshotted; stage 2 runs after restore
 keep-warm   min 0, buffer 2, max 4, scale down after 5m idle
 checkpoint  every 100 steps, volume commit after each; keep last 3 on volume launcher-checkpoints at /checkpoints; resume auto
+  writes    in the training loop: 16 processes take part in each save (checkpoint.async: auto writes in the background with one process only)
 train       launcher.recipes.ppo:PPO, 2000 steps, seed 0, mixed precision bf16
 code        git github.com:example/launcher.git @ v1.2.0: exported with git archive into .launch/code/ when launched, installed with its dependencies
 cost        $63.19/h for 16 × H100; worst case one launch $2,021.99 (8h × 4 attempts)
@@ -59,6 +60,8 @@ def test_the_plan_prices_keep_warm(launch) -> None:
         "keep-warm   min 1, buffer 0, max unlimited, scale down after 10m idle",
         "checkpoint  every 100 steps or 10m, whichever first, volume commit after each; keep last 3 "
         "on volume launcher-checkpoints at /checkpoints; resume auto",
+        "  writes    in the background (checkpoint.async: auto): the loop pauses only to copy the "
+        "state; host memory holds one more copy of the model and optimizer state",
         "train       launcher.recipes.ppo:PPO, 1000 steps, seed 0, mixed precision no",
         "code        local: this repository's files into /root (less what .gitignore and CODE_IGNORE "
         "exclude), and the launcher package",

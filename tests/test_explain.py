@@ -57,6 +57,7 @@ def test_every_field_with_the_file_the_base_the_flag_or_the_default(tmp_path) ->
     job = write(tmp_path, "job.yaml", JOB)
     assert explained(job, ("train.steps=50",)) == """\
 explain: job: each resolved field = value, and where the value came from
+  checkpoint.async = auto                           default
   checkpoint.every = 10m                            default
   checkpoint.every_steps = 100                      default
   checkpoint.keep_last = 3                          default

@@ -185,6 +185,10 @@ def private_modal_names(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if PRIVATE_MODAL_IMPORT.search(line)]
 
 
+# Public despite the underscore: the os module documents `_exit` (exit without cleanup).
+PUBLIC_UNDERSCORED = {"os._exit"}
+
+
 def private_attributes(source: str) -> list[str]:
     """`x._name` on anything but self or cls: reaching into another object's internals, as
     `Trainer._get_user_cls()` reaches into Modal's."""
@@ -192,6 +196,7 @@ def private_attributes(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
                 and not node.attr.startswith("__")
+                and ast.unparse(node) not in PUBLIC_UNDERSCORED
                 and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
             found.append(f"{ast.unparse(node)} (line {node.lineno})")
     return found

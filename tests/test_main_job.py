@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from statecmp import differences, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +34,16 @@ def test_the_main_job_solves_cartpole(tmp_path: Path) -> None:
     assert list((ROOT / ".launch/runs/ppo-cartpole").rglob("events.out.tfevents.*"))
 
 
-def test_ppo_resume_after_sigkill_is_bit_exact(tmp_path: Path) -> None:
-    sets = ("train.steps=10", "checkpoint.every_steps=4")
+# In the loop, the kill lands at step 6; in the background, right after the first checkpoint's
+# commit, wherever training is by then (a kill at a step could land before that commit).
+@pytest.mark.parametrize("background, fault", [("false", "kill:step:6"), ("true", "kill:committed:1")],
+                         ids=["sync", "async"])
+def test_ppo_resume_after_sigkill_is_bit_exact(tmp_path: Path, background: str, fault: str) -> None:
+    sets = ("train.steps=10", "checkpoint.every_steps=4", f"checkpoint.async={background}")
     straight = launch_ppo(tmp_path / "a", *sets)
     assert straight.returncode == 0, straight.stderr
     killed = launch_ppo(tmp_path / "b", *sets, "retries.initial_delay=0s",
-                        env={"LAUNCH_FAULT": "kill:step:6"})
+                        env={"LAUNCH_FAULT": fault})
     assert killed.returncode == 0, killed.stderr
     assert "attempts     2 (1: transient, 2: finished)" in killed.stderr
     assert "resumed from step-00000004 (after update 4 of 10)" in killed.stderr

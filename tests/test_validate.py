@@ -77,7 +77,7 @@ def test_a_minimal_spec_gets_every_default() -> None:
         keep_warm=KeepWarm(min_containers=0, max_containers=None, buffer_containers=0,
                            scaledown_window_s=300),
         checkpoint=Checkpoint(volume="launcher-checkpoints", mount="/checkpoints", every_steps=100,
-                              every_s=600, keep_last=3, resume="auto"),
+                              every_s=600, keep_last=3, resume="auto", async_write="auto"),
         secrets=(), env={},
         train=Train(recipe="launcher.recipes.ppo:PPO", steps=1000, seed=0, mixed_precision="no",
                     gradient_accumulation_steps=1, log_every=10, tracker="tensorboard", config={}),

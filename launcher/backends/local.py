@@ -19,41 +19,25 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from launcher.backends import jobfolder
+from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import RunError
+from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
-from launcher.spec.model import JobSpec
 
-
-def spawn_process(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """A worker as its own process, with the read end of a pipe nobody writes to: when the
-    supervisor dies, the worker reads EOF there and dies too (runtime/lifeline.py). The write
-    end lives as long as the returned object (closed with it, or by the kernel at our death)."""
-    read, write = os.pipe()
-    try:
-        proc = subprocess.Popen(argv, env={**env, "LAUNCH_LIFELINE_FD": str(read)}, pass_fds=(read,),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                bufsize=1, start_new_session=True)  # Ctrl-C reaches us; we forward it
-    except BaseException:
-        os.close(write)
-        raise
-    finally:
-        os.close(read)
-    weakref.finalize(proc, os.close, write)
-    return proc
+if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
+    from launcher.spec.model import JobSpec
 
 
 @dataclass
@@ -65,7 +49,7 @@ class Options:
     debug: bool = False
     # How a worker process starts: anything that returns a Popen-like object (stdout, poll,
     # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
-    spawn: Callable[[list[str], dict[str, str]], Any] = spawn_process
+    spawn: Spawn = spawn_process
 
 
 @dataclass
@@ -105,13 +89,9 @@ class Display:
             self.bar.close()
 
 
-# Runtime names the worker gets from the supervisor's own environment only (tests use them).
-_FROM_SUPERVISOR = ("LAUNCH_FAULT", "LAUNCH_FAULT_ATTEMPT")
-
-
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
-                 options: Options) -> None:
+                 options: Options, early: WorkerProcess | None = None) -> None:
         self.spec, self.app_path, self.run_dir, self.volumes = spec, app_path, run_dir, volumes
         self.volume_dir = volumes / spec.checkpoint.volume
         self.options = options
@@ -121,25 +101,25 @@ class Supervisor:
         self.stopped_by: int | None = None  # the signal that asked us to stop
         self.wake = threading.Event()
         self.preempted_by_us = False
+        # The first attempt's worker, started while the spec was validated: usable only if
+        # it was started with the environment the validated spec gives.
+        self.early = early if early is not None and early.spec_env == spec.env else None
+        if early is not None and self.early is None:
+            early.kill()
 
     @property
     def interrupted(self) -> bool:
         return self.stopped_by is not None
 
-    def _env(self, attempt: int, work: Path) -> dict[str, str]:
-        threads = str(max(1, (os.cpu_count() or 1) // self.options.processes))
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCH_")}
-        # The spec's env may not name LAUNCH_* (validation refuses it); dropped here as well, so
-        # nothing a spec says can reach the runtime's own settings, fault injection included.
-        spec_env = {k: v for k, v in self.spec.env.items() if not k.startswith("LAUNCH_")}
-        return {"OMP_NUM_THREADS": threads, **inherited, **spec_env,
-                **{k: os.environ[k] for k in _FROM_SUPERVISOR if k in os.environ},
-                "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1", "LAUNCH_ATTEMPT": str(attempt),
-                "LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                "LAUNCH_SUPERVISOR_PID": str(os.getpid()),
-                "LAUNCH_PROCESSES": str(self.options.processes),
-                "LAUNCH_DEBUG": "1" if self.options.debug else "0"}
+    def start_worker(self, attempt: int, work: Path) -> WorkerProcess:
+        """The attempt's worker process, started (early, for the first attempt) and told to go:
+        which app, and this attempt's working copy of the volume."""
+        worker, self.early = self.early, None
+        if worker is None:
+            worker = start_worker(self.spec.env, self.options, attempt)
+        worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
+                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id})
+        return worker
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
         if self.options.preempt_after is None:
@@ -156,12 +136,11 @@ class Supervisor:
     def attempt(self, number: int, display: Display) -> Attempt:
         """One worker, in a working copy of the volume that is thrown away when it ends: what
         it did not commit is lost, as on Modal."""
-        argv = [sys.executable, "-m", "launcher.backends.worker", str(self.app_path)]
         attempt = Attempt(number)
         work = jobfolder.work_root(self.volumes, self.spec.checkpoint.volume) / \
             f"{self.spec.name}@{self.run_id}-a{number}"
         try:
-            code = self._run_worker(argv, self._env(number, work), number, attempt, display)
+            code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
             for path in (work, work.with_name(work.name + ".scratch")):
                 shutil.rmtree(path, ignore_errors=True)
@@ -175,17 +154,18 @@ class Supervisor:
             attempt.message = f"worker exited with code {code}"
         return attempt
 
-    def _run_worker(self, argv: list[str], env: dict[str, str], number: int, attempt: Attempt,
+    def _run_worker(self, process: WorkerProcess, number: int, attempt: Attempt,
                     display: Display) -> int:
-        worker = self.options.spawn(argv, env)
-        self.worker = worker
+        worker = self.worker = process.proc
         if self.interrupted:  # a stop that came while it was starting
             worker.send_signal(signal.SIGINT)
         timer = self._preempt_later(worker) if number == 1 else None
         try:
             for raw in worker.stdout:
                 self._handle(raw.rstrip("\n"), attempt, display)
-            return worker.wait()
+            code = worker.wait()
+            timeline.mark("worker_exited")
+            return code
         finally:
             if timer is not None:
                 timer.cancel()
@@ -271,6 +251,10 @@ class Supervisor:
         return 0 if self.attempts[-1].outcome == "finished" else 1
 
 
+def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1) -> WorkerProcess:
+    return WorkerProcess(spec_env, options.processes, attempt, options.debug, options.spawn)
+
+
 def summary(sup: Supervisor, seconds: float) -> str:
     final = sup.attempts[-1]
     result = next((a.result for a in reversed(sup.attempts) if a.result), {})
@@ -289,7 +273,8 @@ def summary(sup: Supervisor, seconds: float) -> str:
         f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
         f"to {sup.volume_dir / sup.spec.name}" + (f" ({result['checkpoint_seconds']:.2f} s, "
-                                  f"{result['checkpoint_overhead_pct']:.1f}% of training time)"
+                                  f"{result['checkpoint_overhead_pct']:.1f}% of training time"
+                                  f"{', written in the background' if result.get('checkpoints_in_background') else ''})"
                                   if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
     ]
@@ -301,12 +286,14 @@ def summary(sup: Supervisor, seconds: float) -> str:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
+def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
+              early: WorkerProcess | None = None) -> int:
     """Run every attempt here; the exit code: 0 finished, 1 failed, 128 + N stopped by signal N
-    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports it."""
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports it. `early` is a first worker
+    started before the spec was validated (see launcher.backends.workerproc)."""
     run_dir = repo_root / ".launch" / "runs" / spec.name
     volumes = options.volumes_dir or repo_root / ".launch" / "volumes"
-    sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options)
+    sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early)
     started = time.perf_counter()
     previous = {sig: signal.signal(sig, lambda signum, _: sup.stop(signum)) for sig in _STOP_SIGNALS}
     try:

@@ -1,6 +1,7 @@
 """One local attempt: a fresh process that runs the generated app's lifecycle, as a container.
 
     python -m launcher.backends.worker APP.py
+    python -m launcher.backends.worker -      (the app, when it is ready, from stdin)
 
 It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
 volume declarations), builds the `Session` its Modal class delegates to from the app's own
@@ -9,16 +10,22 @@ runs the session's hooks in Modal's container order (`launcher.runtime.lifecycle
 final commit. The exit code tells the supervisor how the attempt ended (see
 launcher.runtime.failures).
 
-Its environment comes from the supervisor (backends/local.py): LAUNCH_VOLUME (the committed
-folder), LAUNCH_CHECKPOINT_DIR (this attempt's working copy), LAUNCH_RUN_ID (the run's id,
-the same for every attempt: the call id of the job's lease), LAUNCH_SUPERVISOR_PID and
-LAUNCH_LIFELINE_FD (the worker dies with the supervisor, see runtime/lifeline.py), and, for
-tests only, LAUNCH_FAULT.
+With `-`, the supervisor starts the worker before the app exists: as soon as it knows the
+spec's `env:` (the worker's environment, fixed at its start as in a container), before it
+validates the spec and renders the app. The worker spends that time on the imports every
+attempt needs (modal for the app, torch and accelerate for stage 1), then reads one JSON line
+from stdin: the app's path and the LAUNCH_* settings that depend on the validated spec and the
+run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's working copy),
+LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt: the call id of the
+job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import sys
 import traceback
@@ -26,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events, faults, lifeline
+from launcher.runtime import events, faults, lifeline, process, timeline
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
@@ -56,11 +63,33 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
     run has none, so a multi-node spec runs as one node here.
     """
     module = import_app(app_path)
+    timeline.mark("app")
     if volume is None:
         volume = LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
     return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
                          steps=None, cluster=cluster, volumes=(volume,))
+
+
+# What every attempt imports anyway, in the order it would: the app (modal), then stage 1.
+PRELOAD = ("modal", "torch", "accelerate")
+STDIN = "-"
+
+
+def handshake() -> Path:
+    """Preload, then wait for the supervisor's go: the app's path and settings for LAUNCH_*."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    timeline.mark("preloaded")
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(EXIT_TRANSIENT)  # the supervisor went away before the app was ready
+    go = json.loads(line)
+    timeline.mark("go")
+    # Only launcher's own settings arrive late: they are read after this, by launcher. The
+    # spec's env was in this process's environment from its start.
+    os.environ.update({k: v for k, v in go["env"].items() if k.startswith("LAUNCH_")})
+    return Path(go["app"])
 
 
 def run(app_path: Path) -> int:
@@ -80,10 +109,11 @@ def _arm() -> None:
 
 
 def main(argv: list[str]) -> int:
-    app_path = Path(argv[0])
+    process.pause_gc()  # start-up until the end of stage 1 (launcher.runtime.process)
+    timeline.mark("worker")
     try:
-        _arm()
-        return run(app_path)
+        _arm()  # the lifeline first: a worker still importing dies with the supervisor too
+        return run(handshake() if argv[0] == STDIN else Path(argv[0]))
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED
@@ -107,4 +137,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    fast = process.FastExit()  # before any other exit handler is registered: it runs last
+    fast.code = main(sys.argv[1:])
+    timeline.mark("worker_exit")
+    sys.exit(fast.code)

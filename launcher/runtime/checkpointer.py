@@ -8,6 +8,7 @@ Public face (all the loop may use):
     wait()                    return once every save handed over so far is committed
     close()                   wait, then refuse further saves (end of this loop's life)
     written, seconds          checkpoints written, seconds the caller was held up by them
+    background                whether saves are written by the background writer
 
 It owns the checkpoint work: what goes into one (Accelerate's `save_state`, each rank's
 recipe state, a manifest `extra` naming the job, its recipe, its resolved train config and
@@ -25,10 +26,17 @@ restored, say), `LoadFailed` tells the caller to rebuild the recipe before it tr
 earlier checkpoint or starts fresh. After a load, optimizer hyperparameters are the ones
 built from the spec (hparams.py), and the log names each config field that changed.
 
-Saves are synchronous today, so `wait()` has nothing to wait for; a background writer
-(stage to CPU here, then write, fsync, publish and commit on a thread) fits behind the same
-face. Constructing a manager touches no storage (it may happen before a memory snapshot,
-with `snapshot: gpu`): storage is first looked at in `resume()`.
+With `checkpoint.async` (on by default where it is safe: one process), `save` copies the
+state to host memory in the training thread (`snapshot.py`: the RNG states of that moment
+included) and returns; a background thread (`writer.py`) writes, fsyncs, publishes, mirrors
+the logs, commits and applies retention, in the same order and with the same guarantees as a
+synchronous save. At most one write is in flight: the next `save` waits for it first, and
+`wait()` (before every result) and `close()` wait for it too. A kill during a background
+write leaves the previous checkpoint as the newest complete one. With more than one process
+saves stay synchronous: every rank takes part in them, collectives included.
+
+Constructing a manager touches no storage (it may happen before a memory snapshot, with
+`snapshot: gpu`): storage is first looked at in `resume()`.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from typing import Any
 from launcher.runtime import checkpoint, events, faults, hparams, protocol
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
+from launcher.runtime.writer import Writer
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
 
@@ -109,6 +118,22 @@ class Checkpointer:
         self.written = 0
         self.seconds = 0.0
         self.closed = False
+        self.background = self._background(ctx.spec.checkpoint.async_write)
+        self._writer = Writer()
+        self._copies: Any = None  # host buffers for background saves, made at the first one
+        self._staging: Path | None = None
+
+    def _background(self, setting: bool | str) -> bool:
+        if setting is False:
+            return False
+        from launcher.runtime import snapshot
+
+        if snapshot.supported(self.acc):
+            return True
+        if setting is True:
+            _warn(f"checkpoint.async is true, but with {self.acc.num_processes} process(es) "
+                  f"({self.acc.distributed_type}) checkpoints are written in the training loop")
+        return False
 
     # -- public face -------------------------------------------------------------------
 
@@ -141,18 +166,62 @@ class Checkpointer:
         if self.closed:
             raise RuntimeError("the checkpoint manager is closed")
         started = time.perf_counter()
-        states = [_to_cpu(protocol.recipe_state(self.ctx.recipe))]
-        self._save(step, states, {**extra, **self.identity(), "world_size": self.acc.num_processes})
-        self.written += 1
+        self._writer.wait()  # one write in flight at most; one that failed raises here
+        extra = {**extra, **self.identity(), "world_size": self.acc.num_processes}
+        if self.background:
+            self._save_later(step, extra, started)
+        else:
+            self._save(step, [_to_cpu(protocol.recipe_state(self.ctx.recipe))], extra)
+            self._written(step, started)
         self.seconds += time.perf_counter() - started
-        events.emit("checkpoint", step=step, seconds=time.perf_counter() - started)
+
+    def _written(self, step: int, started: float, stall: float | None = None) -> None:
+        self.written += 1
+        seconds = time.perf_counter() - started
+        events.emit("checkpoint", step=step, seconds=seconds,
+                    stall=seconds if stall is None else stall)
+
+    def _save_later(self, step: int, extra: dict[str, Any], started: float) -> None:
+        """Copy now, in this thread; write, publish and commit on the writer thread."""
+        from launcher.runtime import snapshot
+
+        first = self._copies is None
+        if first:
+            self._copies = snapshot.HostCopies(pin=self.acc.device.type == "cuda")
+            self._staging = Path(tempfile.mkdtemp(prefix="launch-snapshots-"))
+        assert self._staging is not None
+        # A copy, not a view: the recipe may change its tensors in place while this is written.
+        states = [self._copies.copy(protocol.recipe_state(self.ctx.recipe), ("recipe",))]
+        snap = snapshot.take(self.acc, self._copies, self._staging)
+        if first:
+            events.log(f"checkpoints are written in the background; a copy of the state takes "
+                       f"{self._copies.nbytes / 2**20:,.1f} MiB of host memory")
+        stall = time.perf_counter() - started
+
+        def write() -> None:
+            try:
+                self._publish(step, lambda tmp: self._write(tmp, step, states, snap.write), extra)
+            finally:
+                snap.discard()
+            self._written(step, started, stall)
+
+        self._writer.submit(write)
 
     def wait(self) -> None:
-        """Every save returns committed, so nothing is in flight."""
+        """Return once every save handed over so far is committed (or raise why it was not)."""
+        started = time.perf_counter()
+        try:
+            self._writer.wait()
+        finally:
+            self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
-        self.wait()
         self.closed = True
+        try:
+            self._writer.close()
+        finally:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
 
     # -- what a checkpoint holds ---------------------------------------------------------
 
@@ -265,9 +334,14 @@ class Checkpointer:
 
     # -- saving --------------------------------------------------------------------------
 
-    def _write(self, folder: Path, step: int, states: list[Any]) -> None:
-        self.acc.save_state(str(folder))
+    def _write(self, folder: Path, step: int, states: list[Any],
+               write: Callable[[Path], None] | None = None) -> None:
+        """Accelerate's part (`save_state`, or a snapshot's `write`), then the recipe's."""
+        (write or self._save_state)(folder)
         self._add_recipe_states(folder, step, states)
+
+    def _save_state(self, folder: Path) -> None:
+        self.acc.save_state(str(folder))
 
     @staticmethod
     def _add_recipe_states(folder: Path, step: int, states: list[Any]) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
+
+from launcher.runtime import timeline
 
 PREFIX = "@@launch "
 
@@ -21,14 +24,25 @@ def _is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+# The checkpoint writer's thread speaks too, and locally stdout and stderr share one pipe: a
+# line goes out in one write, never two (print writes the newline apart), one thread at a time.
+_LINES = threading.RLock()  # re-entrant: a signal handler may log while a line is written
+
+
+def _line(stream: TextIO, text: str) -> None:
+    with _LINES:
+        stream.write(text + "\n")
+        stream.flush()
+
+
 def log(message: str) -> None:
     if _is_rank0():
-        print(f"[launch] {message}", file=sys.stderr, flush=True)
+        _line(sys.stderr, f"[launch] {message}")
 
 
 def emit(event: str, **data: Any) -> None:
     if _is_rank0() and os.environ.get("LAUNCH_EVENTS") == "1":
-        print(PREFIX + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
+        _line(sys.stdout, PREFIX + json.dumps({"event": event, **data}, sort_keys=True))
 
 
 @contextmanager
@@ -37,5 +51,6 @@ def timed(stage: str, times: dict[str, float]) -> Iterator[None]:
     start = time.perf_counter()
     yield
     times[stage] = time.perf_counter() - start
+    timeline.mark(stage)
     log(f"{stage} took {times[stage]:.3f} s")
     emit("stage", stage=stage, seconds=times[stage])

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, protocol, results
+from launcher.runtime import events, faults, protocol, results, timeline
 from launcher.runtime.checkpointer import Checkpointer, LoadFailed, checkpointer
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
@@ -56,7 +56,8 @@ class Loop:
     def place(self) -> None:
         """The Accelerator and `recipe.setup`: device placement and `accelerator.prepare`."""
         import torch
-        from accelerate import Accelerator
+
+        from launcher.runtime.accelerator import Accelerator
 
         tracker = self.spec.train.tracker
         if tracker == "wandb" and importlib.util.find_spec("wandb") is None:
@@ -153,10 +154,18 @@ class Loop:
     def _run(self, total: int, result_file: Path | None) -> dict[str, Any]:
         start = time.perf_counter()
         first_env_steps = None
+        start_step = self.step
         stop = StopFlag()
         with stop:
             while self.step < total:
+                first = start_step == self.step
+                if first:
+                    timeline.mark("first_step")
                 metrics = self._update(total)
+                if first:
+                    timeline.mark("first_step_done")
+                if self.step == total:
+                    timeline.mark("last_step_done")
                 env_steps = metrics.get("env_steps")
                 first_env_steps = env_steps if first_env_steps is None else first_env_steps
                 if self.step % self.spec.train.log_every == 0 or self.step == total:
@@ -225,10 +234,12 @@ class Loop:
     def _finish(self, status: str, start: float, result_file: Path | None) -> dict[str, Any]:
         """The run's result, once every checkpoint it asked for is committed."""
         self.checkpoints.wait()
+        timeline.mark("committed")
         result = self.summary(status, time.perf_counter() - start)
         if result_file is not None and self.acc.is_main_process:
             results.write(result_file, result)
         events.emit("result", **result)
+        timeline.mark("result")
         return result
 
     def summary(self, status: str, seconds: float) -> dict[str, Any]:
@@ -239,6 +250,7 @@ class Loop:
             "seconds": round(seconds, 3), "checkpoint_seconds": round(save_seconds, 3),
             "checkpoint_overhead_pct": round(100 * save_seconds / train_seconds, 3),
             "checkpoints_written": self.checkpoints.written,
+            "checkpoints_in_background": self.checkpoints.background,
             "last_return": self.last_metrics.get(RETURN_KEY), "best_return": self.best_return,
             "episodes": self.last_metrics.get("episodes"),
             "stage_seconds": dict(self.ctx.times), "processes": self.acc.num_processes,

@@ -39,7 +39,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults, lifeline, protocol, results
+from launcher.runtime import checkpoint, events, faults, lifeline, process, protocol, results
 from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted, VolumeError
@@ -125,22 +125,29 @@ class Session:
     def stage1(self) -> None:
         """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
         `snapshot: gpu` (one process), where device placement moves here."""
-        with self._deferring_permanent("in stage 1"), events.timed("stage1", self.times):
-            import accelerate  # noqa: F401  heavy imports belong before the snapshot
-            import torch  # noqa: F401
-
-            if self.spec.train.tracker == "tensorboard":
-                import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
-
-            self.recipe_cls = import_recipe(self.spec.train.recipe)
-            protocol.check_class(self.recipe_cls, self.spec.train.recipe)
-            self.recipe = self._build_recipe()
-            if self.spec.snapshot == "gpu" and not self.distributed:
-                # A GPU snapshot keeps device memory too: place the model before it is taken,
-                # so a restore skips the host-to-device copy. Checkpoints still load after.
-                self.loop = self._new_loop()
-                self.loop.place()
+        process.pause_gc()
+        try:
+            with self._deferring_permanent("in stage 1"), events.timed("stage1", self.times):
+                self._stage1()
+        finally:
+            process.end_of_startup()  # what stage 1 made is frozen, before a snapshot or fork
         faults.point("stage1")
+
+    def _stage1(self) -> None:
+        import accelerate  # noqa: F401  heavy imports belong before the snapshot
+        import torch  # noqa: F401
+
+        if self.spec.train.tracker == "tensorboard":
+            import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
+
+        self.recipe_cls = import_recipe(self.spec.train.recipe)
+        protocol.check_class(self.recipe_cls, self.spec.train.recipe)
+        self.recipe = self._build_recipe()  # seeded first
+        if self.spec.snapshot == "gpu" and not self.distributed:
+            # A GPU snapshot keeps device memory too: place the model before it is taken,
+            # so a restore skips the host-to-device copy. Checkpoints still load after.
+            self.loop = self._new_loop()
+            self.loop.place()
 
     def _build_recipe(self) -> Any:
         """The recipe as a fresh run builds it: seeded first, so a rebuild starts from the very

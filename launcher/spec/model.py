@@ -67,6 +67,12 @@ class Checkpoint:
     every_s: int | None
     keep_last: int
     resume: str  # auto | never
+    async_write: bool | str  # checkpoint.async: auto | True | False
+
+    def writes_in_background(self, processes: int) -> bool:
+        """Whether a run with `processes` training processes writes checkpoints in the
+        background: with one process, unless asked not to (more need every rank in a save)."""
+        return self.async_write is not False and processes == 1
 
 
 @dataclass(frozen=True)

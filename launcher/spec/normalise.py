@@ -108,5 +108,6 @@ def fields(raw: dict[str, Any]) -> dict[str, Any]:
                       "scaledown_window_s": units.seconds(k["scaledown_window"])},
         "checkpoint": {"volume": p["volume"], "mount": p["mount"], "every_steps": p["every_steps"],
                        "every_s": None if p["every"] is None else units.seconds(p["every"]),
-                       "keep_last": p["keep_last"], "resume": p["resume"]},
+                       "keep_last": p["keep_last"], "resume": p["resume"],
+                       "async_write": p["async"]},
     }

@@ -115,6 +115,12 @@ def _checkpoint(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
     if ckpt is not None and ckpt.get("every_steps") is None and ckpt.get("every") is None:
         yield _at(doc, ("checkpoint",), "set at least one of every_steps and every, "
                                         "or checkpoints are never written")
+    count = _get(raw, ("compute", "gpu_count"), int) or 1
+    nodes = _get(raw, ("compute", "nodes"), int) or 1
+    if ckpt is not None and ckpt.get("async") is True and count * nodes > 1:
+        yield _at(doc, ("checkpoint", "async"),
+                  f"true needs a single training process, and this spec runs {count * nodes} "
+                  "(every rank takes part in each save); use auto, which writes in the loop there")
 
 
 def _recipe(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:

@@ -40,23 +40,30 @@ class ForkedWorker:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         life_read, self.lifeline = os.pipe()  # as spawn_process gives a real worker
         out_read, out_write = os.pipe()
+        in_read, in_write = os.pipe()  # its stdin: the supervisor's `go` comes there
         sys.stdout.flush()
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(self.lifeline)
             os.close(out_read)
-            self._child(argv, {**env, "LAUNCH_LIFELINE_FD": str(life_read)}, out_write)
+            os.close(in_write)
+            self._child(argv, {**env, "LAUNCH_LIFELINE_FD": str(life_read)}, out_write, in_read)
         os.close(life_read)
         os.close(out_write)
+        os.close(in_read)
         self.stdout: IO[str] = os.fdopen(out_read, "r")
+        self.stdin: IO[str] = os.fdopen(in_write, "w")
         self.returncode: int | None = None
 
     @staticmethod
-    def _child(argv: list[str], env: dict[str, str], out: int) -> None:
+    def _child(argv: list[str], env: dict[str, str], out: int, into: int) -> None:
         code = 70
         try:
             os.setsid()  # its own session, as start_new_session gives a real worker
+            os.dup2(into, 0)
+            os.close(into)
+            sys.stdin = open(0, "r", closefd=False)
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.close(out)
@@ -97,6 +104,9 @@ class ForkedWorker:
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
             os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def run_forked(spec: Path, fault: str | None = None, *args: str) -> Run:

@@ -8,6 +8,10 @@ uninterrupted run bit for bit, loses no checkpoint, and redoes at most one commi
 
 The workers are forked (forkrun.py), so the whole matrix stays affordable in CI; bench/faults.py
 runs a longer job's matrix through real `launch` processes.
+
+Each case runs twice: with checkpoints written in the training loop, and in the background
+(`checkpoint.async`), where the checkpoint being written when the kill lands may be lost too
+while training went on: the retry may resume one checkpoint earlier and redo one more interval.
 """
 
 from __future__ import annotations
@@ -44,9 +48,13 @@ def committed_before(point: str, n: int, steps: int, every: int) -> int:
     return done - done % every
 
 
-def spec(steps: int = STEPS, every: int = EVERY) -> dict:
+MODES = {"sync": False, "async": True}
+
+
+def spec(steps: int = STEPS, every: int = EVERY, background: bool = False) -> dict:
     # keep_last 2 of 3 checkpoints: retention (after each commit) is part of every case too
-    return probe_spec(steps=steps, checkpoint={"every_steps": every, "keep_last": 2})
+    return probe_spec(steps=steps, checkpoint={"every_steps": every, "keep_last": 2,
+                                               "async": background})
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +76,36 @@ def test_the_matrix_holds_every_point_and_index() -> None:
     assert {p for p, _ in points} == set(POINTS)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("point,n", kill_points(STEPS, EVERY), ids=lambda v: str(v))
 def test_killed_anywhere_the_run_completes_as_if_never_killed(tmp_path: Path, uninterrupted: dict,
-                                                              point: str, n: int) -> None:
-    run = run_forked(write_spec(tmp_path, spec()), f"kill:{point}:{n}")
+                                                              point: str, n: int, mode: str) -> None:
+    background = MODES[mode]
+    run = run_forked(write_spec(tmp_path, spec(background=background)), f"kill:{point}:{n}")
     assert run.code == 0, run.output
     assert "attempts     2 (1: transient, 2: finished)" in run.output
     assert "skipped" not in run.output  # no partial checkpoint was ever a candidate
+    retry = run.output.split("attempt 1: transient")[1]
     resumed = committed_before(point, n, STEPS, EVERY)
+    if background and resumed and f"resumed from step-{resumed:08d}" not in retry:
+        resumed -= EVERY  # that one was still being written in the background
     expected = f"resumed from step-{resumed:08d}" if resumed else "no checkpoint: starting fresh"
-    assert expected in run.output.split("attempt 1: transient")[1], run.output
+    assert expected in retry, run.output
     job = run.volume / "vol" / "probe"
     assert differences(load_checkpoint(job / f"step-{STEPS:08d}"), uninterrupted) == []
     assert checkpoints(job) == ["step-00000006", "step-00000009"]  # none lost, none left over
     redone = len(executed_updates(tmp_path)) - STEPS
-    assert 0 <= redone <= EVERY, f"redid {redone} updates"
+    assert 0 <= redone <= (2 * EVERY if background else EVERY), f"redid {redone} updates"
     assert sorted(p.name for p in job.iterdir()) == checkpoints(job)  # no leftover, no lease
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("point,n", [("step", 4), ("step", 7), ("written", 6), ("published", 3),
                                      ("stage1", 1)])
-def test_a_preemption_anywhere_loses_nothing(tmp_path: Path, uninterrupted: dict, point: str, n: int) -> None:
-    run = run_forked(write_spec(tmp_path, {**spec(), "retries": 0}), f"int:{point}:{n}")
+def test_a_preemption_anywhere_loses_nothing(tmp_path: Path, uninterrupted: dict, point: str, n: int,
+                                             mode: str) -> None:
+    run = run_forked(write_spec(tmp_path, {**spec(background=MODES[mode]), "retries": 0}),
+                     f"int:{point}:{n}")
     assert run.code == 0, run.output
     assert "attempts     2 (1: preempted, 2: finished)" in run.output  # no retry spent: retries 0
     executed = executed_updates(tmp_path)
