@@ -34,6 +34,7 @@ class Options:
     volumes_dir: Path | None = None
     resume: bool = True
     debug: bool = False
+    rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
 
 
 @dataclass
@@ -47,10 +48,11 @@ class Attempt:
 class Display:
     """Worker output for a person: a progress bar on a TTY, plain lines otherwise."""
 
-    def __init__(self, total: int, stream: IO[str]) -> None:
+    def __init__(self, total: int | None, stream: IO[str]) -> None:
+        """`total` steps for a progress bar; None: no bar (a pipeline's other stages)."""
         self.tty = stream.isatty()
         self.bar: Any = None
-        if self.tty:
+        if self.tty and total is not None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=stream)
@@ -75,9 +77,13 @@ class Display:
 
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volume_dir: Path,
-                 options: Options) -> None:
+                 options: Options, stage: str = "train") -> None:
+        """`stage`: which of a pipeline's stages its attempts run (each with its own retries)."""
         self.spec, self.app_path, self.run_dir, self.volume_dir = spec, app_path, run_dir, volume_dir
         self.options = options
+        self.stage = stage
+        found = spec.stage(stage)
+        self.retries = spec.retries if found is None else found.retries
         self.attempts: list[Attempt] = []
         self.worker: subprocess.Popen[str] | None = None
         self.interrupted = False
@@ -105,6 +111,7 @@ class Supervisor:
 
     def attempt(self, number: int, display: Display) -> Attempt:
         argv = [sys.executable, "-m", "launcher.backends.worker", str(self.app_path)]
+        argv += [] if self.stage == "train" else [self.stage]
         attempt = Attempt(number)
         worker = subprocess.Popen(argv, env=self._env(number), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -147,9 +154,9 @@ class Supervisor:
             self.worker.send_signal(signal.SIGINT)
 
     def run(self) -> int:
-        retries = self.spec.retries
+        retries = self.retries
         used = 0
-        display = Display(self.spec.train.steps, sys.stderr)
+        display = Display(self.spec.train.steps if self.stage == "train" else None, sys.stderr)
         try:
             while True:
                 attempt = self.attempt(len(self.attempts) + 1, display)
@@ -203,7 +210,15 @@ def archive(volume_dir: Path) -> Path | None:
     return target
 
 
-def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
+@dataclass(frozen=True)
+class Folders:
+    app_path: Path  # the rendered app the workers run
+    run_dir: Path  # run files: the app, tracker files
+    volume_dir: Path  # the checkpoint volume
+
+
+def set_up(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> Folders:
+    """The run's folders, with the app written into them (--fresh: old checkpoints moved aside)."""
     run_dir = repo_root / ".launch" / "runs" / spec.name
     volume_dir = (options.volumes_dir or repo_root / ".launch" / "volumes") / spec.checkpoint.volume
     try:
@@ -215,7 +230,12 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options)
         app_path.write_text(app_source, "utf-8")
     except OSError as exc:
         raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
-    sup = Supervisor(spec, app_path, run_dir, volume_dir, options)
+    return Folders(app_path, run_dir, volume_dir)
+
+
+def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options) -> int:
+    folders = set_up(spec, app_source, repo_root, options)
+    sup = Supervisor(spec, folders.app_path, folders.run_dir, folders.volume_dir, options)
     started = time.perf_counter()
     previous = signal.signal(signal.SIGINT, lambda *_: sup.interrupt())
     try:

@@ -1,12 +1,13 @@
 """One local attempt: a fresh process that runs the generated app's lifecycle, as a container.
 
-    python -m launcher.backends.worker APP.py
+    python -m launcher.backends.worker APP.py [STAGE]
 
 It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
 volume declarations), builds the `Session` its Modal class delegates to from the app's own
 SPEC with a local directory as the volume, and runs the session's hooks in Modal's container
 order (`launcher.runtime.lifecycle`). The exit code tells the supervisor how the attempt
-ended (see launcher.runtime.failures).
+ended (see launcher.runtime.failures). With STAGE (`prepare` or `evaluate`), it runs that
+stage's class instead (`launcher.runtime.stage_session`), through the same hooks.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from launcher.runtime import events
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
-from launcher.runtime.lifecycle import run_container
+from launcher.runtime.lifecycle import run_container, run_input
 from launcher.runtime.session import Session
+from launcher.runtime.stage_session import StageSession
 from launcher.runtime.volume import LocalVolume, Volume
 
 
@@ -50,17 +52,25 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
                          cluster=cluster)
 
 
-def run(app_path: Path) -> int:
-    result = attempt(app_path)
+def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
+    """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
+    module = import_app(app_path)
+    volume = volume or LocalVolume(Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
+    return run_input(session, session.run)
+
+
+def run(app_path: Path, stage: str = "train") -> int:
+    result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
         raise PermanentError(result["error"])
     return EXIT_OK
 
 
 def main(argv: list[str]) -> int:
-    app_path = Path(argv[0])
+    app_path, stage = Path(argv[0]), (argv[1] if len(argv) > 1 else "train")
     try:
-        return run(app_path)
+        return run(app_path, stage)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

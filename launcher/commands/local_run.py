@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from launcher import gitinfo
 from launcher.backends.local import Options, run_local
+from launcher.backends.pipeline import run_pipeline_local
 from launcher.codesource import CodeSource
 from launcher.load import load_spec
 from launcher.render import render
@@ -15,4 +16,6 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     repo = gitinfo.find_repo(loaded.path.resolve())
     # Locally the code is this working tree, whatever image.code says.
     app = render(loaded.spec, loaded.source, CodeSource("local"))
+    if loaded.spec.stages:
+        return run_pipeline_local(loaded.spec, app, repo.root, options)
     return run_local(loaded.spec, app, repo.root, options)

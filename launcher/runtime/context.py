@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.runtime.stages import StageFolders
 from launcher.runtime.volume import Volume
 from launcher.spec.model import JobSpec
 
@@ -26,3 +27,4 @@ class LoopContext:
     volume: Volume
     times: Mapping[str, float]  # stage timings so far, for the summary (the session adds to it)
     log_mirror: Path | None = None  # where run_dir is copied with each checkpoint; None: kept as is
+    folders: StageFolders | None = None  # a pipeline's data and stage results; None: no stages

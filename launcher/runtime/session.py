@@ -33,6 +33,7 @@ from launcher.runtime import checkpoint, events, results
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.loop import Loop
+from launcher.runtime.stages import StageFolders
 from launcher.runtime.volume import LocalVolume, Volume
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
@@ -120,7 +121,11 @@ class Session:
     def _new_loop(self) -> Loop:
         return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.root,
                                 run_dir=self.run_dir, volume=self.volume, times=self.times,
-                                log_mirror=self.log_mirror))
+                                log_mirror=self.log_mirror, folders=self._folders()))
+
+    def _folders(self) -> StageFolders | None:
+        """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
+        return StageFolders(self.root, self.spec.name) if self.spec.stages else None
 
     def _reload_volume(self) -> None:
         self.volume.reload()
