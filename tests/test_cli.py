@@ -99,7 +99,8 @@ def test_out_writes_the_app_once_then_leaves_it_alone(launch, tmp_path) -> None:
     (["--dry-run", "--local", "jobs/ppo.yaml"], "Error: --dry-run and --local exclude each other"),
     (["jobs/ppo.yaml", "--out", "app.py"], "Error: --out needs --dry-run"),
     (["check"], "Error: Missing argument 'JOBS...'."),
-    (["--dry-run", "jobs/ppo.yaml", "--dryrun"], "Error: No such option '--dryrun'. Did you mean '--dry-run'?"),
+    (["--dry-run", "jobs/ppo.yaml", "--dryrun"],
+     "Error: No such option '--dryrun'. (Did you mean one of: '--dry-run', '--rerun'?)"),
     (["check", "jobs/ppo.yaml", "--set"], "Error: Option '--set' requires an argument."),
     (["--dry-run", "jobs"], "Error: Invalid value for 'JOB': File 'jobs' is a directory."),
 ])

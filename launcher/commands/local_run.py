@@ -8,10 +8,12 @@ from launcher.backends.pipeline import run_pipeline_local
 from launcher.codesource import CodeSource
 from launcher.load import load_spec
 from launcher.render import render
+from launcher.spec.pipeline import check_rerun
 
 
 def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     loaded = load_spec(job, sets)
+    check_rerun(job, loaded.spec, options.rerun)
     # The repository's root (git's top level, else the working directory) holds .launch/.
     repo = gitinfo.find_repo(loaded.path.resolve())
     # Locally the code is this working tree, whatever image.code says.

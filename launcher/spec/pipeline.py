@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from launcher.errors import RunError
 from launcher.spec.model import Compute, JobSpec, Retries
 
 MODAL_MAX_TIMEOUT_S = 86400  # Modal's limit on one attempt of a function
@@ -48,3 +49,10 @@ def longest_s(spec: JobSpec) -> int:
 
 def driver_timeout_s(spec: JobSpec) -> int:
     return min(longest_s(spec), MODAL_MAX_TIMEOUT_S)
+
+
+def check_rerun(source: str, spec: JobSpec, rerun: tuple[str, ...]) -> None:
+    """`--rerun STAGE` names a stage the spec has."""
+    for name in rerun:
+        if spec.stage(name) is None:
+            raise RunError(f"{source}: --rerun {name}: the spec has no stages.{name}")
