@@ -14,6 +14,12 @@ same order inside a Modal container and in a local worker:
 4. ``state_dict()`` / ``load_state_dict()`` carry the recipe's own state (environment state,
    episode statistics, its private RNG) so a resumed run is bit-identical.
 
+**Data from a pipeline's prepare stage** (``stages.prepare``): the runtime sets
+``recipe.data_dir`` (the job's data folder on the volume) after ``__init__`` and before
+``setup``. Read the data in ``setup``, never in ``__init__``: stage 1 runs before the memory
+snapshot and before the volume reload, so data read there would be stale or missing. Without
+a prepare stage the attribute is not set. See docs/pipelines.md.
+
 ``config_schema`` is a JSON Schema (draft 2020-12) for ``train.config``; ``launch check``
 validates the spec's config against it. ``model_fields`` names the config keys that change
 the model's shape; resuming a checkpoint made with different values is refused.
