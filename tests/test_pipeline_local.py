@@ -113,3 +113,14 @@ def test_a_kill_in_any_stage_then_a_rerun_redoes_nothing_that_was_committed(tmp_
     assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare", "evaluate", "evaluate"]
     # steps 3 and 4 ran twice (killed after 5, committed every 3); nothing after the end redone
     assert train_steps(tmp_path) == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7]
+
+
+def test_preempt_after_works_in_a_stage_and_spends_no_retry(tmp_path: Path) -> None:
+    # prepare's first attempt holds until the preemption arrives (retries: 0, so a retry
+    # would fail the run); the other stages' first attempts may be preempted as well.
+    spec = write(tmp_path, pipeline_spec(prepare={"config": {"hold_first_attempt": True}}, retries=0))
+    run = launch_local(spec, "--preempt-after", "1")
+    assert run.code == 0, run.output
+    assert "attempts 2 (1: preempted, 2: finished)" in line(run.output, "prepare")
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate"]
+    assert line(run.output, "evaluate").startswith("evaluate     finished")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ def _record(stage: str, **data: Any) -> None:
 def prepare(ctx: Any) -> Any:
     if ctx.config.get("broken"):
         return "not metrics"  # a protocol violation: permanent
+    if ctx.config.get("hold_first_attempt") and os.environ.get("LAUNCH_ATTEMPT") == "1":
+        time.sleep(120)  # until a preemption (SIGINT) interrupts it
     tmp = ctx.data_dir / ".tmp-rows.json"
     tmp.write_text(json.dumps({"rows": ctx.config.get("rows", 3), "seed": ctx.seed}))
     os.replace(tmp, ctx.data_dir / "rows.json")
