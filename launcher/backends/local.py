@@ -189,7 +189,9 @@ def summary(sup: Supervisor, seconds: float) -> str:
         f"summary: {sup.spec.name} {'finished' if final.outcome == 'finished' else 'failed'}",
         f"  steps        {result.get('steps', 'n/a')} of {sup.spec.train.steps}",
         f"  wall time    {seconds:.1f} s",
-        f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
+        # A recipe that reports no episode return (a classifier) gets no return line.
+        *([f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}"]
+          if not result or {result.get("last_return"), result.get("best_return")} != {None} else []),
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
         f"to {sup.volume_dir}" + (f" ({result['checkpoint_seconds']:.2f} s, "
                                   f"{result['checkpoint_overhead_pct']:.1f}% of training time)"

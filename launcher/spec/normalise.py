@@ -117,8 +117,9 @@ def resolve(value: dict[str, Any]) -> dict[str, Any]:
 
 def with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` (expanded) with the schema's defaults, then what stages inherit from the job."""
-    written = {name: dict(stage) for name, stage in (raw.get("stages") or {}).items()
-               if isinstance(stage, dict)}
+    given = raw.get("stages")
+    written = {name: dict(stage) for name, stage in given.items()
+               if isinstance(stage, dict)} if isinstance(given, dict) else {}
     raw = apply_defaults(job_schema(), raw)
     stages = raw.get("stages")
     if not isinstance(stages, dict):

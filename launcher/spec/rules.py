@@ -148,10 +148,11 @@ def _stage_gpus(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
         if _get(stage, ("compute", "gpu"), (str, list)) is not None:
             continue
         written = _get(doc.value, ("stages", name), dict) or {}
+        compute = written.get("compute") if isinstance(written.get("compute"), dict) else {}
         why = ("prepare runs on CPU unless it names one" if name == "prepare" else
-               "it inherits compute.gpu, which is null" if "gpu" not in (written.get("compute") or {})
+               "it inherits compute.gpu, which is null" if "gpu" not in compute
                else "its gpu is null")
-        if "gpu_count" in (written.get("compute") or {}):
+        if "gpu_count" in compute:
             yield _at(doc, ("stages", name, "compute", "gpu_count"),
                       f"a GPU count needs a GPU type: set stages.{name}.compute.gpu ({why})")
         if written.get("snapshot") == "gpu":
