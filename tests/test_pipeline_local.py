@@ -102,6 +102,7 @@ def test_a_kill_in_any_stage_then_a_rerun_redoes_nothing_that_was_committed(tmp_
     spec = write(tmp_path, pipeline_spec(steps=8, retries=0))
     killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:prepare-run:1"})
     assert killed.code == 1 and "failed in    prepare: worker exited with code -9" in killed.output
+    assert line(killed.output, "prepare").startswith("prepare      failed, ")
     assert launch_local(spec, env={"LAUNCH_FAULT": "kill:step:5"}).code == 1  # prepare redone, then killed in train
     assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare"]  # the first never committed
     killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:evaluate-run:1"})
@@ -124,3 +125,11 @@ def test_preempt_after_works_in_a_stage_and_spends_no_retry(tmp_path: Path) -> N
     assert "attempts 2 (1: preempted, 2: finished)" in line(run.output, "prepare")
     assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate"]
     assert line(run.output, "evaluate").startswith("evaluate     finished")
+
+
+def test_evaluate_loads_the_newest_checkpoint_even_when_train_never_resumes(tmp_path: Path) -> None:
+    # checkpoint.resume is train's setting: evaluate always evaluates what train saved last.
+    spec = write(tmp_path, pipeline_spec(checkpoint={"resume": "never"}))
+    run = launch_local(spec)
+    assert run.code == 0, run.output
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 3}

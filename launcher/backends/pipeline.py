@@ -43,8 +43,9 @@ class Pipeline:
         if sup.interrupted:
             self.interrupted = True
             return {**result, "status": "interrupted", "error": "interrupted"}
-        if final.outcome != "finished":
-            return {**result, "status": final.outcome, "error": final.message}
+        if final.outcome != "finished":  # permanent, or its retries ran out
+            status = "permanent" if final.outcome == "permanent" else "failed"
+            return {**result, "status": status, "error": final.message}
         return result
 
     def interrupt(self) -> None:

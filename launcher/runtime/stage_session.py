@@ -14,6 +14,7 @@ Imports neither click, Jinja nor jsonschema.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 import time
@@ -98,8 +99,11 @@ class StageSession:
         """The recipe placed through Accelerate, with the newest complete checkpoint loaded."""
         run_dir = Path(os.environ.get("LAUNCH_RUN_DIR")
                        or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+        # checkpoint.resume is train's choice; evaluate always takes what train saved last.
+        spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
+            self.spec.checkpoint, resume="auto"))
         # Train's checkpoints, where its Session keeps them.
-        loop = Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.root,
+        loop = Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.root,
                                 run_dir=run_dir / self.stage.name, volume=self.volume,
                                 times=self.times, folders=self.folders))
         loop.prepare(resume=True)
