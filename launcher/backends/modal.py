@@ -2,7 +2,9 @@
 
 Memory snapshots and keep-warm only exist for deployed apps, so the app is deployed (named
 from the spec) and the training call is spawned, which also frees it from the 24 h limit
-on `.remote` calls. Logs are followed with Modal's own CLI (`modal app logs`).
+on `.remote` calls. A spec with `stages:` spawns the app's driver function (`pipeline`)
+instead, which calls each stage in turn; its result names every stage's outcome. Logs are
+followed with Modal's own CLI (`modal app logs`).
 """
 
 from __future__ import annotations
