@@ -204,6 +204,8 @@ HEAVY = "{'torch', 'accelerate', 'modal'} & set(sys.modules)"
     ["--dry-run", "jobs/ppo.yaml"],
     ["--dry-run", "jobs/ppo-multi-node.yaml", "--out", "{tmp}/app.py"],
     ["check", "jobs/ppo.yaml", "jobs/ppo-gpu-snapshot.yaml"],
+    ["--dry-run", "--explain", "jobs/digits.yaml"],  # a pipeline: stage functions found by ast
+    ["check", "jobs/digits.yaml"],
 ])
 def test_check_and_dry_run_import_no_heavy_modules(args: list[str], tmp_path) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -88,3 +88,13 @@ def test_a_permanent_result_stops_the_pipeline(tmp_path: Path) -> None:
     assert log == ["prepare"]
     assert (out["status"], out["failed_stage"], out["stages"][0]["error"]) == \
         ("failed", "prepare", "stages.prepare: bad")
+
+
+def test_the_driver_and_the_stage_results_need_neither_torch_nor_the_cli() -> None:
+    # The driver runs in a small CPU container, and the supervisor reads results without torch.
+    import subprocess
+    import sys
+    code = ("import sys, launcher.runtime.driver, launcher.runtime.stages\n"
+            "bad = {'torch', 'accelerate', 'sklearn', 'click', 'jinja2', 'jsonschema'} & set(sys.modules)\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
