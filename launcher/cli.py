@@ -66,10 +66,14 @@ def cli() -> None:
               help="With --local: where volumes live (default .launch/volumes in the repo).")
 @click.option("--fresh", is_flag=True, help="With --local: move the volume's checkpoints aside and start from step 0.")
 @click.option("--detach", is_flag=True, help="On Modal: return at once with the call id and how to follow it.")
+@click.option("--rerun", type=click.Choice(["prepare"]), multiple=True, metavar="STAGE",
+              help="Run a finished pipeline stage again though its inputs are unchanged (only "
+                   "prepare is ever skipped: train resumes and evaluate always runs).")
 @debug_option
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
             explain: bool, use_local_code: bool, processes: int, preempt_after: float | None,
-            volumes_dir: Path | None, fresh: bool, detach: bool, debug: bool) -> int:
+            volumes_dir: Path | None, fresh: bool, detach: bool, rerun: tuple[str, ...],
+            debug: bool) -> int:
     """Run JOB (a YAML spec)."""
     if dry_run and local:
         raise click.UsageError("--dry-run and --local exclude each other")
@@ -82,6 +86,8 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
                                "(on Modal, set checkpoint.resume: never or use a new volume)")
     if detach and (local or dry_run):
         raise click.UsageError("--detach is for runs on Modal")
+    if rerun and dry_run:
+        raise click.UsageError("--rerun is for runs (on Modal or --local)")
     if dry_run:
         from launcher.commands.render_app import dry_run as do_dry_run
         return do_dry_run(job, sets, out, use_local_code, explain)
@@ -90,9 +96,10 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         require_runtime("--local")
         from launcher.backends.local import Options
         from launcher.commands.local_run import local as run_local
-        return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug))
+        return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug,
+                                            rerun))
     from launcher.commands.modal_run import remote
-    return remote(job, sets, use_local_code, detach)
+    return remote(job, sets, use_local_code, detach, rerun)
 
 
 @cli.command("check")

@@ -8,7 +8,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from launcher.spec.model import JobSpec
+from launcher.spec.model import Compute, JobSpec, Retries
+from launcher.spec.pipeline import steps
 from launcher.spec.units import human_seconds
 
 
@@ -45,13 +46,41 @@ class Cost:
         return self.dollars(self.gpus_per_container * self.idle_containers * 24)
 
 
-def cost(spec: JobSpec, table: dict[str, Any] | None = None) -> Cost:
-    c, first = spec.compute, (spec.compute.gpu[0] if spec.compute.gpu else None)
+def cost_of(c: Compute, retries: Retries, idle: int = 0,
+            table: dict[str, Any] | None = None) -> Cost:
+    """The GPU cost of one container kind: its compute, retries and idle (keep-warm) containers."""
+    first = c.gpu[0] if c.gpu else None
     price = 0.0 if first is None else (table or prices())["gpu"].get(first)
     per_container = c.gpu_count if first else 0
     return Cost(first, price, per_container * c.nodes, per_container, c.nodes,
-                max(len(c.gpu) - 1, 0), 1 + spec.retries.max_retries,
-                spec.keep_warm.min_containers, c.timeout_s)
+                max(len(c.gpu) - 1, 0), 1 + retries.max_retries, idle, c.timeout_s)
+
+
+def cost(spec: JobSpec, table: dict[str, Any] | None = None) -> Cost:
+    """Train's cost (the job's compute)."""
+    return cost_of(spec.compute, spec.retries, spec.keep_warm.min_containers, table)
+
+
+def stage_costs(spec: JobSpec, table: dict[str, Any] | None = None) -> list[tuple[str, Cost]]:
+    """(stage, cost) for every stage of a pipeline, in order, train included."""
+    return [(step.name, cost_of(step.compute, step.retries, table=table)) for step in steps(spec)]
+
+
+def total_worst_case(spec: JobSpec, table: dict[str, Any] | None = None) -> str:
+    """The worst case of one launch of the whole pipeline: every stage's, added up."""
+    costs = [c for _, c in stage_costs(spec, table)]
+    if any(c.price is None for c in costs):
+        return "unknown"
+    return f"${sum(c.price * c.gpus * c.timeout_s / 3600 * c.attempts for c in costs):,.2f}"  # type: ignore[operator]
+
+
+def stage_line(name: str, c: Cost) -> str:
+    """A stage's hardware-independent cost: per hour running and its worst case."""
+    if c.gpu_type is None:
+        return f"{name}: GPU $0/h (CPU only)"
+    unknown = "" if c.price is not None else f" (no price on file for {c.gpu_type})"
+    return (f"{name}: {c.running()}/h for {c.gpus} × {c.gpu_type}{unknown}, worst case "
+            f"{c.worst_case()} ({human_seconds(c.timeout_s)} × {_plural(c.attempts, 'attempt')})")
 
 
 def _plural(count: int, noun: str) -> str:
@@ -73,14 +102,19 @@ def breakdown(spec: JobSpec, table: dict[str, Any]) -> list[str]:
     c = cost(spec, table)
     head = (f"cost (GPU only; prices {table['date']}, {table['source']}, "
             f"{table['currency']} {table['unit']}):")
+    stage_part = [*[f"  stage {stage_line(name, sc)}" for name, sc in stage_costs(spec, table)],
+                  f"  pipeline worst case {total_worst_case(spec, table)} (every stage's worst "
+                  "case added up); train:"] if spec.stages else []
     if c.gpu_type is None:
-        return [head, "  CPU only: no GPU cost (CPU and memory are billed too, not priced here)"]
+        return [head, *stage_part,
+                "  CPU only: no GPU cost (CPU and memory are billed too, not priced here)"]
     rate = (f"no price on file for {c.gpu_type}" if c.price is None
             else f"{c.gpu_type} at ${c.price:,.4f}")
     fallback = f"; priced at the first choice of {c.fallbacks + 1}" if c.fallbacks else ""
     per_container = _plural(c.gpus_per_container, "GPU")
     return [
         head,
+        *stage_part,
         f"  per hour running    {c.running()} ({rate} × {per_container} × {_plural(c.nodes, 'node')}"
         f"{fallback})",
         f"  worst case launch   {c.worst_case()} "

@@ -14,6 +14,7 @@ from launcher.errors import Location, printable
 from launcher.render import yaml_value
 from launcher.spec.model import JobSpec
 from launcher.spec.normalise import resolve
+from launcher.spec.schema import job_schema
 from launcher.spec.yamlpos import Document, JsonPath
 
 WIDTH = 48  # the value column of `path = value` lines; longer ones push their source right
@@ -25,6 +26,10 @@ def resolved(doc: Document, spec: JobSpec) -> dict[str, Any]:
     raw = resolve(doc.value)
     raw.pop("extends", None)  # merged away while loading; its default `[]` would only mislead
     raw["train"]["config"] = spec.train.config
+    if not raw.get("stages"):
+        raw.pop("stages", None)  # no pipeline: train alone, as before stages existed
+    for stage in spec.stages:
+        raw["stages"][stage.name]["config"] = stage.config
     return raw
 
 
@@ -56,9 +61,19 @@ def origin(doc: Document, path: JsonPath) -> str:
     where: Location | None = doc.values.get(path)
     if where is None and path == ("retries", "max_retries") and not isinstance(doc.value.get("retries"), dict):
         where = doc.values.get(("retries",))  # `retries: N` stands for max_retries
+    if where is None and (inherited := inherited_from(path)) is not None:
+        return f"the job's {inherited} ({origin(doc, tuple(inherited.split('.')))})"
     if where is None:
         return "default"
     return printable(where.source if where.line is None else f"{where.source}:{where.line}")
+
+
+def inherited_from(path: JsonPath) -> str | None:
+    """The job's field a stage's field takes its value from (`x-inherit`), if it does."""
+    schema: dict[str, Any] = job_schema()
+    for key in path:
+        schema = schema.get("properties", {}).get(key, {})
+    return schema.get("x-inherit")
 
 
 def field_lines(doc: Document, spec: JobSpec) -> list[str]:

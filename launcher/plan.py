@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from launcher.cost import cost, summary
+from launcher.cost import cost, stage_costs, stage_line, summary, total_worst_case
 from launcher.errors import printable
-from launcher.spec.model import JobSpec
+from launcher.spec.model import Compute, JobSpec
+from launcher.spec.pipeline import MODAL_MAX_TIMEOUT_S, driver_timeout_s, longest_s, steps
 from launcher.spec.rules import warnings as spec_warnings
-from launcher.spec.units import human_seconds
+from launcher.spec.units import human_seconds, rough_duration
 from launcher.spec.yamlpos import json_path
 
 
 def _gpu_line(spec: JobSpec) -> str:
-    c = spec.compute
+    return _hardware(spec.compute)
+
+
+def _hardware(c: Compute) -> str:
     nodes = f"{c.nodes} node{'s' if c.nodes > 1 else ''}"
     if not c.gpu:
         return f"CPU only × {nodes}, {c.cpu:g} CPU, {c.memory_mib} MiB"
@@ -70,6 +74,31 @@ def warnings(spec: JobSpec) -> list[str]:
     return found
 
 
+def _stage_lines(spec: JobSpec) -> list[str]:
+    """A pipeline's stages, each with its hardware, timeout, retries and cost, then the driver."""
+    if not spec.stages:
+        return []
+    costs = dict(stage_costs(spec))
+    lines = [f"pipeline    {' -> '.join(spec.pipeline)}: `launch` spawns the driver (a CPU "
+             "function) that calls each stage in turn, so it runs on without this machine"]
+    for step in steps(spec):
+        what = spec.train.recipe if step.name == "train" else spec.stage(step.name).run  # type: ignore[union-attr]
+        lines.append(f"  {step.name:<10}{what}; {_hardware(step.compute)}; "
+                     f"timeout {human_seconds(step.compute.timeout_s)}, retries "
+                     f"{step.retries.max_retries}; {stage_line(step.name, costs[step.name]).split(': ', 1)[1]}")
+    longest = longest_s(spec)
+    lines.append(f"  driver    1 CPU, 1024 MiB; timeout {rough_duration(driver_timeout_s(spec))} "
+                 "(the stages' timeouts × attempts, with retry delays); no retries of its own")
+    if longest > MODAL_MAX_TIMEOUT_S:
+        lines.append(f"  past 24h  the stages can take {rough_duration(longest)}, but Modal stops "
+                     "the driver at 24h, and the stage call it waits on is cancelled with it; "
+                     "what the stages committed stays on the volume, and launching again "
+                     "continues (prepare skipped when unchanged, train resumed)")
+    lines.append(f"cost total  worst case one launch {total_worst_case(spec)} (every stage's GPU "
+                 "worst case; CPU stages and the driver are billed for CPU and memory only)")
+    return lines
+
+
 def plan(spec: JobSpec, source: str, code_line: str) -> str:
     k = spec.keep_warm
     lines = [
@@ -87,6 +116,7 @@ def plan(spec: JobSpec, source: str, code_line: str) -> str:
         f"mixed precision {spec.train.mixed_precision}",
         f"code        {code_line}",
         summary(spec),
+        *_stage_lines(spec),
         *warnings(spec),
     ]
     return "".join(f"{printable(line)}\n" for line in lines)

@@ -16,6 +16,10 @@ from launcher.codeship import CODE_IGNORE
 from launcher.codesource import CodeSource
 from launcher.resources import data_dir
 from launcher.spec.model import JobSpec
+from launcher.spec.pipeline import driver_timeout_s
+
+# The Modal class of each pipeline stage (names from launcher's own table, never the spec's).
+STAGE_CLASSES = {"prepare": "Prepare", "evaluate": "Evaluate"}
 
 
 def py(value: Any) -> str:
@@ -65,7 +69,8 @@ def render(spec: JobSpec, source: str, code: CodeSource) -> str:
     """The app's source, byte-identical for the same inputs; compiled before it is returned."""
     text = environment().get_template("modal_app.py.j2").render(
         version=__version__, source=source, spec=spec, spec_dict=spec.to_dict(),
-        spec_hash=spec.hash, code=code, code_ignore=CODE_IGNORE,
+        spec_hash=spec.hash, code=code, code_ignore=CODE_IGNORE, stage_classes=STAGE_CLASSES,
+        driver_timeout_s=driver_timeout_s(spec),
     )
     compile(text, source.replace("\0", "\\0"), "exec")  # a file name for tracebacks: no NUL allowed
     return text

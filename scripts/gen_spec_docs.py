@@ -121,6 +121,8 @@ def entry(path: str, schema: Schema, required: bool) -> list[str]:
         lines.append("- **Required**")
     if "default" in schema:
         lines.append(f"- **Default:** {code(schema['default'])}")
+    if "x-inherit" in schema:  # a stage's setting: the job's unless the stage says otherwise
+        lines.append(f"- **Default:** the job's `{schema['x-inherit']}`")
     lines += [f"- **Limits:** {'; '.join(found)}" for found in [limits(schema)] if found]
     return [*lines, ""]
 

@@ -112,7 +112,8 @@ def test_the_app_imports_and_asks_modal_for_what_the_spec_says(name: str, app_fi
     assert (info.regions, info.cloud) == (list(c.region) or None, c.cloud)
     assert info.method_names == ["train"]
 
-    (kwargs,) = calls
+    kwargs = calls[0]  # the Trainer's; a pipeline's stage classes follow, checked below
+    assert len(calls) == 1 + len(spec.stages)
     k, r = spec.keep_warm, spec.retries
     assert {key: kwargs[key] for key in ("min_containers", "max_containers", "buffer_containers",
                                          "scaledown_window", "enable_memory_snapshot")} == {
@@ -130,20 +131,65 @@ def test_the_app_imports_and_asks_modal_for_what_the_spec_says(name: str, app_fi
     assert module.app.name == spec.name
 
 
+PIPELINES = [name for name in EXAMPLES if example(name)[0].stages]
+
+
+def retries_of(retries) -> dict:
+    return {"max_retries": retries.max_retries, "backoff_coefficient": retries.backoff_coefficient,
+            "initial_delay": datetime.timedelta(seconds=retries.initial_delay_s),
+            "max_delay": datetime.timedelta(seconds=retries.max_delay_s)}
+
+
+def test_there_are_pipeline_examples() -> None:
+    assert {"jobs/digits.yaml", "jobs/ppo.yaml", "golden/pipeline-digits"} <= set(PIPELINES)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_each_stage_and_the_driver_ask_modal_for_what_the_spec_says(name: str, app_files, monkeypatch) -> None:
+    spec, _ = example(name)
+    module, calls = import_app(app_files[name], monkeypatch)
+    for stage, kwargs in zip(spec.stages, calls[1:], strict=True):
+        cls = getattr(module, stage.name.capitalize())
+        info = cls._get_class_service_function().info()
+        c = stage.compute
+        assert info.gpus == [(gpu, c.gpu_count) for gpu in c.gpu]
+        assert (info.cpu, info.memory_mib, info.timeout) == (c.cpu, c.memory_mib, c.timeout_s)
+        assert info.max_retries == stage.retries.max_retries
+        assert {path: m.name for path, m in info.volumes.items()} == {spec.checkpoint.mount: spec.checkpoint.volume}
+        assert info.secrets == secret_reprs(spec)
+        assert (info.regions, info.cloud, info.cluster_info) == (list(c.region) or None, c.cloud, None)
+        assert info.method_names == ["run"]
+        assert vars(kwargs["retries"]) == retries_of(stage.retries)
+        assert kwargs["enable_memory_snapshot"] == (stage.snapshot != "none")
+        assert kwargs.get("experimental_options") == \
+            ({"enable_gpu_snapshot": True} if stage.snapshot == "gpu" else None)
+    driver = module.pipeline.info()
+    longest = sum(t * (1 + r.max_retries) + sum(r.delay(n) for n in range(1, 1 + r.max_retries))
+                  for t, r in [(spec.compute.timeout_s, spec.retries),
+                               *[(s.compute.timeout_s, s.retries) for s in spec.stages]])
+    assert (driver.gpus, driver.cpu, driver.memory_mib) == ([], 1.0, 1024)
+    assert driver.timeout == min(int(longest), 86400) and driver.max_retries == 0
+    assert {path: m.name for path, m in driver.volumes.items()} == {spec.checkpoint.mount: spec.checkpoint.volume}
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_the_snapshot_stages_follow_the_spec(name: str) -> None:
     spec, app = example(name)
-    snap = spec.snapshot != "none"
-    assert app.count("@modal.enter(") == 2
-    assert f"@modal.enter(snap={snap})\n    def stage1" in app
-    assert "@modal.enter(snap=False)\n    def stage2" in app
+    snaps = [spec.snapshot != "none"] + [stage.snapshot != "none" for stage in spec.stages]
+    assert app.count("@modal.enter(") == 2 * len(snaps)
+    assert [f"@modal.enter(snap={snap})\n    def stage1" for snap in snaps] == \
+        re.findall(r"@modal.enter\(snap=\w+\)\n    def stage1", app)
+    assert app.count("@modal.enter(snap=False)\n    def stage2") == len(snaps)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_modal_run_help_accepts_the_app(name: str, modal_help) -> None:
     out, err = modal_help[name].communicate(timeout=120)
     assert (modal_help[name].returncode, err) == (0, "")
-    assert "--steps INTEGER" in out and "--resume / --no-resume" in out
+    if name in PIPELINES:  # `modal run APP` runs the pipeline's driver
+        assert "--rerun TEXT" in out
+    else:
+        assert "--steps INTEGER" in out and "--resume / --no-resume" in out
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

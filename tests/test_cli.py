@@ -102,7 +102,8 @@ def test_out_writes_the_app_once_then_leaves_it_alone(launch, tmp_path) -> None:
     (["--dry-run", "--local", "jobs/ppo.yaml"], "Error: --dry-run and --local exclude each other"),
     (["jobs/ppo.yaml", "--out", "app.py"], "Error: --out needs --dry-run"),
     (["check"], "Error: Missing argument 'JOBS...'."),
-    (["--dry-run", "jobs/ppo.yaml", "--dryrun"], "Error: No such option '--dryrun'. Did you mean '--dry-run'?"),
+    (["--dry-run", "jobs/ppo.yaml", "--dryrun"],
+     "Error: No such option '--dryrun'. (Did you mean one of: '--dry-run', '--rerun'?)"),
     (["check", "jobs/ppo.yaml", "--set"], "Error: Option '--set' requires an argument."),
     (["--dry-run", "jobs"], "Error: Invalid value for 'JOB': File 'jobs' is a directory."),
 ])
@@ -206,6 +207,8 @@ HEAVY = "{'torch', 'accelerate', 'modal'} & set(sys.modules)"
     ["--dry-run", "jobs/ppo.yaml"],
     ["--dry-run", "jobs/ppo-multi-node.yaml", "--out", "{tmp}/app.py"],
     ["check", "jobs/ppo.yaml", "jobs/ppo-gpu-snapshot.yaml"],
+    ["--dry-run", "--explain", "jobs/digits.yaml"],  # a pipeline: stage functions found by ast
+    ["check", "jobs/digits.yaml"],
 ])
 def test_check_and_dry_run_import_no_heavy_modules(args: list[str], tmp_path) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -137,7 +137,7 @@ def test_the_starter_takes_the_runtime_at_this_version_and_never_copies_code(tmp
 def test_launchers_own_dockerfile_installs_dependencies_before_the_code() -> None:
     steps = [line for line in (ROOT / "Dockerfile.cuda").read_text().splitlines()
              if re.match(r"(COPY|RUN|WORKDIR) ", line)]
-    deps = steps.index("RUN uv pip install --system -r pyproject.toml --extra local")
+    deps = steps.index("RUN uv pip install --system -r pyproject.toml --extra local --extra examples")
     assert steps[deps - 1] == "COPY pyproject.toml ./"  # the dependency layer sees pyproject.toml alone
     assert all(not s.startswith("COPY") for s in steps[:deps - 1])
     assert [s for s in steps[deps + 1:] if s.startswith("COPY")] == [

@@ -26,7 +26,7 @@ def test_the_checked_modules_are_the_local_extra() -> None:
 
 def test_the_cli_needs_no_runtime_and_dev_brings_it() -> None:
     assert not set(names(PYPROJECT["project"]["dependencies"])) & set(extras.RUNTIME_MODULES)
-    assert "launcher[local]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "launcher[local,examples]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize("hidden", [("torch",), ("torch", "accelerate"), extras.RUNTIME_MODULES])

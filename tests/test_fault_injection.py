@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from runjob import probe_spec, write_spec
 
-from launcher.backends.local import Options, Supervisor
+from launcher.backends.workerproc import worker_env
 from launcher.load import load_spec
 from launcher.render import CodeSource, render
 from launcher.runtime import faults
@@ -58,12 +58,12 @@ def test_the_spec_s_env_cannot_set_a_runtime_name(tmp_path: Path, monkeypatch) -
     data["env"] = {"LAUNCH_FAULT": "kill:step:1", "LAUNCH_CHECKPOINT_DIR": "/elsewhere", "MY_SETTING": "1"}
     spec = JobSpec.from_dict(data)
     monkeypatch.delenv("LAUNCH_FAULT", raising=False)
-    sup = Supervisor(spec, tmp_path / "app.py", tmp_path / "run", tmp_path / "volumes", Options())
-    env = sup._env(1, tmp_path / "work")
-    assert "LAUNCH_FAULT" not in env
-    assert env["LAUNCH_CHECKPOINT_DIR"] == str(tmp_path / "work") and env["MY_SETTING"] == "1"
+    # The worker's environment from its start; the run's folders come later, in its go.
+    env = worker_env(spec.env, processes=1, attempt=1, debug=False)
+    assert "LAUNCH_FAULT" not in env and "LAUNCH_CHECKPOINT_DIR" not in env
+    assert env["MY_SETTING"] == "1"
     monkeypatch.setenv("LAUNCH_FAULT", "kill:step:2")  # a test's own, from the supervisor's env
-    assert sup._env(1, tmp_path / "work")["LAUNCH_FAULT"] == "kill:step:2"
+    assert worker_env(spec.env, processes=1, attempt=1, debug=False)["LAUNCH_FAULT"] == "kill:step:2"
 
 
 def test_faults_fire_only_when_armed_and_only_in_the_attempt_asked_for(monkeypatch) -> None:

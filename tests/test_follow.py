@@ -117,3 +117,28 @@ def test_a_permanent_failure_is_reported_and_exits_1(fake_modal, capsys) -> None
     fake_modal(call)
     assert backend.follow(SUB) == 1
     assert capsys.readouterr().err == "job failed, not retried: loss became nan at step 5\n"
+
+
+def test_follow_reports_a_pipeline_stage_by_stage_and_the_stage_that_failed(fake_modal, capsys) -> None:
+    call = FakeCall(result={"status": "failed", "failed_stage": "train", "stages": [
+        {"stage": "prepare", "status": "skipped", "metrics": {"rows": 3}},
+        {"stage": "train", "status": "failed", "metrics": {},
+         "error": "FunctionTimeoutError: Function timed out"}]})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 1
+    assert capsys.readouterr().err == (
+        "job failed in stage train\n"
+        "  prepare    skipped; rows 3\n"
+        "  train      failed (FunctionTimeoutError: Function timed out); no metrics\n")
+
+
+def test_follow_reports_a_finished_pipeline(fake_modal, capsys) -> None:
+    call = FakeCall(result={"status": "finished", "failed_stage": None, "stages": [
+        {"stage": "train", "status": "finished", "metrics": {"loss": 0.125}},
+        {"stage": "evaluate", "status": "finished", "metrics": {"test_accuracy": 0.9875}}]})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 0
+    assert capsys.readouterr().err == ("job finished\n  train      finished; loss 0.125\n"
+                                       "  evaluate   finished; test_accuracy 0.9875\n")

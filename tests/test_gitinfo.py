@@ -58,8 +58,9 @@ def test_a_local_run_keeps_its_files_under_the_roots_launch_folder(inside_git: b
         (fresh / ".git").rename(fresh.parent / "moved.git")
     monkeypatch.chdir(fresh)
     roots = []
-    monkeypatch.setattr(local_run, "run_local",
-                        lambda spec, app, root, options, early=None: roots.append(root) or 0)
+    for runner in ("run_local", "run_pipeline_local"):  # the job has stages: the second
+        monkeypatch.setattr(local_run, runner,
+                            lambda spec, app, root, options, early=None: roots.append(root) or 0)
     assert launch("jobs/job.yaml", "--local").code == 0
     assert roots == [fresh.resolve()]
 

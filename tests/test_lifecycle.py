@@ -24,6 +24,7 @@ from launcher.backends import worker
 from launcher.load import load_spec
 from launcher.runtime.lifecycle import run_container
 from launcher.runtime.session import Session
+from launcher.runtime.stage_session import StageSession
 from launcher.runtime.volume import LocalVolume
 from regen_golden import GOLDEN, ROOT, golden_cases, render_case
 
@@ -31,14 +32,18 @@ CLUSTER = object()  # what modal.Cluster.from_context() gives inside a clustered
 Call = tuple[str, dict[str, Any]]
 
 
+def recording(cls: type, monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """Every call of a method of `cls` (private ones and __init__ too), recorded instead of run."""
+    recorded: list[Call] = []
+    for name, function in list(vars(cls).items()):
+        if inspect.isfunction(function):
+            monkeypatch.setattr(cls, name, _recorder(name, function, recorded))
+    return recorded
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
-    """Every call of a Session method (private ones and __init__ too), recorded instead of run."""
-    recorded: list[Call] = []
-    for name, function in list(vars(Session).items()):
-        if inspect.isfunction(function):
-            monkeypatch.setattr(Session, name, _recorder(name, function, recorded))
-    return recorded
+    return recording(Session, monkeypatch)
 
 
 def _recorder(name: str, function: Any, recorded: list[Call]) -> Any:
@@ -48,23 +53,25 @@ def _recorder(name: str, function: Any, recorded: list[Call]) -> Any:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         recorded.append((name, dict(list(bound.arguments.items())[1:])))  # without self
-        return {"status": "finished"} if name == "train" else None
+        return {"status": "finished"} if name in ("train", "run") else None
 
     return record
 
 
-def run_in_modal_container(module: Any) -> None:
+def run_in_modal_container(module: Any, cls: str = "Trainer", method: str = "train",
+                           **kwargs: Any) -> None:
     """The app's class driven in the order a Modal container drives it, by Modal's own lookup:
     enter(snap=True) hooks, [snapshot], enter(snap=False) hooks, the input, exit hooks."""
-    obj = module.Trainer._get_user_cls()()
+    obj = getattr(module, cls)._get_user_cls()()
     flags = _PartialFunctionFlags
+    kwargs = kwargs or ({"resume": True, "steps": 0} if method == "train" else {})
     try:
         for flag in (flags.ENTER_PRE_SNAPSHOT, flags.ENTER_POST_SNAPSHOT):
             for hook in _find_callables_for_obj(obj, flag).values():
                 hook()
         methods = _find_callables_for_obj(obj, flags.CALLABLE_INTERFACE)
-        assert list(methods) == ["train"]
-        methods["train"](resume=True, steps=0)  # as launcher.backends.modal spawns it
+        assert list(methods) == [method]
+        methods[method](**kwargs)  # as launcher.backends.modal spawns it, or the driver calls it
     finally:
         for hook in _find_callables_for_obj(obj, flags.EXIT).values():
             hook()
@@ -114,6 +121,35 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     # the job's lease is taken for the call being served: Modal's call id, the local run's id
     assert on_modal[0][1]["call_id"] is modal.current_function_call_id
     assert local[0][1]["call_id"] is worker.run_id
+
+
+PIPELINE_CASES = [(case, stage.name) for case in golden_cases()
+                  for stage in load_spec(GOLDEN / case / "spec.yaml").spec.stages]
+
+
+def test_there_is_a_pipeline_golden() -> None:
+    assert ("pipeline-digits", "prepare") in PIPELINE_CASES
+
+
+@pytest.mark.parametrize("case, stage", PIPELINE_CASES)
+def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
+        case: str, stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = recording(StageSession, monkeypatch)
+    app = tmp_path / "app.py"
+    app.write_text(render_case(case), "utf-8")
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "volume"))
+    monkeypatch.setitem(sys.modules, "launch_app", None)
+
+    module = import_generated(app)
+    run_in_modal_container(module, stage.capitalize(), "run")
+    on_modal = list(recorded)
+    recorded.clear()
+    assert worker.attempt_stage(app, stage) == {"status": "finished"}
+    assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "run", "shutdown"]
+    assert without_volume(recorded) == without_volume(on_modal)
+    assert on_modal[0][1] == {"spec": module.SPEC, "stage": stage, "volume": module.volume,
+                              "commit": module.CODE_COMMIT}
 
 
 class Hooks:

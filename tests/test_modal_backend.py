@@ -72,7 +72,7 @@ def test_an_auth_error_from_the_server_says_how_to_authenticate(launch, fake_acc
 def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monkeypatch) -> None:
     seen = {}
 
-    def submit(app_path: Path, app_name: str) -> backend.Submission:
+    def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> backend.Submission:
         seen["app"] = app_path.read_text()
         return backend.Submission(app_name, "fc-01TEST")
 
@@ -123,7 +123,7 @@ def submitted(fake_account, monkeypatch) -> dict[str, str]:
     """What `launch --detach` would deploy: the app's text, as `submit` read it."""
     apps: dict[str, str] = {}
 
-    def submit(path: Path, name: str) -> backend.Submission:
+    def submit(path: Path, name: str, rerun: tuple[str, ...] = ()) -> backend.Submission:
         apps["app"] = path.read_text()
         return backend.Submission(name, "fc-1")
 

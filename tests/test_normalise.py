@@ -25,8 +25,13 @@ from launcher.spec.schema import job_schema
 from launcher.spec.validate import validate
 
 SCHEMA = job_schema()
+# Both stages, on GPUs, so that every stage field (gpu_count included) has a valid context;
+# short stage timeouts keep the pipeline within the driver's 24 h (no warning).
+STAGE = {"compute": {"gpu": "T4", "timeout": "10m"}}
 MINIMAL = {"version": 1, "name": "numbers", "image": {"code": "local"},
-           "train": {"recipe": "launcher.recipes.ppo:PPO"}}
+           "train": {"recipe": "launcher.recipes.ppo:PPO"},
+           "stages": {"prepare": {"run": "launcher.recipes.digits:prepare", **STAGE},
+                      "evaluate": {"run": "launcher.recipes.digits:evaluate", **STAGE}}}
 
 
 def _ref(schema: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +83,8 @@ def test_the_walk_finds_every_kind_of_integer_field() -> None:
     assert {"version", "compute.gpu_count", "compute.nodes", "compute.memory", "compute.timeout",
             "retries", "retries.max_retries", "retries.initial_delay", "keep_warm.max_containers",
             "keep_warm.scaledown_window", "checkpoint.every", "checkpoint.every_steps",
-            "checkpoint.keep_last", "train.steps", "train.seed"} <= found
+            "checkpoint.keep_last", "train.steps", "train.seed", "stages.prepare.retries",
+            "stages.evaluate.compute.gpu_count", "stages.evaluate.compute.timeout"} <= found
 
 
 @pytest.mark.parametrize("path, schema", FIELDS, ids=[".".join(p) for p, _ in FIELDS])

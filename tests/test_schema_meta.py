@@ -58,8 +58,20 @@ def test_every_property_has_a_description(where: str, schema: dict) -> None:
     assert isinstance(schema.get("description"), str) and schema["description"].strip()
 
 
+def inherited(dotted: str) -> dict:
+    """The schema of the job's property that `x-inherit: dotted` names."""
+    schema = SCHEMA
+    for key in dotted.split("."):
+        schema = next(b for b in [schema, *schema.get("anyOf", [])] if "properties" in b)
+        schema = schema["properties"][key]
+    return schema
+
+
 @pytest.mark.parametrize("where, schema", [(w, s) for w, s, required in PROPERTIES if not required])
 def test_every_optional_property_has_a_default_that_it_accepts(where: str, schema: dict) -> None:
+    if "x-inherit" in schema:  # a stage's setting that is the job's unless it says otherwise
+        assert "default" not in schema
+        schema = {**schema, "default": inherited(schema["x-inherit"])["default"]}
     assert "default" in schema
     errors = [e.message for e in Validator(SCHEMA).evolve(schema=schema).iter_errors(schema["default"])]
     assert errors == []

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ class Options:
     # How a worker process starts: anything that returns a Popen-like object (stdout, poll,
     # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
     spawn: Spawn = spawn_process
+    rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
 
 
 @dataclass
@@ -63,10 +64,11 @@ class Attempt:
 class Display:
     """Worker output for a person: a progress bar on a TTY, plain lines otherwise."""
 
-    def __init__(self, total: int, stream: IO[str]) -> None:
+    def __init__(self, total: int | None, stream: IO[str]) -> None:
+        """`total` steps for a progress bar; None: no bar (a pipeline's other stages)."""
         self.tty = stream.isatty()
         self.bar: Any = None
-        if self.tty:
+        if self.tty and total is not None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="update", dynamic_ncols=True, file=stream)
@@ -91,11 +93,17 @@ class Display:
 
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
-                 options: Options, early: WorkerProcess | None = None) -> None:
+                 options: Options, early: WorkerProcess | None = None, stage: str = "train",
+                 run_id: str | None = None) -> None:
+        """`stage`: which of a pipeline's stages its attempts run (each with its own retries);
+        `run_id`: the run's id (a pipeline's stages share one), a new one when None."""
         self.spec, self.app_path, self.run_dir, self.volumes = spec, app_path, run_dir, volumes
         self.volume_dir = volumes / spec.checkpoint.volume
         self.options = options
-        self.run_id = f"local-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.run_id = run_id or new_run_id()
+        self.stage = stage
+        found = spec.stage(stage)
+        self.retries = spec.retries if found is None else found.retries
         self.attempts: list[Attempt] = []
         self.worker: Any = None
         self.stopped_by: int | None = None  # the signal that asked us to stop
@@ -118,7 +126,8 @@ class Supervisor:
         if worker is None:
             worker = start_worker(self.spec.env, self.options, attempt)
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id})
+                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id},
+                  self.stage)
         return worker
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
@@ -138,7 +147,7 @@ class Supervisor:
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
         work = jobfolder.work_root(self.volumes, self.spec.checkpoint.volume) / \
-            f"{self.spec.name}@{self.run_id}-a{number}"
+            f"{self.spec.name}@{self.run_id}-{'' if self.stage == 'train' else self.stage + '-'}a{number}"
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
@@ -199,36 +208,15 @@ class Supervisor:
     def run(self, app_source: str) -> int:
         """All attempts, under the job's lock; 0 when the last one finished. A job held by
         another run is a RunError, before anything is written."""
-        where = (self.volumes, self.spec.checkpoint.volume, self.spec.name)
-        lock = jobfolder.JobLock(*where, self.run_id)
-        lock.acquire()
-        try:
-            self._prepare(app_source)
-            return self._attempts()
-        finally:
-            jobfolder.release_lease(*where, self.run_id)
-            lock.release()
+        with holding(self.spec, self.volumes, self.run_dir, self.app_path, app_source,
+                     self.options, self.run_id):
+            return self.run_attempts()
 
-    def _prepare(self, app_source: str) -> None:
-        """Under the lock: clean after dead runs, --fresh, the app file the workers import."""
-        where = (self.volumes, self.spec.checkpoint.volume, self.spec.name)
-        try:
-            for said in jobfolder.clean_after_dead_runs(*where, self.run_id):
-                click.echo(f"[launch] {said}", err=True)
-            if not self.options.resume and (moved := jobfolder.archive(*where)) is not None:
-                click.echo(f"[launch] --fresh: earlier checkpoints moved to {moved}", err=True)
-            if notice := jobfolder.top_level_notice(*where):
-                click.echo(f"[launch] {notice}", err=True)
-            self.volume_dir.mkdir(parents=True, exist_ok=True)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.app_path.write_text(app_source, "utf-8")
-        except OSError as exc:
-            raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
-
-    def _attempts(self) -> int:
-        retries = self.spec.retries
+    def run_attempts(self) -> int:
+        """Every attempt of this stage, with its retries; the caller holds the job."""
+        retries = self.retries
         used = 0
-        display = Display(self.spec.train.steps, sys.stderr)
+        display = Display(self.spec.train.steps if self.stage == "train" else None, sys.stderr)
         try:
             while True:
                 attempt = self.attempt(len(self.attempts) + 1, display)
@@ -270,7 +258,9 @@ def summary(sup: Supervisor, seconds: float) -> str:
         f"summary: {sup.spec.name} {state}",
         f"  updates      {result.get('steps', 'n/a')} of {sup.spec.train.steps}",
         f"  wall time    {seconds:.1f} s",
-        f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}",
+        # A recipe that reports no episode return (a classifier) gets no return line.
+        *([f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}"]
+          if not result or {result.get("last_return"), result.get("best_return")} != {None} else []),
         f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
         f"to {sup.volume_dir / sup.spec.name}" + (f" ({result['checkpoint_seconds']:.2f} s, "
                                   f"{result['checkpoint_overhead_pct']:.1f}% of training time"
@@ -286,16 +276,57 @@ def summary(sup: Supervisor, seconds: float) -> str:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def new_run_id() -> str:
+    return f"local-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@contextlib.contextmanager
+def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_source: str,
+            options: Options, run_id: str) -> Iterator[None]:
+    """The job's lock for the whole run (every attempt, every stage of a pipeline), and, under
+    it: clean after dead runs, --fresh, the app file the workers import."""
+    where = (volumes, spec.checkpoint.volume, spec.name)
+    lock = jobfolder.JobLock(*where, run_id)
+    lock.acquire()
+    try:
+        try:
+            for said in jobfolder.clean_after_dead_runs(*where, run_id):
+                click.echo(f"[launch] {said}", err=True)
+            if not options.resume and (moved := jobfolder.archive(*where)) is not None:
+                click.echo(f"[launch] --fresh: earlier checkpoints moved to {moved}", err=True)
+            if notice := jobfolder.top_level_notice(*where):
+                click.echo(f"[launch] {notice}", err=True)
+            (volumes / spec.checkpoint.volume).mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            app_path.write_text(app_source, "utf-8")
+        except OSError as exc:
+            raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
+        yield
+    finally:
+        jobfolder.release_lease(*where, run_id)
+        lock.release()
+
+
+def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:
+    """The run's folder (the app, tracker files) and the folder that holds the volumes."""
+    return (repo_root / ".launch" / "runs" / spec.name,
+            options.volumes_dir or repo_root / ".launch" / "volumes")
+
+
+def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`; the previous handlers, to restore."""
+    return {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
+
+
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
               early: WorkerProcess | None = None) -> int:
     """Run every attempt here; the exit code: 0 finished, 1 failed, 128 + N stopped by signal N
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports it. `early` is a first worker
     started before the spec was validated (see launcher.backends.workerproc)."""
-    run_dir = repo_root / ".launch" / "runs" / spec.name
-    volumes = options.volumes_dir or repo_root / ".launch" / "volumes"
+    run_dir, volumes = folders(spec, repo_root, options)
     sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early)
     started = time.perf_counter()
-    previous = {sig: signal.signal(sig, lambda signum, _: sup.stop(signum)) for sig in _STOP_SIGNALS}
+    previous = stop_signals(sup.stop)
     try:
         code = sup.run(app_source)
     finally:

@@ -2,7 +2,9 @@
 
 Memory snapshots and keep-warm only exist for deployed apps, so the app is deployed (named
 from the spec) and the training call is spawned, which also frees it from the 24 h limit
-on `.remote` calls. Logs are followed with Modal's own CLI (`modal app logs`).
+on `.remote` calls. A spec with `stages:` spawns the app's driver function (`pipeline`)
+instead, which calls each stage in turn; its result names every stage's outcome. Logs are
+followed with Modal's own CLI (`modal app logs`).
 """
 
 from __future__ import annotations
@@ -52,16 +54,20 @@ def _server_error(exc: BaseException) -> RunError:
     return RunError(f"Modal did not accept the job: {type(exc).__name__}: {exc}")
 
 
-def submit(app_path: Path, app_name: str) -> Submission:
-    """Deploy the app and spawn its training call; every server error becomes one line."""
+def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submission:
+    """Deploy the app and spawn its training call (a pipeline: its driver); every server error
+    becomes one line."""
     import modal
 
     module = import_app(app_path)
     try:
         with modal.enable_output():
             module.app.deploy(name=app_name)
-        trainer = modal.Cls.from_name(app_name, "Trainer")
-        call = trainer().train.spawn(resume=True, steps=0)
+        if hasattr(module, "pipeline"):  # the driver calls each stage: it outlives this machine
+            call = modal.Function.from_name(app_name, "pipeline").spawn(rerun=list(rerun))
+        else:
+            trainer = modal.Cls.from_name(app_name, "Trainer")
+            call = trainer().train.spawn(resume=True, steps=0)
     except (modal.exception.Error, OSError, TimeoutError) as exc:
         raise _server_error(exc) from None
     return Submission(app_name, call.object_id)
@@ -102,13 +108,29 @@ def follow(sub: Submission) -> int:
     if isinstance(result, dict) and result.get("status") == "permanent":
         click.echo(f"job failed, not retried: {result['error']}", err=True)
         return 1
+    if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
+        click.echo(pipeline_report(result), err=True)
+        return 0 if result.get("status") == "finished" else 1
     click.echo(f"job finished: {result}", err=True)
     return 0
 
 
-def run_modal(app_path: Path, app_name: str, detach: bool) -> int:
+def pipeline_report(result: dict[str, Any]) -> str:
+    """The driver's result: each stage's outcome and metrics, and the stage that failed."""
+    from launcher.runtime.stages import describe
+
+    lines = [f"job {'finished' if result.get('status') == 'finished' else 'failed'}"
+             + (f" in stage {result['failed_stage']}" if result.get("failed_stage") else "")]
+    for stage in result["stages"]:
+        error = f" ({stage['error']})" if stage.get("error") and stage.get("status") != "finished" else ""
+        lines.append(f"  {stage['stage']:<10} {stage.get('status')}{error}; "
+                     f"{describe(stage.get('metrics') or {})}")
+    return "\n".join(lines)
+
+
+def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...] = ()) -> int:
     """Submit and follow; the caller has checked credentials (`has_credentials`)."""
-    sub = submit(app_path, app_name)
+    sub = submit(app_path, app_name, rerun)
     if detach:
         click.echo(f"spawned {sub.call_id} on app {sub.app_name}", err=True)
         click.echo("follow logs:  " + sub.follow_commands()[0], err=True)

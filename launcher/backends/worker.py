@@ -1,23 +1,24 @@
 """One local attempt: a fresh process that runs the generated app's lifecycle, as a container.
 
-    python -m launcher.backends.worker APP.py
-    python -m launcher.backends.worker -      (the app, when it is ready, from stdin)
+    python -m launcher.backends.worker APP.py [STAGE]
+    python -m launcher.backends.worker -      (the app and the stage, when ready, from stdin)
 
 It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
 volume declarations), builds the `Session` its Modal class delegates to from the app's own
 SPEC with a local volume (a working copy of the volume's folder, see runtime/volume.py), and
 runs the session's hooks in Modal's container order (`launcher.runtime.lifecycle`), then the
 final commit. The exit code tells the supervisor how the attempt ended (see
-launcher.runtime.failures).
+launcher.runtime.failures). With STAGE (`prepare` or `evaluate`), it runs that stage's class
+instead (`launcher.runtime.stage_session`), through the same hooks.
 
 With `-`, the supervisor starts the worker before the app exists: as soon as it knows the
 spec's `env:` (the worker's environment, fixed at its start as in a container), before it
 validates the spec and renders the app. The worker spends that time on the imports every
 attempt needs (modal for the app, torch and accelerate for stage 1), then reads one JSON line
-from stdin: the app's path and the LAUNCH_* settings that depend on the validated spec and the
-run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's working copy),
-LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt: the call id of the
-job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+from stdin: the app's path, the stage, and the LAUNCH_* settings that depend on the validated
+spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's
+working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
+every stage: the call id of the job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
 """
 
@@ -37,8 +38,9 @@ from launcher.runtime import events, faults, lifeline, process, timeline
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
-from launcher.runtime.lifecycle import run_container
+from launcher.runtime.lifecycle import run_container, run_input
 from launcher.runtime.session import Session
+from launcher.runtime.stage_session import StageSession
 from launcher.runtime.volume import LocalVolume, Volume
 
 
@@ -76,8 +78,9 @@ PRELOAD = ("modal", "torch", "accelerate")
 STDIN = "-"
 
 
-def handshake() -> Path:
-    """Preload, then wait for the supervisor's go: the app's path and settings for LAUNCH_*."""
+def handshake() -> tuple[Path, str]:
+    """Preload, then wait for the supervisor's go: the app's path, the stage, and settings for
+    LAUNCH_*."""
     for name in PRELOAD:
         importlib.import_module(name)
     timeline.mark("preloaded")
@@ -89,11 +92,21 @@ def handshake() -> Path:
     # Only launcher's own settings arrive late: they are read after this, by launcher. The
     # spec's env was in this process's environment from its start.
     os.environ.update({k: v for k, v in go["env"].items() if k.startswith("LAUNCH_")})
-    return Path(go["app"])
+    return Path(go["app"]), go.get("stage", "train")
 
 
-def run(app_path: Path) -> int:
-    result = attempt(app_path)
+def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
+    """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
+    module = import_app(app_path)
+    timeline.mark("app")
+    if volume is None:
+        volume = LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
+    return run_input(session, session.run, volumes=(volume,))
+
+
+def run(app_path: Path, stage: str = "train") -> int:
+    result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
         raise PermanentError(result["error"])
     return EXIT_OK
@@ -113,7 +126,9 @@ def main(argv: list[str]) -> int:
     timeline.mark("worker")
     try:
         _arm()  # the lifeline first: a worker still importing dies with the supervisor too
-        return run(handshake() if argv[0] == STDIN else Path(argv[0]))
+        app_path, stage = handshake() if argv[0] == STDIN else \
+            (Path(argv[0]), argv[1] if len(argv) > 1 else "train")
+        return run(app_path, stage)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

@@ -5,7 +5,8 @@ launcher's own settings and the thread count. All of it is known once the spec's
 read and merged, before the spec is validated and its app rendered; so the supervisor starts
 the worker then, and the worker spends the wait on imports it needs anyway (see
 `launcher.backends.worker`). `go` hands over what depends on the validated spec and the run:
-the app's path, the volume, this attempt's working copy of it, the run's id.
+the app's path, the stage to run (train, or a pipeline's prepare or evaluate), the volume,
+this attempt's working copy of it, the run's id.
 
 The worker dies with the supervisor, however the supervisor ends: it holds the read end of a
 pipe nobody writes to (LAUNCH_LIFELINE_FD, see runtime/lifeline.py) and reads EOF there when
@@ -75,11 +76,13 @@ class WorkerProcess:
         timeline.mark("spawn")
         self.proc = spawn(list(ARGV), worker_env(spec_env, processes, attempt, debug))
 
-    def go(self, app: Path, settings: Mapping[str, str]) -> None:
-        """Run `app`; `settings` are LAUNCH_* variables that depend on the validated spec."""
+    def go(self, app: Path, settings: Mapping[str, str], stage: str = "train") -> None:
+        """Run `stage` of `app`; `settings` are LAUNCH_* variables that depend on the validated
+        spec and the run."""
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps({"app": str(app), "env": dict(settings)}) + "\n")
+            self.proc.stdin.write(json.dumps({"app": str(app), "stage": stage,
+                                              "env": dict(settings)}) + "\n")
             self.proc.stdin.close()
         except BrokenPipeError:
             pass  # it died while starting: its exit code and output say why

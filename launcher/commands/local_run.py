@@ -17,15 +17,20 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     try:
         # Imported here, not above: their imports (jsonschema, Jinja) overlap the worker's too.
         from launcher import gitinfo
+        from launcher.backends.pipeline import run_pipeline_local
         from launcher.codesource import CodeSource
         from launcher.render import render
+        from launcher.spec.pipeline import check_rerun
         from launcher.spec.validate import check
 
         spec = check(doc).spec
+        check_rerun(job, spec, options.rerun)
         # The repository's root (git's top level, else the working directory) holds .launch/.
         repo = gitinfo.find_repo(Path(job).resolve())
         # Locally the code is this working tree, whatever image.code says.
         app = render(spec, job, CodeSource("local"))
+        if spec.stages:
+            return run_pipeline_local(spec, app, repo.root, options, early=early)
         return run_local(spec, app, repo.root, options, early=early)
     finally:
         early.kill()  # refused, interrupted, or done: never left running

@@ -10,6 +10,7 @@ from launcher.commands.render_app import Rendered, render_loaded, write_if_chang
 from launcher.errors import RunError
 from launcher.load import load_spec
 from launcher.plan import plan
+from launcher.spec.pipeline import check_rerun
 
 
 def refuse_dirty(source: str, repo: gitinfo.Repo, commit: str) -> None:
@@ -32,8 +33,10 @@ def ship_commit(job: str, rendered: Rendered) -> None:
     codeship.export(rendered.repo.root, commit)
 
 
-def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool) -> int:
+def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool,
+           rerun: tuple[str, ...] = ()) -> int:
     loaded = load_spec(job, sets)
+    check_rerun(job, loaded.spec, rerun)
     if not has_credentials():
         raise RunError(CREDENTIALS_HELP)
     rendered = render_loaded(loaded, use_local_code)
@@ -43,4 +46,4 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool) 
     app_path = rendered.repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
     write_if_changed(app_path, rendered.app)
     click.echo(plan(loaded.spec, job, rendered.code_line), err=True, nl=False)
-    return run_modal(app_path, loaded.spec.name, detach)
+    return run_modal(app_path, loaded.spec.name, detach, rerun)

@@ -344,3 +344,38 @@ class PPO:
         self.episodes = int(state["episodes"])
         self.env_steps = int(state["env_steps"])
         self.generator.set_state(state["generator"])
+
+
+# -- evaluate (stages.evaluate) ---------------------------------------------------------------
+
+# Evaluation episodes start from their own seeds: never the streams the training envs used.
+EVAL_SEED_OFFSET = 1 << 40
+
+
+@torch.no_grad()
+def evaluate(ctx: Any) -> dict[str, float]:
+    """The greedy policy (argmax of the actor) for one episode in each of ``episodes`` fresh
+    CartPole-v1 environments; ``ctx`` is a launcher.runtime.stages.StageContext with the newest
+    checkpoint loaded into ``ctx.recipe``."""
+    properties = EVAL_SCHEMA["properties"]
+    cfg = {name: prop["default"] for name, prop in properties.items()} | dict(ctx.config)
+    policy = ctx.accelerator.unwrap_model(ctx.recipe.model)
+    device = ctx.accelerator.device
+    episodes = cfg["episodes"]
+    env = CartPoleBatch(episodes, ctx.seed + EVAL_SEED_OFFSET, device)
+    obs = env.observation()
+    returns = torch.zeros(episodes, device=device)
+    running = torch.ones(episodes, dtype=torch.bool, device=device)
+    while running.any():  # every episode ends within MAX_EPISODE_STEPS (truncation)
+        result = env.step(policy.actor(obs).argmax(-1))
+        returns += result.reward * running
+        running &= ~(result.terminated | result.truncated)
+        obs = result.obs
+    ctx.log(f"greedy policy over {episodes} fresh episodes: mean return "
+            f"{returns.mean().item():.1f}, min {returns.min().item():.1f}")
+    return {"mean_return": returns.mean().item(), "min_return": returns.min().item(),
+            "episodes": episodes}
+
+
+EVAL_SCHEMA: dict[str, Any] = json.loads(
+    Path(__file__).with_name("ppo.evaluate.schema.json").read_text("utf-8"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime.lease import Lease
+from launcher.runtime.stages import StageFolders
 from launcher.runtime.volume import Volume
 from launcher.spec.model import JobSpec
 
@@ -28,3 +29,4 @@ class LoopContext:
     times: Mapping[str, float]  # stage timings so far, for the summary (the session adds to it)
     log_mirror: Path | None = None  # where run_dir is copied with each checkpoint; None: kept as is
     lease: Lease | None = None  # the job's lease, held by this run: each commit is a heartbeat
+    folders: StageFolders | None = None  # a pipeline's data and stage results; None: no stages

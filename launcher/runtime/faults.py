@@ -20,6 +20,11 @@ three phases of checkpoint step-N; for the others, the visit within the attempt)
     released:1   the run finished and released its lease (committed)
     exit:1       the exit hook done, before the container's final commit
 
+A pipeline's other stages (prepare, evaluate; each an attempt of its own) have two more each:
+
+    STAGE-run:1   the stage function returned, nothing committed yet
+    STAGE-done:1  its data and result committed
+
 It fires only in attempt LAUNCH_FAULT_ATTEMPT (default 1), so the retry that follows runs
 clean, as after a real crash; only global rank 0 fires.
 """
@@ -32,6 +37,7 @@ import signal
 
 POINTS = ("stage1", "stage2", "lease", "step", "written", "published", "committed", "released", "exit")
 BY_STEP = ("step", "written", "published", "committed")
+STAGE_POINTS = tuple(f"{stage}-{when}" for stage in ("prepare", "evaluate") for when in ("run", "done"))
 _SIGNALS = {"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}
 
 _armed: tuple[str, str, int] | None = None
@@ -40,9 +46,9 @@ _counts: dict[str, int] = {}
 
 def parse(fault: str) -> tuple[str, str, int]:
     kind, where, when = fault.split(":")
-    if kind not in (*_SIGNALS, "enospc") or where not in POINTS:
+    if kind not in (*_SIGNALS, "enospc") or where not in (*POINTS, *STAGE_POINTS):
         raise ValueError(f"not a fault: {fault!r} (KIND:POINT:N, kinds {', '.join([*_SIGNALS, 'enospc'])}, "
-                         f"points {', '.join(POINTS)})")
+                         f"points {', '.join((*POINTS, *STAGE_POINTS))})")
     return kind, where, int(when)
 
 

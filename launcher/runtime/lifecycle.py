@@ -20,24 +20,28 @@ killed worker never gets there, as a killed container never does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from launcher.runtime import events
 from launcher.runtime.volume import Volume
 
 
-class Container(Protocol):
-    """The hooks of the plain object behind a Modal class, in container order."""
+class Hooks(Protocol):
+    """The enter and exit hooks of the plain object behind a Modal class."""
 
     def stage1(self) -> None: ...
 
     def stage2(self) -> None: ...
 
+    def shutdown(self) -> None: ...
+
+
+class Container(Hooks, Protocol):
+    """The training class's object: its hooks and its one method, `train`."""
+
     def train(self, resume: bool = True, steps: int | None = None,
               cluster: Any = None) -> dict[str, Any]: ...
-
-    def shutdown(self) -> None: ...
 
 
 def run_container(obj: Container, *, resume: bool = True, steps: int | None = None,
@@ -48,15 +52,23 @@ def run_container(obj: Container, *, resume: bool = True, steps: int | None = No
     `cluster` is what `modal.Cluster.from_context()` gives inside a clustered container (a
     stand-in with `container_ips()` and `container_rank()`); None on one node.
     """
+    return run_input(obj, lambda: obj.train(resume=resume, steps=steps, cluster=cluster), volumes)
+
+
+def run_input(obj: Hooks, call: Callable[[], dict[str, Any]],
+              volumes: Sequence[Volume] = ()) -> dict[str, Any]:
+    """Enter hooks, one input (`call`, a method of `obj`), the exit hooks, then a commit of
+    `volumes`: a stage's class (launcher.runtime.stage_session) goes through the same container
+    order with its `run`."""
     try:
         obj.stage1()  # before the memory snapshot (when the spec asks for one)
         obj.stage2()  # after the restore
-        return obj.train(resume=resume, steps=steps, cluster=cluster)
+        return call()
     finally:
         _exit(obj, volumes)
 
 
-def _exit(obj: Container, volumes: Sequence[Volume]) -> None:
+def _exit(obj: Hooks, volumes: Sequence[Volume]) -> None:
     try:
         obj.shutdown()
     except Exception as exc:  # never hide why the attempt ended

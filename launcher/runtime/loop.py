@@ -18,7 +18,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, protocol, results, timeline
+from launcher.runtime import events, faults, protocol, results, stages, timeline
 from launcher.runtime.checkpointer import Checkpointer, LoadFailed, checkpointer
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted
@@ -42,6 +42,7 @@ class Loop:
         self.last_save = time.monotonic()
         self.last_metrics: dict[str, float] = {}
         self.best_return: float | None = None
+        self.data_digest: str | None = None  # prepare's, when the spec has one: in each checkpoint
 
     # -- stage 2 -------------------------------------------------------------------------
 
@@ -71,6 +72,9 @@ class Loop:
             project_dir=str(self.ctx.run_dir),
             cpu=not torch.cuda.is_available(),
         )
+        if self.ctx.folders is not None:
+            # Where prepare's data is: read in setup (after the volume reload), never in stage 1.
+            self.ctx.recipe.data_dir = self.ctx.folders.data
         self.ctx.recipe.setup(self.acc)
         self._checkpoints = checkpointer(self.ctx, self.acc)
         events.log(f"accelerator ready: {self.acc.device}, {self.acc.num_processes} process(es), "
@@ -78,6 +82,8 @@ class Loop:
 
     def restore(self, resume: bool, skip: Collection[int] = ()) -> None:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
+        if self.ctx.folders is not None and self.spec.stage("prepare") is not None:
+            self.data_digest = stages.data_digest(self.ctx.folders)
         if resume and self.spec.checkpoint.resume == "auto":
             self._resume(skip)
         else:
@@ -108,6 +114,9 @@ class Loop:
         except LoadFailed:
             self.failed = True  # half loaded: never saved, never trained; the session rebuilds
             raise
+        if restored.step and restored.extra.get("data_digest") != self.data_digest:
+            raise PermanentError(stages.stale_data(restored.step, restored.extra.get("data_digest"),
+                                                   self.data_digest))
         self.step = restored.step
         if restored.step:
             self.best_return = restored.extra.get("best_return")
@@ -225,7 +234,10 @@ class Loop:
 
     def save(self) -> None:
         """Checkpoint the current step through the manager (also the exit hook's safety net)."""
-        self.checkpoints.save(self.step, {"best_return": self.best_return})
+        extra = {"best_return": self.best_return}
+        if self.data_digest is not None:
+            extra["data_digest"] = self.data_digest  # resuming on other data is refused
+        self.checkpoints.save(self.step, extra)
         self.saved_step = self.step
         self.last_save = time.monotonic()
 
@@ -254,4 +266,5 @@ class Loop:
             "last_return": self.last_metrics.get(RETURN_KEY), "best_return": self.best_return,
             "episodes": self.last_metrics.get("episodes"),
             "stage_seconds": dict(self.ctx.times), "processes": self.acc.num_processes,
+            "metrics": self.last_metrics,
         }

@@ -19,6 +19,12 @@ Updates are counted one way in every message, log line and checkpoint name: "upd
 the sixth update, done by ``train_step(5)``, and checkpoint ``step-00000006`` holds the state
 after it (a loss that turns NaN in ``train_step(5)`` is reported as "in update 6 of 80").
 
+**Data from a pipeline's prepare stage** (``stages.prepare``): the runtime sets
+``recipe.data_dir`` (the job's data folder on the volume) after ``__init__`` and before
+``setup``. Read the data in ``setup``, never in ``__init__``: stage 1 runs before the memory
+snapshot and before the volume reload, so data read there would be stale or missing. Without
+a prepare stage the attribute is not set. See docs/pipelines.md.
+
 ``config_schema`` is a JSON Schema (draft 2020-12) for ``train.config``; ``launch check``
 validates the spec's config against it, and its defaults fill in the config the manifest records.
 ``model_fields`` names the config keys that change the model's shape; resuming a checkpoint made

@@ -45,6 +45,7 @@ from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.loop import Loop
+from launcher.runtime.stages import StageFolders
 from launcher.runtime.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
@@ -177,7 +178,11 @@ class Session:
     def _new_loop(self) -> Loop:
         return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.job_dir,
                                 run_dir=self.run_dir, volume=self.volume, times=self.times,
-                                log_mirror=self.log_mirror, lease=self.lease))
+                                log_mirror=self.log_mirror, lease=self.lease, folders=self._folders()))
+
+    def _folders(self) -> StageFolders | None:
+        """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
+        return StageFolders(self.root, self.spec.name) if self.spec.stages else None
 
     def _prepared(self, loop: Loop | None, resume: bool, skip: Collection[int] = ()) -> Loop:
         """A loop placed and resumed. A load that fails part-way leaves its recipe and

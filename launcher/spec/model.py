@@ -96,6 +96,30 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A pipeline stage around train: `prepare` before it, `evaluate` after it."""
+
+    name: str  # prepare | evaluate
+    run: str  # module:function
+    compute: Compute  # the job's, overridden field by field; one node
+    retries: Retries  # the job's delays, the stage's own max_retries
+    snapshot: str  # none | cpu | gpu
+    config: dict[str, Any] = field(hash=False)
+
+    @property
+    def gpu_string(self) -> list[str] | str | None:
+        return gpu_string(self.compute)
+
+
+def gpu_string(compute: Compute) -> list[str] | str | None:
+    """The `gpu=` argument Modal takes: 'H100:8', or a ranked list of such strings."""
+    if not compute.gpu:
+        return None
+    options = [f"{g}:{compute.gpu_count}" if compute.gpu_count > 1 else g for g in compute.gpu]
+    return options[0] if len(options) == 1 else options
+
+
+@dataclass(frozen=True)
 class JobSpec:
     version: int
     name: str
@@ -108,10 +132,24 @@ class JobSpec:
     secrets: tuple[str, ...]
     env: dict[str, str] = field(hash=False)
     train: Train = field(hash=False, default=None)  # type: ignore[assignment]
+    stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists, not tuples): what the generated app embeds."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain data (lists, not tuples): what the generated app embeds. A job without stages
+        has no `stages` key, so its app and spec hash are what they were before stages existed."""
+        data = json.loads(json.dumps(asdict(self)))
+        if not self.stages:
+            del data["stages"]
+        return data
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    @property
+    def pipeline(self) -> tuple[str, ...]:
+        """The stages in the order they run, train included: ("prepare", "train", "evaluate")."""
+        before = tuple(s.name for s in self.stages if s.name == "prepare")
+        return before + ("train",) + tuple(s.name for s in self.stages if s.name != "prepare")
 
     @property
     def hash(self) -> str:
@@ -121,11 +159,7 @@ class JobSpec:
     @property
     def gpu_string(self) -> list[str] | str | None:
         """The `gpu=` argument Modal takes: 'H100:8', or a ranked list of such strings."""
-        if not self.compute.gpu:
-            return None
-        options = [f"{g}:{self.compute.gpu_count}" if self.compute.gpu_count > 1 else g
-                   for g in self.compute.gpu]
-        return options[0] if len(options) == 1 else options
+        return gpu_string(self.compute)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -134,7 +168,7 @@ class JobSpec:
         return cls(
             version=data["version"],
             name=data["name"],
-            compute=Compute(**{**c, "gpu": tuple(c["gpu"]), "region": tuple(c["region"])}),
+            compute=_compute(c),
             image=Image(i["dockerfile"], i["code"], GitSource(**i["git"])),
             snapshot=data["snapshot"],
             retries=Retries(**r),
@@ -143,4 +177,14 @@ class JobSpec:
             secrets=tuple(data["secrets"]),
             env=dict(data["env"]),
             train=Train(**t),
+            stages=tuple(_stage(s) for s in data.get("stages", [])),
         )
+
+
+def _compute(c: dict[str, Any]) -> Compute:
+    return Compute(**{**c, "gpu": tuple(c["gpu"]), "region": tuple(c["region"])})
+
+
+def _stage(s: dict[str, Any]) -> Stage:
+    return Stage(s["name"], s["run"], _compute(s["compute"]), Retries(**s["retries"]),
+                 s["snapshot"], dict(s["config"]))

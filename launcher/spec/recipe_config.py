@@ -27,11 +27,17 @@ def _sidecar(ref: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def sidecar_schema(ref: str) -> dict[str, Any] | None:
+    """The schema in `<module>.<name>.schema.json` beside the module, if there is one."""
+    sidecar = _sidecar(ref)
+    return None if sidecar is None else json.loads(sidecar.read_text("utf-8"))
+
+
 def recipe_schema(ref: str) -> dict[str, Any]:
     """The recipe's config schema, from its sidecar file or else from the class itself."""
-    sidecar = _sidecar(ref)
-    if sidecar is not None:
-        return json.loads(sidecar.read_text("utf-8"))
+    found = sidecar_schema(ref)
+    if found is not None:
+        return found
     return getattr(import_ref(ref), "config_schema", None) or {"type": "object"}
 
 

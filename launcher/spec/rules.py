@@ -16,7 +16,9 @@ from typing import Any
 from launcher import __version__
 from launcher.errors import Problem
 from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens, url_has_credentials
+from launcher.spec import pipeline
 from launcher.spec.model import JobSpec
+from launcher.spec.units import rough_duration
 from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
 FORMAT_VERSION = 1
@@ -130,6 +132,49 @@ def _recipe(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
                                             "module:Class, e.g. launcher.recipes.ppo:PPO")
 
 
+def _stages(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The stage sections that are mappings (the schema reports the others)."""
+    stages = _get(raw, ("stages",), dict) or {}
+    return {name: stage for name, stage in stages.items() if isinstance(stage, dict)}
+
+
+def _stage_runs(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    for name, stage in _stages(raw).items():
+        run = stage.get("run")
+        if isinstance(run, str) and not RECIPE_REF.match(run):
+            yield _at(doc, ("stages", name, "run"), f"{run!r} is not a stage function reference: "
+                                                    f"use module:function, e.g. "
+                                                    f"launcher.recipes.digits:{name}")
+
+
+def _stage_gpus(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """A GPU count or a GPU snapshot on a stage that runs on CPU (its own gpu, or the job's it
+    inherits, is null)."""
+    for name, stage in _stages(raw).items():
+        if _get(stage, ("compute", "gpu"), (str, list)) is not None:
+            continue
+        written = _get(doc.value, ("stages", name), dict) or {}
+        compute = written.get("compute") if isinstance(written.get("compute"), dict) else {}
+        why = ("prepare runs on CPU unless it names one" if name == "prepare" else
+               "it inherits compute.gpu, which is null" if "gpu" not in compute
+               else "its gpu is null")
+        if "gpu_count" in compute:
+            yield _at(doc, ("stages", name, "compute", "gpu_count"),
+                      f"a GPU count needs a GPU type: set stages.{name}.compute.gpu ({why})")
+        if written.get("snapshot") == "gpu":
+            yield _at(doc, ("stages", name, "snapshot"),
+                      f"a GPU snapshot needs a GPU: set stages.{name}.compute.gpu ({why}) "
+                      "or use snapshot: cpu")
+
+
+def _prepare_and_gpu_snapshot(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    if _get(raw, ("snapshot",), str) == "gpu" and "prepare" in _stages(raw):
+        yield _at(doc, ("snapshot",), "a GPU snapshot runs the recipe's setup() before the "
+                                      "snapshot, where prepare's data cannot be read yet (it "
+                                      "is read after the volume reload); use snapshot: cpu "
+                                      "with stages.prepare")
+
+
 def _git_url_with_user(path: JsonPath, value: str) -> bool:
     """A git URL with user info gets its own message (below), not the token one."""
     return path == ("image", "git", "url") and url_has_credentials(value)
@@ -155,12 +200,15 @@ def _env_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
 
 
 def _config_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
-    """A recipe's setting named like a credential would be stored in the app like any other."""
-    config = _get(raw, ("train", "config"), dict) or {}
-    for path, _ in walk(config, ("train", "config")):
-        name = path[-1]
-        if len(path) > 2 and isinstance(name, str) and looks_like_credential(name, bare_key=False):
-            yield _at(doc, path, f"{name!r} looks like a credential: {TO_SECRETS}", key=True)
+    """A recipe's or a stage's setting named like a credential would be stored in the app like
+    any other."""
+    configs = [("train", "config")] + [("stages", name, "config") for name in _stages(raw)]
+    for base in configs:
+        for path, _ in walk(_get(raw, base, dict) or {}, base):
+            name = path[-1]
+            if len(path) > len(base) and isinstance(name, str) \
+                    and looks_like_credential(name, bare_key=False):
+                yield _at(doc, path, f"{name!r} looks like a credential: {TO_SECRETS}", key=True)
 
 
 def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
@@ -174,7 +222,8 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
 
 
 RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
-                           _checkpoint, _recipe, _git_url, _env_names, _config_names, _tokens)
+                           _checkpoint, _recipe, _stage_runs, _stage_gpus,
+                           _prepare_and_gpu_snapshot, _git_url, _env_names, _config_names, _tokens)
 
 
 def problems(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
@@ -188,4 +237,9 @@ def warnings(spec: JobSpec) -> list[tuple[JsonPath, str]]:
     if spec.compute.rdma and spec.compute.nodes == 1:
         found.append((("compute", "rdma"), "true has no effect with compute.nodes 1: Modal drops "
                                            "RDMA outside a cluster (nodes > 1)"))
+    if spec.stages and pipeline.longest_s(spec) > pipeline.MODAL_MAX_TIMEOUT_S:
+        found.append((("stages",), f"the stages can take {rough_duration(pipeline.longest_s(spec))} "
+                                   "(timeouts × attempts), but the driver that runs them stops at "
+                                   "Modal's 24h limit; a run cut off there continues where it "
+                                   "stopped when launched again"))
     return found

@@ -37,3 +37,12 @@ def human_seconds(total: float) -> str:
         if total > 60 and total % _SECONDS[unit] == 0:
             return f"{total // _SECONDS[unit]}{unit}"
     return f"{total}s"
+
+
+def rough_duration(total: float) -> str:
+    """A long span for people, to the minute: 173010 -> '48h 3m', 7805 -> '2h 10m', 90 -> '90s'."""
+    total = int(total)
+    if total < 3600:
+        return human_seconds(total)
+    hours, minutes = divmod(total // 60, 60)
+    return f"{hours}h {minutes}m" if minutes else f"{hours}h"

@@ -1,0 +1,138 @@
+"""`launch JOB --local` for a spec with `stages:`: the pipeline's driver on this machine.
+
+The same driver as on Modal (`launcher.runtime.driver`) decides which stage runs; each stage
+that runs gets its own supervisor (backends/local.py): one worker process per attempt, the
+stage's own retries, `--preempt-after` in its first attempt. The summary is train's, as for a
+single-stage job, followed by every stage's outcome, wall time and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from launcher.backends import jobfolder
+from launcher.backends.local import (Options, Supervisor, folders, holding, new_run_id, stop_signals,
+                                     summary)
+from launcher.backends.workerproc import WorkerProcess
+from launcher.runtime import driver, stages
+from launcher.runtime.stages import StageFolders
+from launcher.runtime.volume import LocalVolume
+from launcher.spec.model import JobSpec
+
+
+class Pipeline:
+    """Runs one stage at a time under its supervisor, all under the job's lock and one run id;
+    Ctrl-C, SIGTERM and SIGHUP reach the running one."""
+
+    def __init__(self, spec: JobSpec, run_dir: Path, volumes: Path, options: Options,
+                 early: WorkerProcess | None = None) -> None:
+        self.spec, self.run_dir, self.volumes, self.options = spec, run_dir, volumes, options
+        self.app_path = run_dir / "app.py"
+        self.run_id = new_run_id()
+        self.early = early  # for the first stage that runs
+        self.supervisors: dict[str, Supervisor] = {}
+        self.current: Supervisor | None = None
+        self.stopped_by: int | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
+
+    def run_stage(self, name: str) -> dict[str, Any]:
+        if self.interrupted:
+            return {"status": "interrupted", "error": "interrupted"}
+        early, self.early = self.early, None
+        sup = Supervisor(self.spec, self.app_path, self.run_dir, self.volumes, self.options, early,
+                         stage=name, run_id=self.run_id)
+        self.supervisors[name] = self.current = sup
+        sup.run_attempts()
+        final = sup.attempts[-1]
+        result = next((a.result for a in reversed(sup.attempts) if a.result), {})
+        if sup.interrupted:
+            self.stopped_by = self.stopped_by or sup.stopped_by
+            return {**result, "status": "interrupted", "error": "interrupted"}
+        if final.outcome != "finished":  # permanent, or its retries ran out
+            status = "permanent" if final.outcome == "permanent" else "failed"
+            return {**result, "status": status, "error": final.message}
+        return result
+
+    def stop(self, signum: int) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = signum
+        if self.current is not None:
+            self.current.stop(signum)
+
+    def interrupt(self) -> None:
+        self.stop(signal.SIGINT)
+
+
+def _attempts(sup: Supervisor | None) -> str:
+    if sup is None:
+        return ""
+    return f"; attempts {len(sup.attempts)} (" + ", ".join(
+        f"{a.number}: {a.outcome}" for a in sup.attempts) + ")"
+
+
+def stage_lines(pipe: Pipeline, outcome: dict[str, Any]) -> list[str]:
+    """One line per stage of the pipeline, in order: outcome, wall time, attempts, metrics."""
+    results = {r["stage"]: r for r in outcome["stages"]}
+    lines = []
+    for name in pipe.spec.pipeline:
+        result = results.get(name)
+        if result is None:
+            lines.append(f"  {name:<12} not run (an earlier stage failed)")
+            continue
+        status = result.get("status")
+        wall = f", {result.get('wall_seconds', 0.0):.1f} s" if status != "skipped" else \
+            " (unchanged since it finished; --rerun prepare runs it again)"
+        error = f"; {result['error']}" if status != "finished" and result.get("error") else ""
+        lines.append(f"  {name:<12} {status}{wall}{_attempts(pipe.supervisors.get(name))}"
+                     f"{error}; {stages.describe(result.get('metrics') or {})}")
+    return lines
+
+
+def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
+    train = pipe.supervisors.get("train")
+    head = summary(train, seconds).splitlines() if train is not None else [
+        f"summary: {pipe.spec.name} failed", f"  wall time    {seconds:.1f} s"]
+    if outcome["status"] != "finished" and train is not None and train.attempts[-1].outcome == "finished":
+        head[0] = f"summary: {pipe.spec.name} failed"  # train finished, a later stage did not
+    lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
+    if outcome["failed_stage"] is not None:
+        failed = next(r for r in outcome["stages"] if r["stage"] == outcome["failed_stage"])
+        lines.append(f"  failed in    {outcome['failed_stage']}: {failed.get('error') or failed.get('status')}")
+    return "\n".join(lines)
+
+
+def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
+                       early: WorkerProcess | None = None) -> int:
+    """Every stage here, under the job's lock; exit codes as `run_local`'s."""
+    run_dir, volumes = folders(spec, repo_root, options)
+    pipe = Pipeline(spec, run_dir, volumes, options, early)
+    started = time.perf_counter()
+    previous = stop_signals(pipe.stop)
+    # The driver's own working copy of the volume: it reads the stages' commits after a reload
+    # and commits train's result, as Modal's driver function does.
+    work = jobfolder.work_root(volumes, spec.checkpoint.volume) / f"{spec.name}@{pipe.run_id}-driver"
+    try:
+        with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
+            volume = LocalVolume(volumes / spec.checkpoint.volume, work)
+            outcome = driver.run_pipeline(spec, pipe.run_stage, StageFolders(work, spec.name),
+                                          volume, rerun=options.rerun)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for path in (work, work.with_name(work.name + ".scratch")):
+            shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
+    if pipe.stopped_by is not None:
+        return 128 + pipe.stopped_by
+    return 0 if outcome["status"] == "finished" else 1

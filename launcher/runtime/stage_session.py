@@ -1,0 +1,153 @@
+"""The runtime behind a stage's Modal class: `prepare` or `evaluate` (see stages.py).
+
+    stage1()    @modal.enter(snap=True)   imports: the stage's module (and for evaluate, the
+                                          recipe built on CPU, as train's stage 1 builds it)
+    stage2()    @modal.enter(snap=False)  volume reload (evaluate: Accelerator, recipe.setup,
+                                          the newest complete checkpoint loaded)
+    run()       @modal.method()           the stage function, its result and marker committed
+    shutdown()  @modal.exit()             nothing left open
+
+The same hooks run locally through `launcher.runtime.lifecycle`, one worker per attempt.
+Imports neither click, Jinja nor jsonschema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from launcher.runtime import events, faults, stages
+from launcher.runtime.context import LoopContext
+from launcher.runtime.failures import PermanentError
+from launcher.runtime.loop import Loop
+from launcher.runtime.session import import_recipe
+from launcher.runtime.stages import StageContext, StageFolders
+from launcher.runtime.volume import Volume
+from launcher.spec.model import JobSpec
+from launcher.spec.refs import RefError, import_ref
+
+
+def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
+    """The stage function named `module:function`; a failure is permanent."""
+    try:
+        function = import_ref(ref)
+    except RefError as exc:
+        raise PermanentError(f"stages.{stage}.run: {exc}") from exc
+    if not callable(function):
+        raise PermanentError(f"stages.{stage}.run: {ref!r} is not a function")
+    return function  # type: ignore[return-value]
+
+
+class StageSession:
+    def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
+                 commit: str | None = None) -> None:
+        """`commit`: the git commit the image holds (`image.code: git`), None for local code."""
+        self.spec = JobSpec.from_dict(spec)
+        found = self.spec.stage(stage)
+        if found is None:
+            raise PermanentError(f"the spec has no stages.{stage}")
+        self.stage = found
+        self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.folders = StageFolders(self.root, self.spec.name)
+        self.volume = volume
+        self.commit = commit
+        self.times: dict[str, float] = {}
+        self.function: Callable[[StageContext], Any] | None = None
+        self.recipe: Any = None
+        self.loop: Loop | None = None  # evaluate: places the recipe and loads the checkpoint
+        self.init_error: PermanentError | None = None
+
+    @contextlib.contextmanager
+    def _deferring_permanent(self) -> Iterator[None]:
+        """Kept for `run` to report: raised from an enter hook, Modal would retry it."""
+        try:
+            yield
+        except PermanentError as exc:
+            self.init_error = exc
+
+    def stage1(self) -> None:
+        with self._deferring_permanent(), events.timed(f"{self.stage.name} stage1", self.times):
+            self.function = import_function(self.stage.name, self.stage.run)
+            if self.stage.name == "evaluate":
+                from accelerate.utils import set_seed
+
+                set_seed(self.spec.train.seed)
+                self.recipe = self._build_recipe()
+
+    def _build_recipe(self) -> Any:
+        recipe_cls = import_recipe(self.spec.train.recipe)
+        try:
+            return recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise PermanentError(f"train.config: {self.spec.train.recipe} rejected it: {exc}") from exc
+
+    def stage2(self) -> None:
+        if self.init_error is not None:
+            return
+        with self._deferring_permanent(), events.timed(f"{self.stage.name} stage2", self.times):
+            self.volume.reload()
+            if self.recipe is not None:
+                self.loop = self._loaded_loop()
+
+    def _loaded_loop(self) -> Loop:
+        """The recipe placed through Accelerate, with the newest complete checkpoint loaded."""
+        run_dir = Path(os.environ.get("LAUNCH_RUN_DIR")
+                       or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+        # checkpoint.resume is train's choice; evaluate always takes what train saved last.
+        spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
+            self.spec.checkpoint, resume="auto"))
+        # Train's checkpoints, where its Session keeps them.
+        loop = Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
+                                run_dir=run_dir / self.stage.name, volume=self.volume,
+                                times=self.times, folders=self.folders))
+        loop.prepare(resume=True)
+        if not loop.step:
+            raise PermanentError(f"stages.{self.stage.name}: no complete checkpoint of "
+                                 f"{self.spec.name} to evaluate; train has not saved one")
+        return loop
+
+    def run(self) -> dict[str, Any]:
+        """The stage's result; a failure no retry can fix is returned, not raised (Modal
+        retries every exception)."""
+        try:
+            if self.init_error is not None:
+                raise self.init_error
+            return self._run()
+        except PermanentError as exc:
+            events.log(f"error: {exc}")
+            return {"stage": self.stage.name, "status": "permanent", "error": str(exc)}
+
+    def _context(self) -> StageContext:
+        loop = self.loop
+        return StageContext(stage=self.stage.name, config=dict(self.stage.config),
+                            seed=self.spec.train.seed, data_dir=self.folders.data, log=events.log,
+                            recipe=self.recipe, accelerator=None if loop is None else loop.acc,
+                            checkpoint_step=None if loop is None else loop.step)
+
+    def _run(self) -> dict[str, Any]:
+        assert self.function is not None, "stage1 must run before run"
+        started = time.perf_counter()
+        self.folders.data.mkdir(parents=True, exist_ok=True)
+        metrics = stages.metrics_of(self.stage.name, self.function(self._context()))
+        faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
+        inputs = stages.inputs(self.spec, self.stage.name, self.commit)
+        result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
+                  "digest": stages.digest(inputs), "inputs": inputs,
+                  "seconds": round(time.perf_counter() - started, 3),
+                  "checkpoint_step": None if self.loop is None else self.loop.step}
+        stages.write_result(self.folders, self.stage.name, result)
+        self.volume.commit()  # the data and the result together: the stage is done
+        faults.point(f"{self.stage.name}-done")
+        events.log(f"{self.stage.name} finished: " + stages.describe(metrics))
+        events.emit("result", **result)
+        return result
+
+    def shutdown(self) -> None:
+        if self.loop is not None:
+            self.loop.close()

@@ -1,0 +1,135 @@
+"""Pipelines through `launch --local`: stages in order, skips and reruns by digest, stale
+checkpoints refused, a permanent failure that stops the pipeline, and kills in every stage.
+
+Each test runs the real CLI in a subprocess with the probe recipe and probe stage functions
+(tests/recipes); faults are injected at named points (launcher.runtime.faults), never by timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from runjob import RECIPES, launch_local, probe_spec, write_spec
+
+
+def pipeline_spec(steps: int = 6, prepare: dict[str, Any] | None = None, **sections: Any) -> dict:
+    spec = probe_spec(steps=steps, **sections)
+    spec["stages"] = {
+        "prepare": {"run": "probe_stages:prepare", "retries": 0, **(prepare or {})},
+        "evaluate": {"run": "probe_stages:evaluate", "retries": 0},
+    }
+    return spec
+
+
+def write(folder: Path, spec: dict) -> Path:
+    path = write_spec(folder, spec)
+    shutil.copy(RECIPES / "probe_stages.py", folder / "probe_stages.py")
+    return path
+
+
+def ran(folder: Path) -> list[dict]:
+    """What the stage functions recorded, in order."""
+    path = folder / "stages.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def train_steps(folder: Path) -> list[int]:
+    return [json.loads(row)["step"] for row in (folder / "probe-rank0.jsonl").read_text().splitlines()]
+
+
+def line(output: str, stage: str) -> str:
+    return next(row.strip() for row in output.splitlines() if row.startswith(f"  {stage:<12}"))
+
+
+def test_the_stages_run_in_order_and_a_rerun_skips_an_unchanged_prepare(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec())
+    first = launch_local(spec)
+    assert first.code == 0, first.output
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate"]
+    assert ran(tmp_path)[1] == {"stage": "evaluate", "step": 6, "rows": 3}  # prepare's data, train's checkpoint
+    assert line(first.output, "prepare").startswith("prepare      finished")
+    assert line(first.output, "evaluate").endswith("checkpoint_step 6, has_accelerator 1, rows 3")
+    assert "summary: probe finished" in first.output
+
+    second = launch_local(spec)
+    assert second.code == 0, second.output
+    assert "prepare: skipped, finished earlier with the same inputs" in second.output
+    assert line(second.output, "prepare").startswith("prepare      skipped (unchanged since it finished")
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate", "evaluate"]  # evaluate always runs
+    assert train_steps(tmp_path) == list(range(6))  # train resumed at its end: nothing redone
+
+    third = launch_local(spec, "--rerun", "prepare")
+    assert third.code == 0, third.output
+    assert "prepare: running it again, as --rerun asks" in third.output
+    assert [r["stage"] for r in ran(tmp_path)].count("prepare") == 2
+
+
+def test_a_changed_prepare_runs_again_and_train_refuses_the_old_checkpoints_unless_fresh(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec())
+    assert launch_local(spec).code == 0
+    changed = launch_local(spec, "--set", "stages.prepare.config.rows=5")
+    assert changed.code == 1, changed.output
+    assert "prepare: its inputs changed since it finished" in changed.output
+    assert [r["rows"] for r in ran(tmp_path) if r["stage"] == "prepare"] == [3, 5]
+    assert "cannot resume from step 6: it was trained on data from prepare " in changed.output
+    assert line(changed.output, "train").startswith("train        permanent")
+    assert line(changed.output, "evaluate") == "evaluate     not run (an earlier stage failed)"
+    assert "  failed in    train: cannot resume from step 6" in changed.output
+
+    fresh = launch_local(spec, "--set", "stages.prepare.config.rows=5", "--fresh")
+    assert fresh.code == 0, fresh.output
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 5}
+
+
+def test_a_permanent_stage_failure_stops_the_pipeline_and_names_the_stage(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec(prepare={"retries": 2, "config": {"broken": True}}))
+    run = launch_local(spec)
+    assert run.code == 1, run.output
+    assert "Traceback" not in run.output
+    error = ("stages.prepare: the function returned str, not a mapping of metric names to numbers")
+    assert line(run.output, "prepare") == f"prepare      permanent, {line(run.output, 'prepare').split(', ', 1)[1]}"
+    assert "attempts 1 (1: permanent)" in line(run.output, "prepare")  # not retried
+    assert line(run.output, "train") == "train        not run (an earlier stage failed)"
+    assert line(run.output, "evaluate") == "evaluate     not run (an earlier stage failed)"
+    assert f"  failed in    prepare: {error}" in run.output
+    assert not (tmp_path / "probe-rank0.jsonl").exists()  # train never started
+
+
+def test_a_kill_in_any_stage_then_a_rerun_redoes_nothing_that_was_committed(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec(steps=8, retries=0))
+    killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:prepare-run:1"})
+    assert killed.code == 1 and "failed in    prepare: worker exited with code -9" in killed.output
+    assert line(killed.output, "prepare").startswith("prepare      failed, ")
+    assert launch_local(spec, env={"LAUNCH_FAULT": "kill:step:5"}).code == 1  # prepare redone, then killed in train
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare"]  # the first never committed
+    killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:evaluate-run:1"})
+    assert killed.code == 1 and "failed in    evaluate" in killed.output
+    assert "prepare: skipped" in killed.output and "resumed from step 3" in killed.output
+    done = launch_local(spec)
+    assert done.code == 0, done.output
+    assert "prepare: skipped" in done.output and "resumed from step 8" in done.output
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare", "evaluate", "evaluate"]
+    # steps 3 and 4 ran twice (killed after 5, committed every 3); nothing after the end redone
+    assert train_steps(tmp_path) == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7]
+
+
+def test_preempt_after_works_in_a_stage_and_spends_no_retry(tmp_path: Path) -> None:
+    # prepare's first attempt holds until the preemption arrives (retries: 0, so a retry
+    # would fail the run); the other stages' first attempts may be preempted as well.
+    spec = write(tmp_path, pipeline_spec(prepare={"config": {"hold_first_attempt": True}}, retries=0))
+    run = launch_local(spec, "--preempt-after", "1")
+    assert run.code == 0, run.output
+    assert "attempts 2 (1: preempted, 2: finished)" in line(run.output, "prepare")
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate"]
+    assert line(run.output, "evaluate").startswith("evaluate     finished")
+
+
+def test_evaluate_loads_the_newest_checkpoint_even_when_train_never_resumes(tmp_path: Path) -> None:
+    # checkpoint.resume is train's setting: evaluate always evaluates what train saved last.
+    spec = write(tmp_path, pipeline_spec(checkpoint={"resume": "never"}))
+    run = launch_local(spec)
+    assert run.code == 0, run.output
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 3}
