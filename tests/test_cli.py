@@ -178,6 +178,11 @@ def test_ctrl_c_exits_130_without_a_traceback(launch, monkeypatch) -> None:
     ("train.steps=", "--set train.steps=: $.train.steps: None is not of type 'integer'"),
     ("env.HF_TOKEN=hf_x", "--set env.HF_TOKEN=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a "
                           "credential: put it in a Modal Secret and list the secret's name under secrets:"),
+    # a credential's value under its key is masked; a credential's name alone is no secret
+    ("env={HF_TOKEN: abc}", "--set env=***: $.env.HF_TOKEN: 'HF_TOKEN' looks like a credential: put "
+                            "it in a Modal Secret and list the secret's name under secrets:"),
+    ("train.recipe=HF_TOKEN", "--set train.recipe=HF_TOKEN: $.train.recipe: 'HF_TOKEN' is not a "
+                              "recipe reference: use module:Class, e.g. launcher.recipes.ppo:PPO"),
     ("extends=base.yaml", "--set extends=base.yaml: $.extends: cannot be set with --set; edit the "
                           "spec's extends: instead"),
     ("gpu=H100", "--set gpu=H100: $: unknown key 'gpu'"),

@@ -18,6 +18,7 @@ from launcher.spec.credentials import MASK, has_token, looks_like_credential, ur
 from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
 _NAMES = re.compile(r"[A-Za-z0-9_-]+")  # what could be a name in a --set flag's path or value
+_KEYED = re.compile(r"""["']?\s*[:=]""")  # a name used as a key: a value follows
 
 
 def _paths(value: Any, path: JsonPath = ()) -> list[JsonPath]:
@@ -99,13 +100,20 @@ def _sensitive(text: str) -> bool:
     return has_token(text) or any(looks_like_credential(name) for name in _NAMES.findall(text))
 
 
+def _holds_credential(value: str) -> bool:
+    """Whether a `--set` value holds a token, or a credential under its key (`{HF_TOKEN: x}`).
+    A credential's name alone (`train.recipe=HF_TOKEN`) is no secret: it is shown."""
+    return has_token(value) or any(looks_like_credential(m[0]) and _KEYED.match(value, m.end())
+                                   for m in _NAMES.finditer(value))
+
+
 def _set_source(arg: str) -> str:
     """How messages name a `--set` flag: quoted when it holds a newline or other control
     character, so that every message stays on one line; a credential's value is masked."""
     dotted, eq, text = arg.partition("=")
     if not eq and _sensitive(arg):
         arg = MASK
-    elif eq and (_sensitive(dotted) or _sensitive(text) or url_has_credentials(text.strip())):
+    elif eq and (_sensitive(dotted) or _holds_credential(text) or url_has_credentials(text.strip())):
         arg = f"{dotted}={MASK}"
     return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
 
