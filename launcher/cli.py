@@ -96,8 +96,9 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         require_runtime("--local")
         from launcher.backends.local import Options
         from launcher.commands.local_run import local as run_local
-        return run_local(job, sets, Options(processes, preempt_after, volumes_dir, not fresh, debug,
-                                            rerun))
+        return run_local(job, sets, Options(processes=processes, preempt_after=preempt_after,
+                                            volumes_dir=volumes_dir, resume=not fresh, debug=debug,
+                                            rerun=rerun))
     from launcher.commands.modal_run import remote
     return remote(job, sets, use_local_code, detach, rerun)
 

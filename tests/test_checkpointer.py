@@ -181,6 +181,17 @@ def test_recipe_state_of_another_shape_is_refused_naming_the_field(manager, tmp_
     assert torch.equal(recipe.model.weight, before)  # refused before anything was loaded
 
 
+def test_recipe_state_empty_until_training_fills_it_is_not_a_shape_change(manager, tmp_path: Path) -> None:
+    saver, recipe = manager(volume_at(tmp_path))
+    recipe.envs = torch.zeros(0, 3)  # e.g. an epoch's sample order, made at the first update
+    saver.save(2, {})
+    other, fresh = manager(volume_at(tmp_path, "work-2"))
+    fresh.envs = torch.zeros(0, 3)
+    assert other.resume().step == 2
+    later, _ = manager(volume_at(tmp_path, "work-3"))  # now saved empty, built non-empty: loads too
+    assert later.resume().step == 2
+
+
 def test_a_load_that_fails_part_way_says_so_and_asks_for_a_rebuild(manager, tmp_path: Path, capsys) -> None:
     saver, _ = manager(volume_at(tmp_path))
     saver.save(2, {})

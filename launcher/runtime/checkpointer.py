@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -282,7 +283,8 @@ class Checkpointer:
 
     def _check_recipe_shapes(self, ckpt: checkpoint.Checkpoint, name: str, extra: dict[str, Any]) -> None:
         """The saved recipe state has the shapes this recipe's state has: if not, its config
-        changed (num_envs, say) and loading it would fail half-way or, worse, not at all."""
+        changed (num_envs, say) and loading it would fail half-way or, worse, not at all.
+        Tensors empty (the recipe fills them as it trains) are not compared."""
         import torch
 
         mine = ckpt.path / f"recipe-{self.acc.process_index}.pt"
@@ -291,8 +293,11 @@ class Checkpointer:
             current = _shapes(_to_cpu(protocol.recipe_state(self.ctx.recipe)))
         except protocol.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
             raise checkpoint.Incompatible(str(exc)) from exc
+        # A tensor empty until training fills it (an epoch's sample order, say) has no shape
+        # to compare, saved or now.
         differ = [f"{k}: saved {saved[k]}, now {current[k]}" for k in sorted(saved)
-                  if k in current and saved[k] != current[k]]
+                  if k in current and saved[k] != current[k]
+                  and math.prod(saved[k]) != 0 and math.prod(current[k]) != 0]
         if differ:
             config = self.train_config()
             changed = _changes(extra.get("train_config", {}), config, config)
