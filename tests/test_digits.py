@@ -32,12 +32,12 @@ def test_the_digits_pipeline_reaches_097_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert first.returncode == 0, first.stderr
     assert re.search(r"^  prepare +finished.*train_examples 1437", first.stderr, re.MULTILINE), first.stderr
     assert accuracy(first.stderr) >= 0.97
-    assert "steps        400 of 400" in first.stderr
+    assert "updates      400 of 400" in first.stderr
 
     second = launch_digits(tmp_path)
     assert second.returncode == 0, second.stderr
     assert "prepare: skipped, finished earlier with the same inputs" in second.stderr
-    assert "resumed from step 400" in second.stderr
+    assert "resumed from step-00000400" in second.stderr
     assert "checkpoints  0 written" in second.stderr
     assert accuracy(second.stderr) == accuracy(first.stderr)  # the same checkpoint, evaluated again
 
@@ -50,7 +50,7 @@ def test_digits_resume_after_sigkill_is_bit_exact(tmp_path: Path) -> None:
                            env={"LAUNCH_FAULT": "kill:step:30"})
     assert killed.returncode == 0, killed.stderr
     assert "attempts     2 (1: transient, 2: finished)" in killed.stderr
-    assert "resumed from step 20" in killed.stderr
+    assert "resumed from step-00000020" in killed.stderr
     a, b = (next((tmp_path / run).rglob("step-00000050")) for run in ("a", "b"))
     state_a, state_b = load_checkpoint(a), load_checkpoint(b)
     assert {"model", "optimizer.bin", "recipe-0.pt"} <= set(state_a)

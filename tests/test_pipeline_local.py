@@ -74,10 +74,10 @@ def test_a_changed_prepare_runs_again_and_train_refuses_the_old_checkpoints_unle
     assert changed.code == 1, changed.output
     assert "prepare: its inputs changed since it finished" in changed.output
     assert [r["rows"] for r in ran(tmp_path) if r["stage"] == "prepare"] == [3, 5]
-    assert "cannot resume from step 6: it was trained on data from prepare " in changed.output
+    assert "cannot resume from step-00000006: it was trained on data from prepare " in changed.output
     assert line(changed.output, "train").startswith("train        permanent")
     assert line(changed.output, "evaluate") == "evaluate     not run (an earlier stage failed)"
-    assert "  failed in    train: cannot resume from step 6" in changed.output
+    assert "  failed in    train: cannot resume from step-00000006" in changed.output
 
     fresh = launch_local(spec, "--set", "stages.prepare.config.rows=5", "--fresh")
     assert fresh.code == 0, fresh.output
@@ -107,10 +107,10 @@ def test_a_kill_in_any_stage_then_a_rerun_redoes_nothing_that_was_committed(tmp_
     assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare"]  # the first never committed
     killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:evaluate-run:1"})
     assert killed.code == 1 and "failed in    evaluate" in killed.output
-    assert "prepare: skipped" in killed.output and "resumed from step 3" in killed.output
+    assert "prepare: skipped" in killed.output and "resumed from step-00000003" in killed.output
     done = launch_local(spec)
     assert done.code == 0, done.output
-    assert "prepare: skipped" in done.output and "resumed from step 8" in done.output
+    assert "prepare: skipped" in done.output and "resumed from step-00000008" in done.output
     assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "prepare", "evaluate", "evaluate"]
     # steps 3 and 4 ran twice (killed after 5, committed every 3); nothing after the end redone
     assert train_steps(tmp_path) == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7]

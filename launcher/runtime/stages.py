@@ -166,9 +166,9 @@ def read_result(folders: StageFolders, name: str) -> dict[str, Any] | None:
 def stale_data(step: int, saved: str | None, now: str | None) -> str:
     """Why train refuses a checkpoint made on other data than prepare's current data."""
     made = f"data from prepare {saved[:12]}" if saved else "no prepared data"
-    return (f"cannot resume from step {step}: it was trained on {made}, and prepare's data is now "
-            f"{(now or 'missing')[:12]}; start train afresh (--fresh locally moves the volume's "
-            "contents aside; on Modal, checkpoint.resume: never or another checkpoint.volume)")
+    return (f"cannot resume from step-{step:08d}: it was trained on {made}, and prepare's data is "
+            f"now {(now or 'missing')[:12]}; start train afresh (--fresh locally moves the job's "
+            "checkpoints aside; on Modal, checkpoint.resume: never or another checkpoint.volume)")
 
 
 def data_digest(folders: StageFolders) -> str | None:
