@@ -60,13 +60,15 @@ def run(background: bool, every: int, steps: int, layers: int, threads: int) -> 
     with tempfile.TemporaryDirectory(dir=ROOT / ".launch") as tmp:
         folder = Path(tmp)
         spec = load_spec(spec_file(folder, background, every, steps, layers, threads)).spec
-        volume = folder / "volume"
-        os.environ.update({"LAUNCH_EVENTS": "1", "LAUNCH_PROCESSES": "1",
-                           "LAUNCH_CHECKPOINT_DIR": str(volume), "LAUNCH_RUN_DIR": str(folder / "run")})
+        # The volume's committed folder and this run's working copy of it, as a local worker has.
+        committed, work = folder / "volume", folder / "work"
+        os.environ.update({"LAUNCH_EVENTS": "1", "LAUNCH_PROCESSES": "1", "LAUNCH_VOLUME": str(committed),
+                           "LAUNCH_CHECKPOINT_DIR": str(work), "LAUNCH_RUN_DIR": str(folder / "run")})
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            session = Session(spec.to_dict(), volume=LocalVolume(volume))
-            result = run_container(session)
+            volume = LocalVolume(committed, work)
+            session = Session(spec.to_dict(), volume=volume)
+            result = run_container(session, volumes=(volume,))
         del session
         gc.collect()
         if result.get("status") != "finished":
