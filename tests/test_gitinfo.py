@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from launcher import gitinfo
+from launcher.backends import pipeline
 from launcher.commands import local_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,8 +59,9 @@ def test_a_local_run_keeps_its_files_under_the_roots_launch_folder(inside_git: b
         (fresh / ".git").rename(fresh.parent / "moved.git")
     monkeypatch.chdir(fresh)
     roots = []
-    for runner in ("run_local", "run_pipeline_local"):  # the job has stages: the second
-        monkeypatch.setattr(local_run, runner,
+    # The job has stages: the second runs it (imported when the spec is known).
+    for module, runner in ((local_run, "run_local"), (pipeline, "run_pipeline_local")):
+        monkeypatch.setattr(module, runner,
                             lambda spec, app, root, options, early=None: roots.append(root) or 0)
     assert launch("jobs/job.yaml", "--local").code == 0
     assert roots == [fresh.resolve()]

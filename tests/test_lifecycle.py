@@ -138,7 +138,8 @@ def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
     app = tmp_path / "app.py"
     app.write_text(render_case(case), "utf-8")
     monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
-    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "volume"))
+    monkeypatch.setenv("LAUNCH_VOLUME", str(tmp_path / "volume"))
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "work"))
     monkeypatch.setitem(sys.modules, "launch_app", None)
 
     module = import_generated(app)
