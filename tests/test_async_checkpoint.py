@@ -237,3 +237,15 @@ def test_host_copies_fall_back_to_pageable_memory_when_pinning_is_refused(capsys
     if not torch.cuda.is_available():
         assert not copies.pin
         assert "cannot pin host memory for checkpoint copies" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_right_after_a_background_save_still_commits_it(tmp_path: Path) -> None:
+    # train_step(3) is update 4, just after checkpoint step-3 was handed to the writer: the
+    # failure goes up only once that write is committed, and the job's lease is released after.
+    spec = probe_spec(steps=8, checkpoint={"async": True}, train={"config": {"fail_at": 3}})
+    run = launch_local(write_spec(tmp_path, spec))
+    assert run.code == 1, run.output
+    assert "attempts     1 (1: permanent)" in run.output
+    job = run.volume / "vol" / "probe"
+    assert checkpoints(job) == ["step-00000003"]
+    assert sorted(p.name for p in job.iterdir()) == ["step-00000003"]  # no lease, no leftover

@@ -146,12 +146,25 @@ class Loop:
             raise
         except BaseException as exc:
             self.failed = True  # mid-update state is not a consistent checkpoint
+            self._settle()
             if isinstance(exc, Exception) and self.updates == 0:
                 raise protocol.before_first_update(exc, f"in update {self.step + 1} of {total}",
                                                    type(self.ctx.recipe)) from exc
             raise
         finally:
             self.acc.end_training()
+
+    def _settle(self) -> None:
+        """The loop failed: a checkpoint still being written in the background is finished
+        (committed, or its own failure logged) before the failure goes up, so nothing writes
+        or commits the volume behind the caller's back (it may release the job's lease next)."""
+        if self._checkpoints is None:
+            return
+        try:
+            self._checkpoints.wait()
+        except Exception as exc:
+            events.log(f"warning: the checkpoint being written when the run failed was not "
+                       f"committed: {exc}")
 
     def _hparams(self) -> dict[str, Any]:
         """What the trackers record as the run's hyperparameters."""
