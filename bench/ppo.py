@@ -51,7 +51,7 @@ def launch(spec: str, volumes: str, *sets: str) -> dict[str, float]:
                 figures["solved_s"], figures["solved_step"] = now, int(m[1])
         elif (m := STAGE.search(line)):
             figures[m[1]] = float(m[2])
-        elif (m := RESUMED.search(line)):
+        elif (m := RESUMED.search(line)) and "resumed" not in figures:  # train's, not evaluate's
             figures["resumed"] = int(m[1])
         elif (m := OVERHEAD.search(line)):
             figures["checkpoints"], figures["overhead_pct"] = int(m[1]), float(m[3])
@@ -95,7 +95,8 @@ def main() -> int:
           f"{resume_stage2:.3f} s resuming from a checkpoint (stage 2 = {share:.1f}% / "
           f"{resume_share:.1f}% of init; target <= 5%)")
     print(f"  checkpoint overhead     {med['overhead_pct']:.2f}% of training time (target <= 2%)")
-    print(f"  whole command           {med['wall_s']:.1f} s")
+    print(f"  whole command           {med['wall_s']:.1f} s (every stage of the spec: for jobs/ppo.yaml, "
+          f"train and evaluate)")
     return 0
 
 

@@ -10,8 +10,8 @@ For each seed (distinct seeds, runs interleaved: baseline, launch, paused baseli
   step), timed from the moment the bench starts it;
 - paused baseline: the same with the cyclic garbage collector off, as the worker starts: the
   difference between it and the launch is what launcher itself adds;
-- launch: `launch JOB --local` (the whole command: supervisor, worker, the rendered app, both
-  stages), with LAUNCH_TIMELINE set so that every process marks its phases in wall-clock
+- launch: `launch JOB --local --set 'stages={}'` (the whole command: supervisor, worker, the
+  rendered app, both init stages, train; a pipeline's other stages left out), with LAUNCH_TIMELINE set so that every process marks its phases in wall-clock
   time; times are from the moment the bench starts the command.
 
 Prints each run, then medians: the phases up to the first step, the tail from the last step
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RETURN = re.compile(r"\[launch\] step (\d+): .*return ([\d.]+)")
+RETURN = re.compile(r"\[launch\] update (\d+) of \d+: .*return ([\d.]+)")
 SOLVED = 475.0
 
 BASELINE = """
@@ -96,7 +96,10 @@ def launch(spec_path: str, seed: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         timeline = Path(tmp) / "timeline.jsonl"
         argv = [sys.executable, "-m", "launcher.cli", spec_path, "--local", "--volumes-dir", tmp,
-                "--set", f"train.seed={seed}", "--set", "train.log_every=1"]
+                "--set", f"train.seed={seed}", "--set", "train.log_every=1",
+                # train alone: a pipeline's later stages (jobs/ppo.yaml's evaluate) are workers of
+                # their own after it, measured by bench/ppo.py's whole command
+                "--set", "stages={}"]
         env = {**os.environ, "LAUNCH_TIMELINE": str(timeline)}
         start = time.time()
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -143,7 +146,7 @@ def main() -> int:
               f"exit {r['end']:.2f} s", flush=True)
     med = lambda values: statistics.median(values)  # noqa: E731
     base = med(bases)
-    print(f"\nmedians over {args.seeds} distinct seeds (1..{args.seeds}), `launch {args.spec} --local`; "
+    print(f"\nmedians over {args.seeds} distinct seeds (1..{args.seeds}), `launch {args.spec} --local --set 'stages={{}}'` (train alone); "
           f"local: {os.cpu_count()} CPU cores, no GPU, a local directory as the volume, no snapshot; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"  baseline (fresh python: import torch, accelerate; Accelerator(); recipe built)  {base:.2f} s")
