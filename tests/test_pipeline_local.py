@@ -98,6 +98,15 @@ def test_a_permanent_stage_failure_stops_the_pipeline_and_names_the_stage(tmp_pa
     assert not (tmp_path / "probe-rank0.jsonl").exists()  # train never started
 
 
+def test_a_stage_that_needs_a_missing_package_fails_at_once_naming_it(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec(prepare={"retries": 2, "config": {"needs": "no_such_pkg_xyz"}}))
+    run = launch_local(spec)
+    assert run.code == 1, run.output
+    assert "attempts 1 (1: permanent)" in line(run.output, "prepare")  # not retried
+    assert ("  failed in    prepare: stages.prepare.run: probe_stages:prepare needs a module that is "
+            "not installed (No module named 'no_such_pkg_xyz')") in run.output
+
+
 def test_a_kill_in_any_stage_then_a_rerun_redoes_nothing_that_was_committed(tmp_path: Path) -> None:
     spec = write(tmp_path, pipeline_spec(steps=8, retries=0))
     killed = launch_local(spec, env={"LAUNCH_FAULT": "kill:prepare-run:1"})

@@ -134,7 +134,13 @@ class StageSession:
         assert self.function is not None, "stage1 must run before run"
         started = time.perf_counter()
         self.folders.data.mkdir(parents=True, exist_ok=True)
-        metrics = stages.metrics_of(self.stage.name, self.function(self._context()))
+        try:
+            returned = self.function(self._context())
+        except ModuleNotFoundError as exc:  # no retry installs it
+            raise PermanentError(f"stages.{self.stage.name}.run: {self.stage.run} needs a module "
+                                 f"that is not installed ({exc}); add it to the image and to this "
+                                 "machine's environment") from exc
+        metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
         inputs = stages.inputs(self.spec, self.stage.name, self.commit)
         result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,

@@ -18,6 +18,8 @@ def _record(stage: str, **data: Any) -> None:
 def prepare(ctx: Any) -> Any:
     if ctx.config.get("broken"):
         return "not metrics"  # a protocol violation: permanent
+    if ctx.config.get("needs"):
+        __import__(ctx.config["needs"])  # a package the environment may lack
     if ctx.config.get("hold_first_attempt") and os.environ.get("LAUNCH_ATTEMPT") == "1":
         time.sleep(120)  # until a preemption (SIGINT) interrupts it
     tmp = ctx.data_dir / ".tmp-rows.json"
