@@ -78,6 +78,7 @@ def test_a_changed_prepare_runs_again_and_train_refuses_the_old_checkpoints_unle
     assert line(changed.output, "train").startswith("train        permanent")
     assert line(changed.output, "evaluate") == "evaluate     not run (an earlier stage failed)"
     assert "  failed in    train: cannot resume from step-00000006" in changed.output
+    assert "resumed from" not in changed.output  # refused before anything was loaded
 
     fresh = launch_local(spec, "--set", "stages.prepare.config.rows=5", "--fresh")
     assert fresh.code == 0, fresh.output

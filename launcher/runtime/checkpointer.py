@@ -19,7 +19,8 @@ the volume's `commit()`, and each commit carries a heartbeat of the job's lease.
 
 Resuming takes two steps. Picking checks a checkpoint without changing anything: its files
 against the manifest, then whether this job may resume from it at all (the same job and
-recipe, the same world size, the same model config, recipe state of the same shapes); a
+recipe, the same world size, the same model config, for a pipeline the same prepared data,
+recipe state of the same shapes); a
 refusal is permanent (`Incompatible`). Loading then changes this process's state; if it
 fails part-way (the recipe's `load_state_dict` raising after the model and optimizer were
 restored, say), `LoadFailed` tells the caller to rebuild the recipe before it tries an
@@ -53,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults, hparams, protocol
+from launcher.runtime import checkpoint, events, faults, hparams, protocol, stages
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
 from launcher.runtime.writer import Writer
@@ -121,6 +122,11 @@ class Checkpointer:
         self.closed = False
         self.background = self._background(ctx.spec.checkpoint.async_write)
         self._writer = Writer()
+        # A pipeline's train and evaluate: the digest of prepare's data this run uses (None: no
+        # prepared data), set by the loop before resume(); a checkpoint made on other data is
+        # refused. Without a prepare stage, not checked.
+        self.checks_data = False
+        self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
         self._staging: Path | None = None
 
@@ -271,6 +277,9 @@ class Checkpointer:
         if changed:
             raise checkpoint.Incompatible(
                 f"{name}: the model changed (train.config: {'; '.join(changed)}); {NEVER}")
+        if self.checks_data and extra.get("data_digest") != self.data_digest:
+            raise checkpoint.Incompatible(stages.stale_data(ckpt.step, extra.get("data_digest"),
+                                                            self.data_digest))
         self._check_recipe_shapes(ckpt, name, extra)
 
     def _check_world_size(self, name: str, saved: int) -> None:

@@ -84,6 +84,7 @@ class Loop:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
         if self.ctx.folders is not None and self.spec.stage("prepare") is not None:
             self.data_digest = stages.data_digest(self.ctx.folders)
+            self.checkpoints.checks_data, self.checkpoints.data_digest = True, self.data_digest
         if resume and self.spec.checkpoint.resume == "auto":
             self._resume(skip)
         else:
@@ -114,9 +115,6 @@ class Loop:
         except LoadFailed:
             self.failed = True  # half loaded: never saved, never trained; the session rebuilds
             raise
-        if restored.step and restored.extra.get("data_digest") != self.data_digest:
-            raise PermanentError(stages.stale_data(restored.step, restored.extra.get("data_digest"),
-                                                   self.data_digest))
         self.step = restored.step
         if restored.step:
             self.best_return = restored.extra.get("best_return")
