@@ -61,7 +61,8 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # train.config is checked against the probe recipe found here
 
     def make(volume: LocalVolume, keep_last: int = 2, name: str = "probe", processes: int = 1,
-             recipe_cls: type = Counter, config: dict[str, Any] | None = None, **ref: str):
+             recipe_cls: type = Counter, config: dict[str, Any] | None = None,
+             reads_only: bool = False, **ref: str):
         spec_dict = probe_spec(checkpoint={"keep_last": keep_last}, train={"config": {}, **ref})
         spec_dict["name"] = name
         spec = load_spec(write_spec(tmp_path, spec_dict)).spec
@@ -69,7 +70,7 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                                                                   "config": config or {}}})
         recipe = recipe_cls(config or {}) if recipe_cls is Counter else recipe_cls(config or {}, 1)
         ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=volume.path / name,
-                          run_dir=tmp_path / "run", volume=volume, times={})
+                          run_dir=tmp_path / "run", volume=volume, times={}, reads_only=reads_only)
         acc = Accelerator(cpu=True)
         recipe.setup(acc)
         manager = checkpointer(ctx, acc)
@@ -81,10 +82,13 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 class _Processes:
-    """An Accelerator that reports another process count (the check only reads it)."""
+    """An Accelerator that reports another process count, as process 0 of them."""
 
     def __init__(self, acc: Accelerator, count: int) -> None:
         self.acc, self.num_processes, self.process_index = acc, count, 0
+
+    def __getattr__(self, name: str) -> Any:  # the rest (load_state, ...) is the real one's
+        return getattr(self.acc, name)
 
 
 def volume_at(tmp_path: Path, name: str = "work") -> LocalVolume:
@@ -166,6 +170,12 @@ def test_a_changed_world_size_is_refused(manager, tmp_path: Path) -> None:
         "each process resumes its own recipe state (its environments, its random streams), so the "
         "process count (compute.gpu_count x compute.nodes, or --processes) must stay 1, or set "
         "checkpoint.resume: never, or use another checkpoint.volume")
+
+
+def test_evaluate_reads_a_checkpoint_whatever_process_count_wrote_it(manager, tmp_path: Path) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    reader, _ = manager(volume_at(tmp_path, "work-2"), processes=2, reads_only=True)
+    assert reader.resume().step == 2  # train's own resume with 2 processes is refused (above)
 
 
 def test_recipe_state_of_another_shape_is_refused_naming_the_field(manager, tmp_path: Path) -> None:

@@ -111,6 +111,20 @@ def test_without_a_tty_there_is_no_bar() -> None:
     display.metrics({"step": 20, "sps": 1.0})  # plain log lines from the worker say it instead
 
 
+class Gone(io.StringIO):
+    """A terminal that went away (SIGHUP): every write fails."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_terminal_that_went_away_does_not_stop_the_run(monkeypatch) -> None:
+    monkeypatch.setattr("sys.stderr", Gone())
+    display = Display(80, io.StringIO())
+    display.line("[launch] attempt 1: preempted")  # the supervisor goes on to its summary
+    display.close()
+
+
 def test_a_permanent_failure_is_reported_and_exits_1(fake_modal, capsys) -> None:
     call = FakeCall(result={"status": "permanent", "error": "loss became nan at step 5"})
     call.release.set()

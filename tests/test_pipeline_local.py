@@ -143,3 +143,27 @@ def test_evaluate_loads_the_newest_checkpoint_even_when_train_never_resumes(tmp_
     run = launch_local(spec)
     assert run.code == 0, run.output
     assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 3}
+
+
+def test_evaluate_follows_a_train_of_two_processes(tmp_path: Path) -> None:
+    # evaluate runs one process; train's checkpoint was written by two (process 0's state loads)
+    run = launch_local(write(tmp_path, pipeline_spec(steps=4)), "--processes", "2")
+    assert run.code == 0, run.output
+    assert line(run.output, "evaluate").startswith("evaluate     finished")
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 4, "rows": 3}
+
+
+def test_a_pipeline_stopped_by_a_signal_says_so_whichever_stage_was_running(tmp_path: Path, monkeypatch) -> None:
+    import signal
+
+    from launcher.backends.local import Options
+    from launcher.backends.pipeline import Pipeline, report
+    from launcher.load import load_spec
+
+    monkeypatch.chdir(tmp_path)  # the recipe and stage modules are found here, as `launch` finds them
+    spec = load_spec(write(tmp_path, pipeline_spec())).spec
+    pipe = Pipeline(spec, tmp_path / "run", tmp_path / "volumes", Options())
+    pipe.stop(signal.SIGTERM)  # while prepare ran, before train had a supervisor
+    outcome = {"status": "failed", "failed_stage": "prepare",
+               "stages": [{"stage": "prepare", "status": "interrupted", "error": "interrupted"}]}
+    assert report(pipe, outcome, 1.0).splitlines()[0] == "summary: probe stopped (SIGTERM)"

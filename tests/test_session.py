@@ -7,12 +7,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import shutil
 from itertools import count
 from pathlib import Path
 
 import pytest
 import torch
-from runjob import probe_spec, write_spec
+from runjob import RECIPES, probe_spec, write_spec
 from safetensors.torch import load_file
 
 from launcher.load import load_spec
@@ -291,3 +292,25 @@ def test_a_volume_failure_at_start_up_is_retried_not_permanent(make_session, mon
     session.stage1()
     with pytest.raises(VolumeError, match=r"^checkpoint.volume vol: reload failed: OSError: mount went away$"):
         session.stage2()
+
+
+def test_a_warm_pipeline_train_reads_the_data_prepare_committed_after_it_booted(make_session, tmp_path) -> None:
+    from launcher.runtime import stages
+
+    shutil.copy(RECIPES / "probe_stages.py", tmp_path / "probe_stages.py")
+    pipeline = {"prepare": {"run": "probe_stages:prepare"}}
+    warm = make_session(steps=4, stages=pipeline)  # booted (min_containers) before prepare ran
+    committed = stages.StageFolders(tmp_path / "volume", "probe")
+
+    def prepared(digest: str) -> None:  # what prepare commits: its result, then its marker
+        stages.write_result(committed, "prepare", {"stage": "prepare", "status": "finished",
+                                                   "metrics": {}, "digest": digest})
+
+    prepared("a" * 64)
+    first = warm.train(steps=4)
+    assert (first["status"], first["steps"]) == ("finished", 4)
+    prepared("b" * 64)  # prepare ran again with other inputs: train's checkpoints are stale
+    second = warm.train(steps=4)
+    assert second["status"] == "permanent"
+    assert "it was trained on data from prepare aaaaaaaaaaaa, and prepare's data is now bbbbbbbbbbbb" \
+        in second["error"]

@@ -74,21 +74,26 @@ class Display:
             self.bar = tqdm(total=total, unit="update", dynamic_ncols=True, file=stream)
 
     def line(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            click.echo(text, err=True)
+        # After SIGHUP the terminal may be gone: the run goes on (its final checkpoint first)
+        # whether or not its lines can be shown.
+        with contextlib.suppress(OSError):
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr)
+            else:
+                click.echo(text, err=True)
 
     def metrics(self, event: dict[str, Any]) -> None:
         if self.bar is None:
             return  # the worker's own log line says the same
         self.bar.n = event["step"]
         ret = event.get("return_mean100")
-        self.bar.set_postfix_str(f"{event['sps']:,.0f} SPS" + (f", return {ret:.1f}" if ret is not None else ""))
+        with contextlib.suppress(OSError):
+            self.bar.set_postfix_str(f"{event['sps']:,.0f} SPS" + (f", return {ret:.1f}" if ret is not None else ""))
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            with contextlib.suppress(OSError):
+                self.bar.close()
 
 
 class Supervisor:

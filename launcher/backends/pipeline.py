@@ -52,6 +52,8 @@ class Pipeline:
         sup = Supervisor(self.spec, self.app_path, self.run_dir, self.volumes, self.options, early,
                          stage=name, run_id=self.run_id)
         self.supervisors[name] = self.current = sup
+        if self.stopped_by is not None:  # a stop that came while this stage was set up: its
+            sup.stop(self.stopped_by)    # worker is stopped as soon as it starts
         sup.run_attempts()
         final = sup.attempts[-1]
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
@@ -104,6 +106,8 @@ def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
         f"summary: {pipe.spec.name} failed", f"  wall time    {seconds:.1f} s"]
     if outcome["status"] != "finished" and train is not None and train.attempts[-1].outcome == "finished":
         head[0] = f"summary: {pipe.spec.name} failed"  # train finished, a later stage did not
+    if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
+        head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
     if outcome["failed_stage"] is not None:
         failed = next(r for r in outcome["stages"] if r["stage"] == outcome["failed_stage"])

@@ -271,7 +271,8 @@ class Checkpointer:
             if theirs is not None and theirs != mine:
                 raise checkpoint.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
                                               "a checkpoint of another job is never loaded")
-        self._check_world_size(name, int(extra.get("world_size", 1)))
+        if not self.ctx.reads_only:
+            self._check_world_size(name, int(extra.get("world_size", 1)))
         changed = _changes(extra.get("model_config", {}), self.model_config(),
                            set(extra.get("model_config", {})) | set(self.model_config()))
         if changed:

@@ -30,3 +30,6 @@ class LoopContext:
     log_mirror: Path | None = None  # where run_dir is copied with each checkpoint; None: kept as is
     lease: Lease | None = None  # the job's lease, held by this run: each commit is a heartbeat
     folders: StageFolders | None = None  # a pipeline's data and stage results; None: no stages
+    # evaluate: loads train's newest checkpoint, saves none; the process count that wrote it
+    # does not matter (process 0's recipe state is loaded)
+    reads_only: bool = False

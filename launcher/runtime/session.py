@@ -39,7 +39,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults, lifeline, process, protocol, results
+from launcher.runtime import checkpoint, events, faults, lifeline, process, protocol, results, stages
 from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, Preempted, VolumeError
@@ -171,7 +171,9 @@ class Session:
             return
         with self._deferring_permanent("in stage 2"), events.timed("stage2", self.times):
             self._reload()
-            if not self.distributed:
+            # A pipeline's train reads prepare's data in setup(): in the call, after its reload
+            # (a warm container may have booted before prepare committed it).
+            if not self.distributed and self.spec.stage("prepare") is None:
                 self.loop = self._prepared(self.loop, resume=True)
         faults.point("stage2")
 
@@ -243,20 +245,30 @@ class Session:
         return result
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
-        assert self.loop is not None, "stage2 must run before train"
         with self._starting("at the start of train"):
             # Always look at the volume again: a warm container (min_containers, a retry landing
             # on the same container) may have loaded its checkpoint long before this call.
             self._take_job()
-            if self.loop.failed or (not resume and (self.loop.used or self.loop.resumed_from)):
-                # A half-applied update, or fresh weights asked for: rebuild the recipe on CPU
-                # (the imports are done) and load the newest checkpoint, unless asked not to.
+            if self.loop is None:  # a pipeline's train: its data is read now (see stage2)
+                self.loop = self._prepared(None, resume)
+            elif self.loop.failed or self._data_changed() or \
+                    (not resume and (self.loop.used or self.loop.resumed_from)):
+                # A half-applied update, prepare's data changed since, or fresh weights asked
+                # for: rebuild the recipe on CPU (the imports are done) and load the newest
+                # checkpoint, unless asked not to.
                 self.loop.release()
                 self.recipe = self._build_recipe()
                 self.loop = self._prepared(None, resume)
             elif resume:
                 self.loop = self._caught_up(self.loop)
         return self.loop.run(total)
+
+    def _data_changed(self) -> bool:
+        """A warm container's recipe holds prepare's data as it was: has prepare run since?"""
+        folders = self._folders()
+        if folders is None or self.spec.stage("prepare") is None or self.loop is None:
+            return False
+        return stages.data_digest(folders) != self.loop.data_digest
 
     def _caught_up(self, loop: Loop) -> Loop:
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults, stages
+from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
 from launcher.runtime.loop import Loop
@@ -75,12 +76,12 @@ class StageSession:
         with self._deferring_permanent(), events.timed(f"{self.stage.name} stage1", self.times):
             self.function = import_function(self.stage.name, self.stage.run)
             if self.stage.name == "evaluate":
-                from accelerate.utils import set_seed
-
-                set_seed(self.spec.train.seed)
                 self.recipe = self._build_recipe()
 
     def _build_recipe(self) -> Any:
+        from accelerate.utils import set_seed
+
+        set_seed(self.spec.train.seed)  # a rebuild starts where a first build does
         recipe_cls = import_recipe(self.spec.train.recipe)
         try:
             return recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
@@ -102,11 +103,19 @@ class StageSession:
         # checkpoint.resume is train's choice; evaluate always takes what train saved last.
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
-        # Train's checkpoints, where its Session keeps them.
-        loop = Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
-                                run_dir=run_dir / self.stage.name, volume=self.volume,
-                                times=self.times, folders=self.folders))
-        loop.prepare(resume=True)
+        skipped: set[int] = set()
+        while True:
+            # Train's checkpoints, where its Session keeps them, whatever its process count.
+            loop = Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
+                                    run_dir=run_dir / self.stage.name, volume=self.volume,
+                                    times=self.times, folders=self.folders, reads_only=True))
+            try:
+                loop.prepare(True, skipped)
+                break
+            except LoadFailed as exc:  # half loaded: rebuild, then the checkpoint before it
+                skipped.add(exc.step)
+                loop.release()
+                self.recipe = self._build_recipe()
         if not loop.step:
             raise PermanentError(f"stages.{self.stage.name}: no complete checkpoint of "
                                  f"{self.spec.name} to evaluate; train has not saved one")
