@@ -72,6 +72,12 @@ def work_root(volumes: Path, volume: str) -> Path:
     return volumes / "@work" / volume
 
 
+def work_copy(volumes: Path, volume: str, job: str, run_id: str, what: str) -> Path:
+    """Where one process of a run (`what`: an attempt, the pipeline's driver) keeps its working
+    copy of the volume; every name starts with the job's, so a later run finds leftovers."""
+    return work_root(volumes, volume) / f"{job}@{run_id}-{what}"
+
+
 def clean_after_dead_runs(volumes: Path, volume: str, job: str, run_id: str) -> list[str]:
     """Under the job's lock: drop working copies of this job's earlier runs, and a lease that
     names another run (it is gone: a live one would hold the lock). What was said, for the log."""

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
@@ -35,6 +34,7 @@ from launcher.errors import RunError
 from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
+from launcher.runtime.volume import LocalVolume
 
 if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
     from launcher.spec.model import JobSpec
@@ -151,13 +151,12 @@ class Supervisor:
         """One worker, in a working copy of the volume that is thrown away when it ends: what
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
-        work = jobfolder.work_root(self.volumes, self.spec.checkpoint.volume) / \
-            f"{self.spec.name}@{self.run_id}-{'' if self.stage == 'train' else self.stage + '-'}a{number}"
+        work = jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
+                                   self.run_id, f"{'' if self.stage == 'train' else self.stage + '-'}a{number}")
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
-            for path in (work, work.with_name(work.name + ".scratch")):
-                shutil.rmtree(path, ignore_errors=True)
+            LocalVolume.discard(work)
         attempt.outcome = classify(code)
         if self.preempted_by_us and attempt.outcome == "transient":
             # As on Modal, a preemption during start-up (before the loop can checkpoint) still

@@ -9,7 +9,6 @@ single-stage job, followed by every stage's outcome, wall time and metrics.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -124,7 +123,7 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     previous = stop_signals(pipe.stop)
     # The driver's own working copy of the volume: it reads the stages' commits after a reload
     # and commits train's result, as Modal's driver function does.
-    work = jobfolder.work_root(volumes, spec.checkpoint.volume) / f"{spec.name}@{pipe.run_id}-driver"
+    work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
     try:
         with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
             volume = LocalVolume(volumes / spec.checkpoint.volume, work)
@@ -133,8 +132,7 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for path in (work, work.with_name(work.name + ".scratch")):
-            shutil.rmtree(path, ignore_errors=True)
+        LocalVolume.discard(work)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
     if pipe.stopped_by is not None:

@@ -66,8 +66,7 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
     """
     module = import_app(app_path)
     timeline.mark("app")
-    if volume is None:
-        volume = LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    volume = volume or LocalVolume.from_environment()
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
     return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
                          steps=None, cluster=cluster, volumes=(volume,))
@@ -99,8 +98,7 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
     module = import_app(app_path)
     timeline.mark("app")
-    if volume is None:
-        volume = LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+    volume = volume or LocalVolume.from_environment()
     session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
     return run_input(session, session.run, volumes=(volume,))
 

@@ -123,8 +123,8 @@ class Checkpointer:
         self.background = self._background(ctx.spec.checkpoint.async_write)
         self._writer = Writer()
         # A pipeline's train and evaluate: the digest of prepare's data this run uses (None: no
-        # prepared data), set by the loop before resume(); a checkpoint made on other data is
-        # refused. Without a prepare stage, not checked.
+        # prepared data), from `use_data`; each checkpoint records it, and one made on other
+        # data is refused. Without a prepare stage, neither.
         self.checks_data = False
         self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
@@ -243,11 +243,16 @@ class Checkpointer:
         config = self.train_config()
         return {k: config.get(k) for k in getattr(type(self.ctx.recipe), "model_fields", ())}
 
+    def use_data(self, digest: str | None) -> None:
+        """This run trains on prepare's data of `digest` (a pipeline's train and evaluate)."""
+        self.checks_data, self.data_digest = True, digest
+
     def identity(self) -> dict[str, Any]:
         """What the manifest records to tell whose checkpoint it is and what it was made with."""
         spec = self.ctx.spec
+        data = {"data_digest": self.data_digest} if self.checks_data else {}
         return {"job": spec.name, "recipe": spec.train.recipe, "train_config": self.train_config(),
-                "model_config": self.model_config()}
+                "model_config": self.model_config(), **data}
 
     # -- picking: checks that change nothing ------------------------------------------------
 

@@ -42,7 +42,6 @@ class Loop:
         self.last_save = time.monotonic()
         self.last_metrics: dict[str, float] = {}
         self.best_return: float | None = None
-        self.data_digest: str | None = None  # prepare's, when the spec has one: in each checkpoint
 
     # -- stage 2 -------------------------------------------------------------------------
 
@@ -83,8 +82,7 @@ class Loop:
     def restore(self, resume: bool, skip: Collection[int] = ()) -> None:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
         if self.ctx.folders is not None and self.spec.stage("prepare") is not None:
-            self.data_digest = stages.data_digest(self.ctx.folders)
-            self.checkpoints.checks_data, self.checkpoints.data_digest = True, self.data_digest
+            self.checkpoints.use_data(stages.data_digest(self.ctx.folders))
         if resume and self.spec.checkpoint.resume == "auto":
             self._resume(skip)
         else:
@@ -245,10 +243,7 @@ class Loop:
 
     def save(self) -> None:
         """Checkpoint the current step through the manager (also the exit hook's safety net)."""
-        extra = {"best_return": self.best_return}
-        if self.data_digest is not None:
-            extra["data_digest"] = self.data_digest  # resuming on other data is refused
-        self.checkpoints.save(self.step, extra)
+        self.checkpoints.save(self.step, {"best_return": self.best_return})
         self.saved_step = self.step
         self.last_save = time.monotonic()
 

@@ -62,6 +62,38 @@ def import_recipe(ref: str) -> type:
     return recipe
 
 
+def build_recipe(spec: JobSpec, recipe_cls: type) -> Any:
+    """The recipe as a fresh run builds it: seeded first, so a rebuild starts from the very
+    weights a fresh start would (a checkpoint loaded next brings its own RNG states)."""
+    from accelerate.utils import set_seed
+
+    set_seed(spec.train.seed)
+    try:
+        return recipe_cls(dict(spec.train.config), spec.train.seed)
+    except (TypeError, ValueError, KeyError) as exc:
+        where = protocol.user_frame(exc.__traceback__, recipe_cls)
+        raise PermanentError(f"{where + ': ' if where else ''}train.config: "
+                             f"{spec.train.recipe} rejected it: {exc}") from exc
+
+
+def prepared(loop: Loop | None, new_loop: Callable[[], Loop], rebuild: Callable[[], None],
+             resume: bool, skip: Collection[int] = ()) -> Loop:
+    """`loop` (or a `new_loop()`) placed and resumed. A load that fails part-way leaves its
+    recipe and Accelerator half loaded: both are rebuilt (`rebuild()` makes the recipe that
+    `new_loop` places) before the next checkpoint, or a fresh start."""
+    skipped = set(skip)
+    while True:
+        loop = loop or new_loop()
+        try:
+            loop.prepare(resume, skipped)
+            return loop
+        except LoadFailed as exc:
+            skipped.add(exc.step)
+            loop.release()
+            rebuild()
+            loop = None
+
+
 class _Unmounted:
     """No volume was given: only stage 1 can run."""
 
@@ -151,18 +183,8 @@ class Session:
             self.loop.place()
 
     def _build_recipe(self) -> Any:
-        """The recipe as a fresh run builds it: seeded first, so a rebuild starts from the very
-        weights a fresh start would (a checkpoint loaded next brings its own RNG states)."""
-        from accelerate.utils import set_seed
-
         assert self.recipe_cls is not None
-        set_seed(self.spec.train.seed)
-        try:
-            return self.recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
-        except (TypeError, ValueError, KeyError) as exc:
-            where = protocol.user_frame(exc.__traceback__, self.recipe_cls)
-            raise PermanentError(f"{where + ': ' if where else ''}train.config: "
-                                 f"{self.spec.train.recipe} rejected it: {exc}") from exc
+        return build_recipe(self.spec, self.recipe_cls)
 
     def stage2(self) -> None:
         """After restore: see the volume's latest commits, then (one process) prepare the loop.
@@ -187,18 +209,10 @@ class Session:
         return StageFolders(self.root, self.spec.name) if self.spec.stages else None
 
     def _prepared(self, loop: Loop | None, resume: bool, skip: Collection[int] = ()) -> Loop:
-        """A loop placed and resumed. A load that fails part-way leaves its recipe and
-        Accelerator half loaded: both are rebuilt before the next checkpoint (or a fresh start)."""
-        skipped = set(skip)
-        while True:
-            loop = loop or self._new_loop()
-            try:
-                loop.prepare(resume, skipped)
-                return loop
-            except LoadFailed as exc:
-                skipped.add(exc.step)
-                loop.release()
-                self.recipe, loop = self._build_recipe(), None
+        return prepared(loop, self._new_loop, self._rebuild, resume, skip)
+
+    def _rebuild(self) -> None:
+        self.recipe = self._build_recipe()
 
     def _reload(self) -> None:
         guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
@@ -268,7 +282,7 @@ class Session:
         folders = self._folders()
         if folders is None or self.spec.stage("prepare") is None or self.loop is None:
             return False
-        return stages.data_digest(folders) != self.loop.data_digest
+        return stages.data_digest(folders) != self.loop.checkpoints.data_digest
 
     def _caught_up(self, loop: Loop) -> Loop:
         try:

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults, stages
-from launcher.runtime.checkpointer import LoadFailed
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
 from launcher.runtime.loop import Loop
-from launcher.runtime.session import import_recipe
+from launcher.runtime.session import build_recipe, import_recipe, prepared
 from launcher.runtime.stages import StageContext, StageFolders
 from launcher.runtime.volume import Volume
 from launcher.spec.model import JobSpec
@@ -79,14 +78,10 @@ class StageSession:
                 self.recipe = self._build_recipe()
 
     def _build_recipe(self) -> Any:
-        from accelerate.utils import set_seed
+        return build_recipe(self.spec, import_recipe(self.spec.train.recipe))
 
-        set_seed(self.spec.train.seed)  # a rebuild starts where a first build does
-        recipe_cls = import_recipe(self.spec.train.recipe)
-        try:
-            return recipe_cls(dict(self.spec.train.config), self.spec.train.seed)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise PermanentError(f"train.config: {self.spec.train.recipe} rejected it: {exc}") from exc
+    def _rebuild(self) -> None:
+        self.recipe = self._build_recipe()
 
     def stage2(self) -> None:
         if self.init_error is not None:
@@ -98,28 +93,22 @@ class StageSession:
 
     def _loaded_loop(self) -> Loop:
         """The recipe placed through Accelerate, with the newest complete checkpoint loaded."""
+        loop = prepared(None, self._new_loop, self._rebuild, resume=True)
+        if not loop.step:
+            raise PermanentError(f"stages.{self.stage.name}: no complete checkpoint of "
+                                 f"{self.spec.name} to evaluate; train has not saved one")
+        return loop
+
+    def _new_loop(self) -> Loop:
         run_dir = Path(os.environ.get("LAUNCH_RUN_DIR")
                        or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
         # checkpoint.resume is train's choice; evaluate always takes what train saved last.
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
-        skipped: set[int] = set()
-        while True:
-            # Train's checkpoints, where its Session keeps them, whatever its process count.
-            loop = Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
-                                    run_dir=run_dir / self.stage.name, volume=self.volume,
-                                    times=self.times, folders=self.folders, reads_only=True))
-            try:
-                loop.prepare(True, skipped)
-                break
-            except LoadFailed as exc:  # half loaded: rebuild, then the checkpoint before it
-                skipped.add(exc.step)
-                loop.release()
-                self.recipe = self._build_recipe()
-        if not loop.step:
-            raise PermanentError(f"stages.{self.stage.name}: no complete checkpoint of "
-                                 f"{self.spec.name} to evaluate; train has not saved one")
-        return loop
+        # Train's checkpoints, where its Session keeps them, whatever its process count.
+        return Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
+                                run_dir=run_dir / self.stage.name, volume=self.volume,
+                                times=self.times, folders=self.folders, reads_only=True))
 
     def run(self) -> dict[str, Any]:
         """The stage's result; a failure no retry can fix is returned, not raised (Modal

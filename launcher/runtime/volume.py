@@ -81,9 +81,25 @@ class LocalVolume:
         shutil.rmtree(old, ignore_errors=True)
         self._base = base
 
+    @staticmethod
+    def from_environment() -> LocalVolume:
+        """The volume a local worker was given: LAUNCH_VOLUME (committed), LAUNCH_CHECKPOINT_DIR
+        (its working copy)."""
+        return LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        """Throw a working copy away (the attempt that used it is over), with its scratch."""
+        for folder in (path, _scratch_of(path)):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _scratch(self) -> Path:
         """Room beside the working copy (same filesystem, so renames and links work)."""
-        scratch = self.path.with_name(self.path.name + ".scratch")
+        scratch = _scratch_of(self.path)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         return scratch
+
+
+def _scratch_of(path: Path) -> Path:
+    return path.with_name(path.name + ".scratch")
