@@ -19,7 +19,7 @@ A pipeline's driver holds the lease for the whole pipeline, under its own call i
 fixed staleness limit: its own timeout (no attempt of it lives longer, and a restarted one
 takes the lease again at once). Its stages `join` it: a stage call given the driver's call id
 works under the driver's lease instead of taking its own; its heartbeats keep the driver's
-call id and never lower its limit, and it never releases the lease (the driver does, at the
+call id, since and staleness limit, and it never releases the lease (the driver does, at the
 end). A stage given no driver id (called on its own) takes the lease for itself, as train does.
 
 What it does not do: Modal volumes have no compare-and-swap, so two runs that start in the
@@ -93,7 +93,6 @@ class Lease:
         self.last_beat = 0.0
         self.longest_interval = 0.0
         self.fixed_s = stale_s
-        self.floor_s = 0.0  # a joined lease keeps its holder's limit, at least
         self.held = False
         self.joined = False  # working under another call's lease (a pipeline's driver)
 
@@ -127,8 +126,10 @@ class Lease:
                        f"{holder.describe(now)}: stale after {holder.stale_after_s:.0f} s without one")
             holder = None
         self.call_id, self.joined = holder_id, True
-        self.since = holder.since if holder is not None else now
-        self.floor_s = max(self.floor_s, holder.stale_after_s if holder is not None else 0.0)
+        if holder is not None:  # its heartbeats keep the holder's since and staleness limit
+            self.since, self.fixed_s = holder.since, holder.stale_after_s
+        else:
+            self.since = now
         self.last_beat = now
         self._write(now)
         self._commit()
@@ -162,7 +163,7 @@ class Lease:
         if self.fixed_s is not None:
             return float(self.fixed_s)
         interval = self.every_s or self.longest_interval or self.timeout_s
-        return max(float(STALE_INTERVALS * interval), self.floor_s)
+        return float(STALE_INTERVALS * interval)
 
     def _write(self, now: float) -> None:
         holder = Holder(self.call_id, f"pid {os.getpid()} on {socket.gethostname()}", self.since,
