@@ -73,6 +73,19 @@ def test_the_driver_outlives_its_stages_within_24h() -> None:
         "stopped when launched again"]
 
 
+def test_the_plan_says_what_happens_past_modals_24h_limit() -> None:
+    spec = spec_of(JOB.replace("timeout: 2h", "timeout: 8h") +
+                   "stages: {evaluate: {run: launcher.recipes.digits:evaluate}}\n")
+    lines = plan(spec, "t.yaml", "local").splitlines()
+    assert "  driver    1 CPU, 1024 MiB; timeout 24h (per stage attempt" in "\n".join(lines)
+    assert next(x for x in lines if x.startswith("  past 24h")) == (
+        "  past 24h  the stages can take 64h 5m, but Modal stops the driver at 24h and does not "
+        "restart it; the launcher does not stop the stage call it waited on, and the job's lease "
+        "stays held until that call's last heartbeat is 24h old; what the stages committed stays "
+        "on the volume, and launching again then continues (prepare skipped when unchanged, train "
+        "resumed)")
+
+
 def test_the_plan_shows_each_stage_the_driver_and_the_total() -> None:
     spec = spec_of(JOB +
                    "stages:\n  prepare: {run: launcher.recipes.digits:prepare, compute: {cpu: 2}}\n"
