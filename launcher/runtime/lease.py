@@ -98,38 +98,39 @@ class Lease:
 
     def acquire(self, call_id: str) -> None:
         """Take the lease for `call_id` or raise LeaseHeld; the volume was reloaded just before."""
-        self.call_id = call_id
         now = time.time()
-        holder = read(self.folder)
-        if holder is not None and holder.call_id != self.call_id:
-            if not holder.stale(now):
-                raise LeaseHeld(self._held_message(holder, now))
-            events.log(f"taking over the lease of job {self.job} from {holder.describe(now)}: "
-                       f"stale after {holder.stale_after_s:.0f} s without one")
-        elif holder is not None:
-            events.log(f"lease of job {self.job} taken over from an earlier attempt of call {self.call_id}")
-        self.since = self.last_beat = now
-        self._write(now)
-        self._commit()
-        self.held = True
+        if self._holder_unless_held(call_id, now) is not None:
+            events.log(f"lease of job {self.job} taken over from an earlier attempt of call {call_id}")
+        self.call_id = call_id
+        self.since = now
+        self._take(now)
 
     def join(self, holder_id: str) -> None:
         """Work under the lease of `holder_id` (a pipeline's driver) or raise LeaseHeld: another
         live call holds it. Nobody, or a stale call: it is taken for `holder_id`. Each join is a
         heartbeat (written, committed); `release` leaves the lease to its holder."""
         now = time.time()
-        holder = read(self.folder)
-        if holder is not None and holder.call_id != holder_id:
-            if not holder.stale(now):
-                raise LeaseHeld(self._held_message(holder, now))
-            events.log(f"taking over the lease of job {self.job} for call {holder_id} from "
-                       f"{holder.describe(now)}: stale after {holder.stale_after_s:.0f} s without one")
-            holder = None
+        holder = self._holder_unless_held(holder_id, now)
         self.call_id, self.joined = holder_id, True
         if holder is not None:  # its heartbeats keep the holder's since and staleness limit
             self.since, self.fixed_s = holder.since, holder.stale_after_s
         else:
             self.since = now
+        self._take(now)
+
+    def _holder_unless_held(self, call_id: str, now: float) -> Holder | None:
+        """The lease's holder when it is `call_id`; None when nobody or a stale call holds it
+        (said in the log); LeaseHeld when another live call does."""
+        holder = read(self.folder)
+        if holder is None or holder.call_id == call_id:
+            return holder
+        if not holder.stale(now):
+            raise LeaseHeld(self._held_message(holder, now))
+        events.log(f"taking over the lease of job {self.job} from {holder.describe(now)}: "
+                    f"stale after {holder.stale_after_s:.0f} s without one")
+        return None
+
+    def _take(self, now: float) -> None:
         self.last_beat = now
         self._write(now)
         self._commit()
