@@ -15,7 +15,8 @@ updates and talks to its checkpoint manager, and neither looks back at the sessi
 
 Stage 2 only reads the volume: the job's lease is taken at the start of `train`, where the
 call id is known (Modal sets it for an input, not for enter hooks), and only then are
-leftovers of killed attempts cleaned and anything written.
+leftovers of killed attempts cleaned and anything written. A pipeline's train is given its
+driver's call id (`lease`) and works under the driver's lease instead of taking its own.
 
 With more than one process (gpu_count > 1, nodes > 1, or --processes locally), stage 1 runs
 once in the container's main process and `train` forks one worker per GPU through

@@ -4,7 +4,9 @@
                                           recipe built on CPU, as train's stage 1 builds it)
     stage2()    @modal.enter(snap=False)  volume reload (evaluate: Accelerator, recipe.setup,
                                           the newest complete checkpoint loaded)
-    run()       @modal.method()           the stage function, its result and marker committed
+    run()       @modal.method()           under the job's lease (the pipeline driver's, when
+                                          given its call id), the stage function, its result
+                                          and marker committed
     shutdown()  @modal.exit()             nothing left open
 
 The same hooks run locally through `launcher.runtime.lifecycle`, one worker per attempt.
