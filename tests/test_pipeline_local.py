@@ -198,3 +198,18 @@ def test_the_driver_holds_the_job_in_every_stage_and_a_second_launch_is_refused(
     assert first.wait(timeout=300) == 143, log.read_text()
     assert not (job / "lease.json").exists()  # released when the run ended
     assert [r["stage"] for r in ran(tmp_path)] == (["prepare"] if stage == "evaluate" else [])
+
+
+def test_a_pipeline_refused_before_any_stage_says_why(tmp_path: Path, monkeypatch) -> None:
+    from launcher.backends.local import Options
+    from launcher.backends.pipeline import Pipeline, report
+    from launcher.load import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write(tmp_path, pipeline_spec())).spec
+    pipe = Pipeline(spec, tmp_path / "run", tmp_path / "volumes", Options())
+    held = "probe: already running on volume vol: call fc-1 (pid 1 on h) since ..."
+    outcome = {"status": "permanent", "error": held, "failed_stage": None, "stages": []}
+    lines = report(pipe, outcome, 1.0).splitlines()
+    assert lines[0] == "summary: probe failed" and lines[-1] == f"  error        {held}"
+    assert "  train        not run (the run was refused)" in lines

@@ -102,7 +102,8 @@ def stage_lines(pipe: Pipeline, outcome: dict[str, Any]) -> list[str]:
     for name in pipe.spec.pipeline:
         result = results.get(name)
         if result is None:
-            lines.append(f"  {name:<12} not run (an earlier stage failed)")
+            why = "the run was refused" if outcome.get("error") else "an earlier stage failed"
+            lines.append(f"  {name:<12} not run ({why})")
             continue
         status = result.get("status")
         wall = f", {result.get('wall_seconds', 0.0):.1f} s" if status != "skipped" else \
@@ -122,6 +123,8 @@ def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
     if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
         head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
+    if outcome.get("error"):  # refused before any stage ran: another run holds the job
+        lines.append(f"  error        {outcome['error']}")
     if outcome["failed_stage"] is not None:
         failed = next(r for r in outcome["stages"] if r["stage"] == outcome["failed_stage"])
         lines.append(f"  failed in    {outcome['failed_stage']}: {failed.get('error') or failed.get('status')}")
