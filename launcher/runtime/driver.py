@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from launcher.runtime import events, stages
 from launcher.runtime.lease import Lease, LeaseHeld
