@@ -2,6 +2,7 @@
 a volume.
 
 Run: python bench/faults.py [--fuzz N] [--steps S --every E] [--no-kills] [--no-drills]
+                           [--no-driver-drills]
 
 Fuzz: cases of tests/test_fuzz.py (mutated specs, wild free text, random YAML and bytes)
 through `launch check` and, for a quarter, `launch --dry-run`, in-process; each distinct input
@@ -23,6 +24,17 @@ Drills, through real `launch --local` processes on one volume:
   with SIGKILL (its worker must die with it); a third run resumes from the first's newest
   committed checkpoint and ends as an uninterrupted run would.
 
+Driver drills, the pipeline's driver owning the run:
+- on Modal, replayed through the generated app's `pipeline` and Modal's own client objects with
+  fakes at the SDK boundary (spawn, FunctionCall.from_id/get, current_function_call_id, Volume
+  commit/reload): the driver preempted while it waits for each stage, then restarted on the same
+  input, must make no second call of any stage and run the pipeline to its end; a second launch
+  during each stage must be refused; the driver's timeout must cover every stage attempt's
+  start-up limit and timeout, as Modal reads them from each example app;
+- locally, through real `launch --local` processes: a second launch while the first is in
+  prepare or in evaluate is refused, the driver holding the job's lease meanwhile; a launch after
+  the first was stopped finishes.
+
 Prints counts and every escape; exits 1 if there was any.
 """
 
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import signal
 import subprocess
 import sys
@@ -262,6 +275,155 @@ def drills() -> int:
     return sum(tally.kinds.values())
 
 
+class DriverTally(Tally):
+    KINDS = ("tracebacks", "exit 3", "hangs", "two runs at once", "stage called twice",
+             "stage never run", "driver outlived", "other")
+
+
+def _modal_restarts(tally: DriverTally, app: object, folder: Path, said: io.StringIO) -> None:
+    """The generated driver preempted while it waits for each stage, then restarted."""
+    import pytest
+    from test_modal_driver import Modal
+
+    for n, stage in enumerate(("prepare", "train", "evaluate")):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LAUNCH_CHECKPOINT_DIR", str(folder / f"restart-{n}"))
+            server = Modal(app, patch, f"fc-driver-{n}")
+            server.results = {stage: KeyboardInterrupt()}
+            try:
+                app.pipeline.local(rerun=[])
+            except KeyboardInterrupt:
+                pass
+            server.results = {}
+            out = app.pipeline.local(rerun=[])
+        problems = [] if out.get("status") == "finished" else ["stage never run"]
+        if len(server.stages) != len(set(server.stages)):
+            problems.append("stage called twice")
+        print(f"  modal: driver preempted waiting for {stage}, restarted: calls "
+              f"{' '.join(server.stages)}; {out.get('status')}: {', '.join(problems) or 'ok'}",
+              file=sys.stdout)
+        tally.add(problems, said.getvalue() + str(out))
+
+
+def _modal_second_launches(tally: DriverTally, app: object, folder: Path, said: io.StringIO) -> None:
+    """A second launch (another driver call) during each stage of the first."""
+    import pytest
+    from test_modal_driver import Modal
+
+    for n, stage in enumerate(("prepare", "train", "evaluate")):
+        second: list[dict] = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LAUNCH_CHECKPOINT_DIR", str(folder / f"second-{n}"))
+            server = Modal(app, patch, "fc-first")
+
+            class LaunchAgain(dict):
+                def get(self, running: str, default: object = None) -> object:
+                    if running == stage and not second:
+                        server.driver_call = "fc-second"
+                        second.append(app.pipeline.local(rerun=[]))
+                        server.driver_call = "fc-first"
+                    return default
+
+            server.results = LaunchAgain()
+            app.pipeline.local(rerun=[])
+        refused = second and second[0].get("status") == "permanent" and "already running" in second[0]["error"]
+        problems = [] if refused and len(server.stages) == 3 else ["two runs at once"]
+        print(f"  modal: a second launch during {stage}: "
+              f"{second[0].get('status') if second else 'never made'}: {', '.join(problems) or 'ok'}",
+              file=sys.stdout)
+        tally.add(problems, said.getvalue() + str(second))
+
+
+def _driver_timeouts(tally: DriverTally) -> None:
+    """Every pipeline example's driver outlasts its stages within their start-up and run limits."""
+    import pytest
+    from test_app_import import PIPELINES, example, import_app
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        for name in PIPELINES:
+            path = Path(tmp) / (name.replace("/", "_").removesuffix(".yaml") + ".py")
+            path.write_text(example(name)[1], "utf-8")
+            module, _ = import_app(path, patch)
+            spec = example(name)[0]
+            infos = [getattr(module, cls)._get_class_service_function().info()
+                     for cls in ["Trainer", *[s.name.capitalize() for s in spec.stages]]]
+            worst = sum((i.startup_timeout + i.timeout) * (1 + i.max_retries) for i in infos)
+            timeout = module.pipeline.info().timeout
+            problems = [] if timeout >= min(worst, 86400) else ["driver outlived"]
+            print(f"  modal: {name}: driver timeout {timeout} s, stages' start-up + run limits "
+                  f"{worst} s: {', '.join(problems) or 'ok'}")
+            tally.add(problems, name)
+
+
+def _local_second_launches(tally: DriverTally, folder: Path) -> None:
+    """Real `launch --local`: a second launch while the first holds in prepare, then evaluate."""
+    import json
+    import shutil
+
+    from runjob import RECIPES, launch_local, probe_spec
+    from test_signals import start_launch, wait_for
+
+    for stage in ("prepare", "evaluate"):
+        job = folder / f"local-{stage}"
+        job.mkdir()
+        shutil.copy(RECIPES / "probe_stages.py", job / "probe_stages.py")
+        spec = probe_spec(steps=6)
+        spec["stages"] = {"prepare": {"run": "probe_stages:prepare", "retries": 0},
+                          "evaluate": {"run": "probe_stages:evaluate", "retries": 0}}
+        spec["stages"][stage]["config"] = {"hold_first_attempt": True}
+        first = start_launch(job, spec)
+        log = job / "launch.log"
+        wait_for(f"the first run to start {stage}", lambda: f"stage {stage}: starting" in log.read_text(),
+                 deadline_s=RUN_TIMEOUT_S)
+        lease = job / "volumes" / "vol" / "probe" / "lease.json"
+        held = lease.is_file() and json.loads(lease.read_text())["call_id"].startswith("local-")
+        second = launch_local(job / "job.yaml")
+        problems = _common(second.code, second.output)
+        if second.code != 1 or "already running" not in second.output or not held:
+            problems.append("two runs at once")
+        first.send_signal(signal.SIGTERM)
+        code = first.wait(timeout=RUN_TIMEOUT_S)
+        third = launch_local(job / "job.yaml")
+        problems += _common(third.code, third.output) + ([] if code == 143 and third.code == 0 else ["other"])
+        print(f"  local: a second launch while the first is in {stage}: exit {second.code}, the "
+              f"driver's lease {'held' if held else 'missing'}; the first stopped (exit {code}); "
+              f"a third exit {third.code}: {', '.join(problems) or 'ok'}")
+        tally.add(problems, second.output + third.output)
+
+
+def driver_drills() -> int:
+    import importlib.util
+
+    import pytest
+    from regen_golden import render_case
+
+    tally = DriverTally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        folder = Path(tmp)
+        patch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+        path = folder / "app.py"
+        path.write_text(render_case("pipeline-digits"), "utf-8")
+        module_spec = importlib.util.spec_from_file_location("bench_driver_app", path)
+        app = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(app)
+        import contextlib
+        import io
+        import warnings
+        said = io.StringIO()  # the in-process driver's log lines: shown with an escape only
+        with warnings.catch_warnings(), contextlib.redirect_stderr(said):
+            warnings.simplefilter("ignore")  # `.local()` runs without the mounted volume: the point
+            _modal_restarts(tally, app, folder, said)
+            _modal_second_launches(tally, app, folder, said)
+        _driver_timeouts(tally)
+        _local_second_launches(tally, folder)
+    print(f"driver drills: the Modal driver preempted in each stage and restarted, a second launch "
+          f"in each stage, the driver's timeout of every pipeline example; a second local launch "
+          f"in prepare and in evaluate; in {time.monotonic() - start:.0f} s")
+    print(tally.line("driver drills"))
+    return sum(tally.kinds.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz", type=int, default=10_000, metavar="N", help="fuzz draws (default 10000; 0 skips)")
@@ -269,10 +431,12 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=3, help="its commit interval in updates (default 3)")
     parser.add_argument("--no-kills", action="store_true", help="skip the kill points")
     parser.add_argument("--no-drills", action="store_true", help="skip the drills")
+    parser.add_argument("--no-driver-drills", action="store_true", help="skip the pipeline driver's drills")
     args = parser.parse_args()
     escapes = fuzz(args.fuzz) if args.fuzz else 0
     escapes += 0 if args.no_kills else kills(args.steps, args.every)
     escapes += 0 if args.no_drills else drills()
+    escapes += 0 if args.no_driver_drills else driver_drills()
     print(f"escapes: {escapes}")
     return 1 if escapes else 0
 

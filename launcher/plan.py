@@ -5,7 +5,8 @@ from __future__ import annotations
 from launcher.cost import cost, stage_costs, stage_line, summary, total_worst_case
 from launcher.errors import printable
 from launcher.spec.model import Compute, JobSpec
-from launcher.spec.pipeline import MODAL_MAX_TIMEOUT_S, driver_timeout_s, longest_s, steps
+from launcher.spec.pipeline import (DRIVER_MARGIN_S, MODAL_MAX_TIMEOUT_S, bound_s, driver_timeout_s,
+                                     steps)
 from launcher.spec.rules import warnings as spec_warnings
 from launcher.spec.units import human_seconds, rough_duration
 from launcher.spec.yamlpos import json_path
@@ -86,14 +87,18 @@ def _stage_lines(spec: JobSpec) -> list[str]:
         lines.append(f"  {step.name:<10}{what}; {_hardware(step.compute)}; "
                      f"timeout {human_seconds(step.compute.timeout_s)}, retries "
                      f"{step.retries.max_retries}; {stage_line(step.name, costs[step.name]).split(': ', 1)[1]}")
-    longest = longest_s(spec)
+    bound = bound_s(spec)
     lines.append(f"  driver    1 CPU, 1024 MiB; timeout {rough_duration(driver_timeout_s(spec))} "
-                 "(the stages' timeouts × attempts, with retry delays); no retries of its own")
-    if longest > MODAL_MAX_TIMEOUT_S:
-        lines.append(f"  past 24h  the stages can take {rough_duration(longest)}, but Modal stops "
-                     "the driver at 24h, and the stage call it waits on is cancelled with it; "
-                     "what the stages committed stays on the volume, and launching again "
-                     "continues (prepare skipped when unchanged, train resumed)")
+                 "(per stage attempt its start-up limit, Modal's default: the timeout, and its "
+                 f"timeout; with retry delays, + {human_seconds(DRIVER_MARGIN_S)}); no retries of "
+                 "its own; holds the job's lease to the end; time queued for capacity is under "
+                 "no limit and can outlast it")
+    if bound > MODAL_MAX_TIMEOUT_S:
+        lines.append(f"  past 24h  the stages can take {rough_duration(bound)}, but Modal stops "
+                     "the driver at 24h and does not restart it; the launcher does not stop the "
+                     "stage call it waited on, and the job's lease stays held until that call's "
+                     "last heartbeat is 24h old; what the stages committed stays on the volume, and "
+                     "launching again then continues (prepare skipped when unchanged, train resumed)")
     lines.append(f"cost total  worst case one launch {total_worst_case(spec)} (every stage's GPU "
                  "worst case; CPU stages and the driver are billed for CPU and memory only)")
     return lines

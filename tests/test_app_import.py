@@ -164,12 +164,37 @@ def test_each_stage_and_the_driver_ask_modal_for_what_the_spec_says(name: str, a
         assert kwargs.get("experimental_options") == \
             ({"enable_gpu_snapshot": True} if stage.snapshot == "gpu" else None)
     driver = module.pipeline.info()
-    longest = sum(t * (1 + r.max_retries) + sum(r.delay(n) for n in range(1, 1 + r.max_retries))
-                  for t, r in [(spec.compute.timeout_s, spec.retries),
-                               *[(s.compute.timeout_s, s.retries) for s in spec.stages]])
     assert (driver.gpus, driver.cpu, driver.memory_mib) == ([], 1.0, 1024)
-    assert driver.timeout == min(int(longest), 86400) and driver.max_retries == 0
+    assert driver.timeout == min(stages_bound_s(module, spec), 86400) and driver.max_retries == 0
     assert {path: m.name for path, m in driver.volumes.items()} == {spec.checkpoint.mount: spec.checkpoint.volume}
+
+
+def stages_bound_s(module, spec: JobSpec) -> int:
+    """How long the driver may wait while every stage is within Modal's limits, as Modal reads
+    them from the app: each attempt's start-up limit and its timeout (the driver's own clock
+    counts both; the stage's timeout only the second), the delays, and the driver's margin."""
+    from launcher.spec.pipeline import DRIVER_MARGIN_S
+
+    total = DRIVER_MARGIN_S
+    for cls, retries in [("Trainer", spec.retries), *[(s.name.capitalize(), s.retries) for s in spec.stages]]:
+        info = getattr(module, cls)._get_class_service_function().info()
+        attempts = 1 + info.max_retries
+        assert info.max_retries == retries.max_retries
+        total += (info.startup_timeout + info.timeout) * attempts + sum(retries.delay(n) for n in range(1, attempts))
+    return int(total)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_the_driver_outlasts_every_stage_within_its_start_up_and_run_limits(name: str, app_files,
+                                                                            monkeypatch) -> None:
+    spec, _ = example(name)
+    module, _ = import_app(app_files[name], monkeypatch)
+    stages = [getattr(module, cls)._get_class_service_function().info()
+              for cls in ["Trainer", *[s.name.capitalize() for s in spec.stages]]]
+    # Modal gives each attempt a start-up limit of its own, the timeout when none is set
+    assert [info.startup_timeout for info in stages] == [info.timeout for info in stages]
+    worst = sum((info.startup_timeout + info.timeout) * (1 + info.max_retries) for info in stages)
+    assert module.pipeline.info().timeout >= min(worst, 86400)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

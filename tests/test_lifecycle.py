@@ -113,7 +113,7 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "train", "shutdown"]
     assert without_volume(local) == without_volume(on_modal)
     assert on_modal[0][1]["spec"] == spec.to_dict() == module.SPEC
-    assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster}
+    assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster, "lease": ""}
     assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
     volume = local[0][1]["volume"]  # ... and a local directory here
     assert isinstance(volume, LocalVolume) and volume.committed == tmp_path / "volume"
@@ -142,15 +142,40 @@ def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
     monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "work"))
     monkeypatch.setitem(sys.modules, "launch_app", None)
 
+    monkeypatch.setenv("LAUNCH_LEASE", "fc-driver")  # what the local driver gives its stages
+
     module = import_generated(app)
-    run_in_modal_container(module, stage.capitalize(), "run")
+    run_in_modal_container(module, stage.capitalize(), "run", lease="fc-driver")  # as the driver spawns it
     on_modal = list(recorded)
     recorded.clear()
     assert worker.attempt_stage(app, stage) == {"status": "finished"}
     assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "run", "shutdown"]
     assert without_volume(recorded) == without_volume(on_modal)
     assert on_modal[0][1] == {"spec": module.SPEC, "stage": stage, "volume": module.volume,
-                              "commit": module.CODE_COMMIT}
+                              "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id}
+    assert recorded[0][1]["call_id"] is worker.run_id
+    assert on_modal[3][1] == {"lease": "fc-driver"}  # the stage works under the driver's lease
+
+
+PIPELINE_GOLDENS = sorted({case for case, _ in PIPELINE_CASES})
+
+
+@pytest.mark.parametrize("case", PIPELINE_GOLDENS)
+def test_a_pipelines_train_gets_the_drivers_lease_on_modal_and_locally(
+        case: str, calls: list[Call], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(render_case(case), "utf-8")
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(ROOT))
+    monkeypatch.setenv("LAUNCH_VOLUME", str(tmp_path / "volume"))
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("LAUNCH_LEASE", "fc-driver")
+    monkeypatch.setitem(sys.modules, "launch_app", None)
+    run_in_modal_container(import_generated(app), resume=True, steps=0, lease="fc-driver")
+    on_modal = list(calls)
+    calls.clear()
+    assert worker.attempt(app) == {"status": "finished"}
+    assert without_volume(calls) == without_volume(on_modal)
+    assert on_modal[3] == ("train", {"resume": True, "steps": None, "cluster": None, "lease": "fc-driver"})
 
 
 class Hooks:
@@ -171,7 +196,8 @@ class Hooks:
     def stage2(self) -> None:
         self._hook("stage2")
 
-    def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
+    def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
+              lease: str = "") -> dict[str, Any]:
         self._hook("train")
         return {"status": "finished", "resume": resume, "steps": steps, "cluster": cluster}
 

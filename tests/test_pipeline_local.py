@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runjob import RECIPES, launch_local, probe_spec, write_spec
 
 
@@ -167,3 +168,48 @@ def test_a_pipeline_stopped_by_a_signal_says_so_whichever_stage_was_running(tmp_
     outcome = {"status": "failed", "failed_stage": "prepare",
                "stages": [{"stage": "prepare", "status": "interrupted", "error": "interrupted"}]}
     assert report(pipe, outcome, 1.0).splitlines()[0] == "summary: probe stopped (SIGTERM)"
+
+
+@pytest.mark.parametrize("stage", ["prepare", "evaluate"])
+def test_the_driver_holds_the_job_in_every_stage_and_a_second_launch_is_refused(tmp_path: Path, stage: str) -> None:
+    import re
+    import signal
+
+    from test_signals import start_launch, wait_for
+
+    spec = pipeline_spec()
+    spec["stages"][stage]["config"] = {"hold_first_attempt": True}  # until the SIGTERM below
+    shutil.copy(RECIPES / "probe_stages.py", tmp_path / "probe_stages.py")
+    first = start_launch(tmp_path, spec)
+    log = tmp_path / "launch.log"
+    wait_for(f"the first run to start {stage}", lambda: f"stage {stage}: starting" in log.read_text())
+    job = tmp_path / "volumes" / "vol" / "probe"
+    lease = json.loads((job / "lease.json").read_text())  # the driver's, under the run's id
+    record = json.loads((job / "driver.json").read_text())  # the stage calls it made, committed
+    assert lease["call_id"] == record["driver"] and lease["call_id"].startswith("local-")
+    assert record["stages"][stage]["call"].startswith(f"{lease['call_id']}-{stage}-")
+
+    second = launch_local(tmp_path / "job.yaml")
+    assert second.code == 1
+    assert re.fullmatch(rf"probe: already running on volume vol \(launch pid {first.pid} on [^,]+, since "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); wait for it to end or stop it\n",
+                        second.output), second.output
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=300) == 143, log.read_text()
+    assert not (job / "lease.json").exists()  # released when the run ended
+    assert [r["stage"] for r in ran(tmp_path)] == (["prepare"] if stage == "evaluate" else [])
+
+
+def test_a_pipeline_refused_before_any_stage_says_why(tmp_path: Path, monkeypatch) -> None:
+    from launcher.backends.local import Options
+    from launcher.backends.pipeline import Pipeline, report
+    from launcher.load import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write(tmp_path, pipeline_spec())).spec
+    pipe = Pipeline(spec, tmp_path / "run", tmp_path / "volumes", Options())
+    held = "probe: already running on volume vol: call fc-1 (pid 1 on h) since ..."
+    outcome = {"status": "permanent", "error": held, "failed_stage": None, "stages": []}
+    lines = report(pipe, outcome, 1.0).splitlines()
+    assert lines[0] == "summary: probe failed" and lines[-1] == f"  error        {held}"
+    assert "  train        not run (the run was refused)" in lines

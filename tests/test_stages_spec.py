@@ -13,7 +13,7 @@ from launcher.runtime import stages
 from launcher.runtime.failures import PermanentError
 from launcher.spec import yamlpos
 from launcher.spec.model import JobSpec
-from launcher.spec.pipeline import check_rerun, driver_timeout_s, longest_s
+from launcher.spec.pipeline import DRIVER_MARGIN_S, check_rerun, driver_timeout_s, longest_s
 from launcher.spec.validate import check, validate
 
 JOB = ("version: 1\nname: j\ncompute: {gpu: [H100, A100-80GB], gpu_count: 2, cpu: 8, memory: 32GiB,"
@@ -58,15 +58,32 @@ def test_the_driver_outlives_its_stages_within_24h() -> None:
                          "compute: {timeout: 10m}, retries: 2}\n")
     # train: 2 attempts of 2h, a 0 s delay; evaluate: 3 attempts of 10m, delays 0 s and 0 s
     assert longest_s(spec) == 2 * 7200 + 3 * 600
-    assert driver_timeout_s(spec) == longest_s(spec)
+    # The driver's clock also runs while each attempt starts up, which Modal keeps out of the
+    # stage's timeout and limits to the timeout again (no startup_timeout set): twice each
+    # attempt, and a margin for the driver's own work.
+    assert driver_timeout_s(spec) == 2 * (7200 + 7200) + 3 * (600 + 600) + DRIVER_MARGIN_S
     long = spec_of(JOB.replace("timeout: 2h", "timeout: 24h") +
                    "stages: {evaluate: {run: launcher.recipes.digits:evaluate}}\n")
     assert driver_timeout_s(long) == 86400
     checked = check(yamlpos.parse(JOB.replace("timeout: 2h", "timeout: 24h") +
                                   "stages: {evaluate: {run: launcher.recipes.digits:evaluate}}\n", "t.yaml"))
     assert [p.message for p in checked.warnings] == [
-        "the stages can take 96h (timeouts × attempts), but the driver that runs them stops at "
-        "Modal's 24h limit; a run cut off there continues where it stopped when launched again"]
+        "the stages can take 192h 5m (start-up limits and timeouts × attempts), but the driver "
+        "that runs them stops at Modal's 24h limit; a run cut off there continues where it "
+        "stopped when launched again"]
+
+
+def test_the_plan_says_what_happens_past_modals_24h_limit() -> None:
+    spec = spec_of(JOB.replace("timeout: 2h", "timeout: 8h") +
+                   "stages: {evaluate: {run: launcher.recipes.digits:evaluate}}\n")
+    lines = plan(spec, "t.yaml", "local").splitlines()
+    assert "  driver    1 CPU, 1024 MiB; timeout 24h (per stage attempt" in "\n".join(lines)
+    assert next(x for x in lines if x.startswith("  past 24h")) == (
+        "  past 24h  the stages can take 64h 5m, but Modal stops the driver at 24h and does not "
+        "restart it; the launcher does not stop the stage call it waited on, and the job's lease "
+        "stays held until that call's last heartbeat is 24h old; what the stages committed stays "
+        "on the volume, and launching again then continues (prepare skipped when unchanged, train "
+        "resumed)")
 
 
 def test_the_plan_shows_each_stage_the_driver_and_the_total() -> None:
@@ -85,8 +102,10 @@ def test_the_plan_shows_each_stage_the_driver_and_the_total() -> None:
         "(2h × 2 attempts)",
         "  evaluate  launcher.recipes.digits:evaluate; 1 × T4 × 1 node, 8 CPU, 32768 MiB per container; "
         "timeout 10m, retries 1; $0.59/h for 1 × T4, worst case $0.20 (10m × 2 attempts)",
-        "  driver    1 CPU, 1024 MiB; timeout 8h 20m (the stages' timeouts × attempts, with retry "
-        "delays); no retries of its own",
+        "  driver    1 CPU, 1024 MiB; timeout 16h 45m (per stage attempt its start-up limit, "
+        "Modal's default: the timeout, and its timeout; with retry delays, + 5m); no retries of "
+        "its own; holds the job's lease to the end; time queued for capacity is under no limit "
+        "and can outlast it",
         "cost total  worst case one launch $31.79 (every stage's GPU worst case; CPU stages and the "
         "driver are billed for CPU and memory only)",
     ]

@@ -99,14 +99,16 @@ class Display:
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
                  options: Options, early: WorkerProcess | None = None, stage: str = "train",
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, lease: str = "") -> None:
         """`stage`: which of a pipeline's stages its attempts run (each with its own retries);
-        `run_id`: the run's id (a pipeline's stages share one), a new one when None."""
+        `run_id`: the run's id (a pipeline's stages share one), a new one when None; `lease`:
+        the pipeline driver's call id, whose lease of the job the attempts work under."""
         self.spec, self.app_path, self.run_dir, self.volumes = spec, app_path, run_dir, volumes
         self.volume_dir = volumes / spec.checkpoint.volume
         self.options = options
         self.run_id = run_id or new_run_id()
         self.stage = stage
+        self.lease = lease
         found = spec.stage(stage)
         self.retries = spec.retries if found is None else found.retries
         self.attempts: list[Attempt] = []
@@ -131,7 +133,8 @@ class Supervisor:
         if worker is None:
             worker = start_worker(self.spec.env, self.options, attempt)
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id},
+                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
+                                  "LAUNCH_LEASE": self.lease},
                   self.stage)
         return worker
 

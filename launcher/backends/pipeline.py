@@ -1,9 +1,12 @@
 """`launch JOB --local` for a spec with `stages:`: the pipeline's driver on this machine.
 
-The same driver as on Modal (`launcher.runtime.driver`) decides which stage runs; each stage
-that runs gets its own supervisor (backends/local.py): one worker process per attempt, the
-stage's own retries, `--preempt-after` in its first attempt. The summary is train's, as for a
-single-stage job, followed by every stage's outcome, wall time and metrics.
+The very driver that runs on Modal (`launcher.runtime.driver.Driver`) runs here, in its own
+working copy of the volume, with the run's id as its call id: it takes the job's lease, records
+its stage calls and decides which stage runs. Only its stage caller is local: `Pipeline`
+(a `StageCaller`) runs a stage's call as that stage's supervisor (backends/local.py): one
+worker process per attempt, the stage's own retries, `--preempt-after` in its first attempt,
+each attempt working under the driver's lease. The summary is train's, as for a single-stage
+job, followed by every stage's outcome, wall time and metrics.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ from launcher.backends.local import (Options, Supervisor, folders, holding, new_
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
 from launcher.runtime import driver, stages
-from launcher.runtime.stages import StageFolders
 from launcher.runtime.volume import LocalVolume
 from launcher.spec.model import JobSpec
 
 
 class Pipeline:
-    """Runs one stage at a time under its supervisor, all under the job's lock and one run id;
-    Ctrl-C, SIGTERM and SIGHUP reach the running one."""
+    """The driver's stage caller here: runs one stage at a time under its supervisor, all under
+    the job's lock and one run id; Ctrl-C, SIGTERM and SIGHUP reach the running one."""
 
     def __init__(self, spec: JobSpec, run_dir: Path, volumes: Path, options: Options,
                  early: WorkerProcess | None = None) -> None:
@@ -39,17 +41,29 @@ class Pipeline:
         self.supervisors: dict[str, Supervisor] = {}
         self.current: Supervisor | None = None
         self.stopped_by: int | None = None
+        self.calls: dict[str, tuple[str, str]] = {}  # call id -> (stage, the driver's lease)
 
     @property
     def interrupted(self) -> bool:
         return self.stopped_by is not None
 
-    def run_stage(self, name: str) -> dict[str, Any]:
+    def spawn(self, stage: str, lease: str) -> str:
+        """A call of `stage`; it runs when the driver waits for it (`get`)."""
+        call = f"{self.run_id}-{stage}-{len(self.calls) + 1}"
+        self.calls[call] = (stage, lease)
+        return call
+
+    def get(self, call_id: str) -> dict[str, Any]:
+        if call_id not in self.calls:  # a driver restarted with another run's record: never here
+            return {"status": "failed", "error": f"call {call_id} is not one of this run's"}
+        return self.run_stage(*self.calls[call_id])
+
+    def run_stage(self, name: str, lease: str = "") -> dict[str, Any]:
         if self.interrupted:
             return {"status": "interrupted", "error": "interrupted"}
         early, self.early = self.early, None
         sup = Supervisor(self.spec, self.app_path, self.run_dir, self.volumes, self.options, early,
-                         stage=name, run_id=self.run_id)
+                         stage=name, run_id=self.run_id, lease=lease)
         self.supervisors[name] = self.current = sup
         if self.stopped_by is not None:  # a stop that came while this stage was set up: its
             sup.stop(self.stopped_by)    # worker is stopped as soon as it starts
@@ -88,7 +102,8 @@ def stage_lines(pipe: Pipeline, outcome: dict[str, Any]) -> list[str]:
     for name in pipe.spec.pipeline:
         result = results.get(name)
         if result is None:
-            lines.append(f"  {name:<12} not run (an earlier stage failed)")
+            why = "the run was refused" if outcome.get("error") else "an earlier stage failed"
+            lines.append(f"  {name:<12} not run ({why})")
             continue
         status = result.get("status")
         wall = f", {result.get('wall_seconds', 0.0):.1f} s" if status != "skipped" else \
@@ -108,6 +123,8 @@ def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
     if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
         head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
+    if outcome.get("error"):  # refused before any stage ran: another run holds the job
+        lines.append(f"  error        {outcome['error']}")
     if outcome["failed_stage"] is not None:
         failed = next(r for r in outcome["stages"] if r["stage"] == outcome["failed_stage"])
         lines.append(f"  failed in    {outcome['failed_stage']}: {failed.get('error') or failed.get('status')}")
@@ -127,8 +144,7 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     try:
         with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
             volume = LocalVolume(volumes / spec.checkpoint.volume, work)
-            outcome = driver.run_pipeline(spec, pipe.run_stage, StageFolders(work, spec.name),
-                                          volume, rerun=options.rerun)
+            outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work).run(options.rerun)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

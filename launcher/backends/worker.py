@@ -18,7 +18,8 @@ attempt needs (modal for the app, torch and accelerate for stage 1), then reads 
 from stdin: the app's path, the stage, and the LAUNCH_* settings that depend on the validated
 spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's
 working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
-every stage: the call id of the job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+every stage: the call id of the job's lease), and for a pipeline's stage LAUNCH_LEASE (the
+driver's call id, whose lease the stage works under). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
 """
 
@@ -58,6 +59,12 @@ def run_id() -> str | None:
     return os.environ.get("LAUNCH_RUN_ID")
 
 
+def driver_lease() -> str:
+    """The pipeline driver's call id, whose lease this stage works under, as the driver passes
+    it to the stage's method on Modal (LAUNCH_LEASE; empty for a single job)."""
+    return os.environ.get("LAUNCH_LEASE", "")
+
+
 def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -> dict[str, Any]:
     """`train`'s result for the app at `app_path`; `volume` defaults to the supervisor's.
 
@@ -69,7 +76,7 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
     volume = volume or LocalVolume.from_environment()
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
     return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
-                         steps=None, cluster=cluster, volumes=(volume,))
+                         steps=None, cluster=cluster, volumes=(volume,), lease=driver_lease())
 
 
 # What every attempt imports anyway, in the order it would: the app (modal), then stage 1.
@@ -99,8 +106,9 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     module = import_app(app_path)
     timeline.mark("app")
     volume = volume or LocalVolume.from_environment()
-    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
-    return run_input(session, session.run, volumes=(volume,))
+    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT,
+                           call_id=run_id)
+    return run_input(session, lambda: session.run(lease=driver_lease()), volumes=(volume,))
 
 
 def run(app_path: Path, stage: str = "train") -> int:

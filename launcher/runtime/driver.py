@@ -1,27 +1,114 @@
 """The pipeline's driver: run the stages in order, skip an unchanged prepare, stop at a failure.
 
-On Modal this runs in the app's small CPU function (`pipeline`, what `launch` spawns), with
-each stage a `.remote()` call on its own class; locally the supervisor runs it with a worker
-per attempt for each stage. Either way the driver only decides: which stage runs, whether
-prepare is skipped (a finished result with the same digest, unless `rerun` names it), and
-that the pipeline stops at the first stage that does not finish, naming it. `evaluate` always
-runs again; train resumes from its newest checkpoint (and refuses one made on other data).
+One driver, wherever it runs. On Modal it runs in the app's small CPU function (`pipeline`,
+what `launch` spawns); `launch --local` runs the same `Driver` in its own process. Only how a
+stage is called differs, behind a `StageCaller`: on Modal (`ModalCaller`) each stage is a call
+spawned on its own class and waited for with `modal.FunctionCall.from_id(id).get()`; locally
+(launcher.backends.pipeline) the supervisor runs that stage's attempts, one worker each.
+
+The driver decides which stage runs, whether prepare is skipped (a finished result with the
+same digest, unless `rerun` names it), and that the pipeline stops at the first stage that
+does not finish, naming it. `evaluate` always runs again; train resumes from its newest
+checkpoint (and refuses one made on other data).
+
+It owns the run: it takes the job's lease (lease.py) under its own call id before anything
+else and holds it to the end, so a second launch of the job is refused in any stage, and each
+stage call works under it (the stage is given the driver's call id). Modal restarts a
+preempted function on the same input, with the same call id, even without retries: so before
+it waits for a stage, the driver records the stage's call id in the job's folder
+(`<job>/driver.json`, committed), and a restarted driver waits for the call it finds there
+instead of starting a second one; the results it recorded stand.
 
 Standard library only.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 from launcher.runtime import events, stages
+from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.stages import StageFolders
-from launcher.runtime.volume import Volume
+from launcher.runtime.volume import Volume, guarded
 from launcher.spec.model import JobSpec
+from launcher.spec.pipeline import driver_timeout_s
 
-Runner = Callable[[str], dict[str, Any]]  # stage name -> its result ({"status": ..., ...})
+RECORD = "driver.json"  # in the job's folder: this driver call's stage calls and their results
+
+
+class StageCaller(Protocol):
+    """How the driver calls a stage: start a call, then wait for its result."""
+
+    def spawn(self, stage: str, lease: str) -> str:
+        """Start one call of `stage`, working under the driver's lease (`lease`, the driver's
+        call id); the call's id."""
+        ...
+
+    def get(self, call_id: str) -> dict[str, Any]:
+        """The result of the call `call_id` when it ends. A call that raised (its retries
+        spent, a timeout) is a failed result, not an exception."""
+        ...
+
+
+class ModalCaller:
+    """Stage calls on Modal. `methods`: each stage's Modal method (`Trainer().train`,
+    `Prepare().run`, ...); `from_id`: `modal.FunctionCall.from_id`."""
+
+    def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any]) -> None:
+        self.methods, self.from_id = methods, from_id
+
+    def spawn(self, stage: str, lease: str) -> str:
+        return str(self.methods[stage].spawn(lease=lease).object_id)
+
+    def get(self, call_id: str) -> dict[str, Any]:
+        try:
+            return dict(self.from_id(call_id).get())
+        except Exception as exc:  # whatever Modal raises for the stage's last attempt
+            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+class Record:
+    """`<job>/driver.json`: the stage calls one driver call made, and the results it got."""
+
+    def __init__(self, path: Path, driver: str) -> None:
+        self.path, self.driver = path, driver
+        found = _read_json(path)
+        self.resumed = found.get("driver") == driver  # this very call, restarted
+        calls = found.get("stages") if self.resumed else None
+        self.calls: dict[str, dict[str, Any]] = calls if isinstance(calls, dict) else {}
+
+    def call(self, stage: str) -> str | None:
+        return self.calls.get(stage, {}).get("call")
+
+    def result(self, stage: str) -> dict[str, Any] | None:
+        return self.calls.get(stage, {}).get("result")
+
+    def started(self, stage: str, call_id: str) -> None:
+        self.calls[stage] = {"call": call_id, "since": time.time()}
+
+    def finished(self, stage: str, result: dict[str, Any]) -> None:
+        self.calls[stage]["result"] = result
+
+    def write(self) -> None:
+        """A new file renamed into place: never a half-written record."""
+        tmp = self.path.with_name(f".tmp-{RECORD}-{os.getpid()}")
+        tmp.write_text(json.dumps({"driver": self.driver, "stages": self.calls}, indent=2,
+                                  sort_keys=True), "utf-8")
+        os.replace(tmp, self.path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object at `path`, or {} (missing or damaged: it records nothing)."""
+    try:
+        found = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _skip(spec: JobSpec, folders: StageFolders, rerun: Collection[str],
@@ -60,37 +147,94 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
     return out
 
 
-def run_pipeline(spec: JobSpec, run_stage: Runner, folders: StageFolders, volume: Volume,
-                 rerun: Collection[str] = (), commit: str | None = None) -> dict[str, Any]:
-    """Each stage's result, in order, and the pipeline's status: "finished", or "failed" with
-    the stage that stopped it."""
-    volume.reload()  # the stages' latest commits (prepare's result)
-    done: list[dict[str, Any]] = []
-    for name in spec.pipeline:
-        skipped = _skip(spec, folders, rerun, commit) if name == "prepare" else None
-        if skipped is not None:
-            done.append(skipped)
-            continue
-        events.log(f"stage {name}: starting")
-        started = time.monotonic()
-        result = run_stage(name)
-        if name == "train":
-            result = _train_result(spec, folders, volume, result, commit)
-        result = {**result, "stage": name, "wall_seconds": round(time.monotonic() - started, 3)}
-        done.append(result)
-        if result.get("status") != "finished":
-            events.log(f"stage {name} failed: {result.get('error') or result.get('status')}; "
-                       "the pipeline stops here")
-            return {"status": "failed", "failed_stage": name, "stages": done}
-    return {"status": "finished", "failed_stage": None, "stages": done}
+class Driver:
+    def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
+                 commit: str | None = None, root: Path | None = None) -> None:
+        """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
+        `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
+        checkpoint.mount); `commit`: the code's git commit, for the stages' digests."""
+        self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
+        self.commit = commit
+        root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
+        self.folders = StageFolders(root, spec.name)
+        # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
+        # one takes the lease again at once.
+        timeout = driver_timeout_s(spec)
+        self.lease = Lease(self.folders.job, volume, job=spec.name,
+                           volume_name=spec.checkpoint.volume, every_s=None, timeout_s=timeout,
+                           stale_s=timeout)
 
-
-def remote_runner(calls: dict[str, Callable[[], dict[str, Any]]]) -> Runner:
-    """A Runner over the app's `.remote()` calls. A stage that raises (its retries spent, a
-    timeout) is a failed stage, not a failed driver: the result names it."""
-    def run(name: str) -> dict[str, Any]:
+    def run(self, rerun: Collection[str] = ()) -> dict[str, Any]:
+        """Each stage's result, in order, and the pipeline's status: "finished", "failed" with
+        the stage that stopped it, or "permanent" when another run holds the job."""
+        self._reload()  # the latest commits: the lease, the record, prepare's result
         try:
-            return calls[name]()
-        except Exception as exc:  # whatever Modal raises for the stage's last attempt
-            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    return run
+            self.lease.acquire(self.call_id)
+        except LeaseHeld as exc:
+            events.log(f"error: {exc}")
+            return {"status": "permanent", "error": str(exc), "failed_stage": None, "stages": []}
+        outcome = self._stages(Record(self.folders.job / RECORD, self.call_id), rerun)
+        # Not on an exception (a preemption): the restart takes the lease again, and a stage
+        # call may still be at work under it.
+        self._reload()
+        self.lease.release()
+        return outcome
+
+    def _stages(self, record: Record, rerun: Collection[str]) -> dict[str, Any]:
+        if record.resumed:
+            events.log(f"driver call {self.call_id} restarted: the stage calls it made are waited "
+                       "for, never made again")
+        done: list[dict[str, Any]] = []
+        for name in self.spec.pipeline:
+            result = self._stage(name, record, rerun)
+            done.append(result)
+            if result.get("status") not in ("finished", "skipped"):
+                events.log(f"stage {name} failed: {result.get('error') or result.get('status')}; "
+                           "the pipeline stops here")
+                return {"status": "failed", "failed_stage": name, "stages": done}
+        return {"status": "finished", "failed_stage": None, "stages": done}
+
+    def _stage(self, name: str, record: Record, rerun: Collection[str]) -> dict[str, Any]:
+        earlier = record.result(name)
+        if earlier is not None:
+            events.log(f"stage {name}: finished before the restart ({earlier.get('status')})")
+            return earlier
+        call = record.call(name)
+        if call is None:
+            skipped = _skip(self.spec, self.folders, rerun, self.commit) if name == "prepare" else None
+            if skipped is not None:
+                return skipped
+            events.log(f"stage {name}: starting")
+            call = self.caller.spawn(name, self.call_id)
+            record.started(name, call)
+            self._save(record)  # before waiting: a restart must find this call, not make another
+        else:
+            events.log(f"stage {name}: waiting for call {call}, made before the restart")
+        started = time.monotonic()
+        result = self.caller.get(call)
+        self._reload()  # the stage's commits
+        if name == "train":
+            result = _train_result(self.spec, self.folders, self.volume, result, self.commit)
+        result = {**result, "stage": name, "wall_seconds": round(time.monotonic() - started, 3)}
+        record.finished(name, result)
+        self._save(record)
+        return result
+
+    def _save(self, record: Record) -> None:
+        """The record and a heartbeat of the lease, in one commit."""
+        self.lease.beat()
+        record.write()
+        guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
+
+    def _reload(self) -> None:
+        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
+
+
+def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
+                 call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
+                 root: Path | None = None) -> dict[str, Any]:
+    """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
+    `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
+    job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
+    own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
+    return Driver(job, caller, volume, own, commit=commit, root=root).run(rerun)

@@ -15,6 +15,13 @@ between two commits so far, and until its first commit the attempt's timeout (no
 lives longer). The holder writes its own staleness limit into the lease, so a reader needs no
 spec to judge it. A run that ends (finished, or a permanent failure) releases the lease.
 
+A pipeline's driver holds the lease for the whole pipeline, under its own call id, with a
+fixed staleness limit: its own timeout (no attempt of it lives longer, and a restarted one
+takes the lease again at once). Its stages `join` it: a stage call given the driver's call id
+works under the driver's lease instead of taking its own; its heartbeats keep the driver's
+call id, since and staleness limit, and it never releases the lease (the driver does, at the
+end). A stage given no driver id (called on its own) takes the lease for itself, as train does.
+
 What it does not do: Modal volumes have no compare-and-swap, so two runs that start in the
 same instant can both take it; the lease stops a second run from starting while a first is
 alive, which is how one run lost its checkpoints to another.
@@ -75,7 +82,9 @@ def _utc(epoch: float) -> str:
 
 class Lease:
     def __init__(self, folder: Path, volume: Volume, *, job: str, volume_name: str,
-                 every_s: int | None, timeout_s: int) -> None:
+                 every_s: int | None, timeout_s: int, stale_s: float | None = None) -> None:
+        """`stale_s`: a fixed staleness limit (the driver's), instead of one from the commit
+        interval."""
         self.folder, self.volume = folder, volume
         self.job, self.volume_name = job, volume_name
         self.call_id = ""
@@ -83,21 +92,46 @@ class Lease:
         self.since = 0.0
         self.last_beat = 0.0
         self.longest_interval = 0.0
+        self.fixed_s = stale_s
         self.held = False
+        self.joined = False  # working under another call's lease (a pipeline's driver)
 
     def acquire(self, call_id: str) -> None:
         """Take the lease for `call_id` or raise LeaseHeld; the volume was reloaded just before."""
-        self.call_id = call_id
         now = time.time()
+        if self._holder_unless_held(call_id, now) is not None:
+            events.log(f"lease of job {self.job} taken over from an earlier attempt of call {call_id}")
+        self.call_id = call_id
+        self.since = now
+        self._take(now)
+
+    def join(self, holder_id: str) -> None:
+        """Work under the lease of `holder_id` (a pipeline's driver) or raise LeaseHeld: another
+        live call holds it. Nobody, or a stale call: it is taken for `holder_id`. Each join is a
+        heartbeat (written, committed); `release` leaves the lease to its holder."""
+        now = time.time()
+        holder = self._holder_unless_held(holder_id, now)
+        self.call_id, self.joined = holder_id, True
+        if holder is not None:  # its heartbeats keep the holder's since and staleness limit
+            self.since, self.fixed_s = holder.since, holder.stale_after_s
+        else:
+            self.since = now
+        self._take(now)
+
+    def _holder_unless_held(self, call_id: str, now: float) -> Holder | None:
+        """The lease's holder when it is `call_id`; None when nobody or a stale call holds it
+        (said in the log); LeaseHeld when another live call does."""
         holder = read(self.folder)
-        if holder is not None and holder.call_id != self.call_id:
-            if not holder.stale(now):
-                raise LeaseHeld(self._held_message(holder, now))
-            events.log(f"taking over the lease of job {self.job} from {holder.describe(now)}: "
-                       f"stale after {holder.stale_after_s:.0f} s without one")
-        elif holder is not None:
-            events.log(f"lease of job {self.job} taken over from an earlier attempt of call {self.call_id}")
-        self.since = self.last_beat = now
+        if holder is None or holder.call_id == call_id:
+            return holder
+        if not holder.stale(now):
+            raise LeaseHeld(self._held_message(holder, now))
+        events.log(f"taking over the lease of job {self.job} from {holder.describe(now)}: "
+                    f"stale after {holder.stale_after_s:.0f} s without one")
+        return None
+
+    def _take(self, now: float) -> None:
+        self.last_beat = now
         self._write(now)
         self._commit()
         self.held = True
@@ -116,6 +150,8 @@ class Lease:
         if not self.held:
             return
         self.held = False
+        if self.joined:
+            return  # the driver's: it releases the lease when the pipeline ends
         holder = read(self.folder)
         if holder is not None and holder.call_id == self.call_id:
             (self.folder / LEASE).unlink()
@@ -125,6 +161,8 @@ class Lease:
         guarded(self.volume.commit, f"checkpoint.volume {self.volume_name}: commit")
 
     def stale_after_s(self) -> float:
+        if self.fixed_s is not None:
+            return float(self.fixed_s)
         interval = self.every_s or self.longest_interval or self.timeout_s
         return float(STALE_INTERVALS * interval)
 

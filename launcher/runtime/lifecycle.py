@@ -41,18 +41,21 @@ class Container(Hooks, Protocol):
     """The training class's object: its hooks and its one method, `train`."""
 
     def train(self, resume: bool = True, steps: int | None = None,
-              cluster: Any = None) -> dict[str, Any]: ...
+              cluster: Any = None, lease: str = "") -> dict[str, Any]: ...
 
 
 def run_container(obj: Container, *, resume: bool = True, steps: int | None = None,
-                  cluster: Any = None, volumes: Sequence[Volume] = ()) -> dict[str, Any]:
+                  cluster: Any = None, volumes: Sequence[Volume] = (),
+                  lease: str = "") -> dict[str, Any]:
     """Enter hooks, one `train` input, the exit hooks, then a commit of `volumes`, as in a
     Modal container.
 
     `cluster` is what `modal.Cluster.from_context()` gives inside a clustered container (a
-    stand-in with `container_ips()` and `container_rank()`); None on one node.
+    stand-in with `container_ips()` and `container_rank()`); None on one node. `lease`: the
+    pipeline driver's call id, as the driver passes it to `train` (empty for a single job).
     """
-    return run_input(obj, lambda: obj.train(resume=resume, steps=steps, cluster=cluster), volumes)
+    return run_input(obj, lambda: obj.train(resume=resume, steps=steps, cluster=cluster, lease=lease),
+                     volumes)
 
 
 def run_input(obj: Hooks, call: Callable[[], dict[str, Any]],

@@ -15,7 +15,8 @@ updates and talks to its checkpoint manager, and neither looks back at the sessi
 
 Stage 2 only reads the volume: the job's lease is taken at the start of `train`, where the
 call id is known (Modal sets it for an input, not for enter hooks), and only then are
-leftovers of killed attempts cleaned and anything written.
+leftovers of killed attempts cleaned and anything written. A pipeline's train is given its
+driver's call id (`lease`) and works under the driver's lease instead of taking its own.
 
 With more than one process (gpu_count > 1, nodes > 1, or --processes locally), stage 1 runs
 once in the container's main process and `train` forks one worker per GPU through
@@ -115,6 +116,7 @@ class Session:
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
         self.own_id = ""  # made on first use: containers restored from one snapshot differ
+        self.driver = ""  # the call id of the pipeline driver this call works under, if any
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
         local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
@@ -223,7 +225,10 @@ class Session:
         they did not get to (it is committed with the next commit)."""
         self._reload()
         self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
-        self.lease.acquire(self.call_id() or self.own_id)
+        if self.driver:  # a pipeline's train: the driver holds the job, this call works under it
+            self.lease.join(self.driver)
+        else:
+            self.lease.acquire(self.call_id() or self.own_id)
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
@@ -235,13 +240,17 @@ class Session:
                 events.log(f"warning: {exc}")
         faults.point("lease")
 
-    def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
+    def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
+              lease: str = "") -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
+        `lease`: the call id of the pipeline driver whose lease of the job this call works under
+        (empty: the call takes the lease itself).
 
         A failure that no retry can fix returns {"status": "permanent", ...} instead of raising:
         Modal retries every exception, and retrying a diverged loss only repeats it.
         """
         total = steps or self.spec.train.steps
+        self.driver = lease
         try:
             if self.init_error is not None:
                 raise self.init_error

@@ -4,7 +4,9 @@
                                           recipe built on CPU, as train's stage 1 builds it)
     stage2()    @modal.enter(snap=False)  volume reload (evaluate: Accelerator, recipe.setup,
                                           the newest complete checkpoint loaded)
-    run()       @modal.method()           the stage function, its result and marker committed
+    run()       @modal.method()           under the job's lease (the pipeline driver's, when
+                                          given its call id), the stage function, its result
+                                          and marker committed
     shutdown()  @modal.exit()             nothing left open
 
 The same hooks run locally through `launcher.runtime.lifecycle`, one worker per attempt.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +27,12 @@ from typing import Any
 
 from launcher.runtime import events, faults, stages
 from launcher.runtime.context import LoopContext
-from launcher.runtime.failures import PermanentError
+from launcher.runtime.failures import PermanentError, VolumeError
+from launcher.runtime.lease import Lease
 from launcher.runtime.loop import Loop
 from launcher.runtime.session import build_recipe, import_recipe, prepared
 from launcher.runtime.stages import StageContext, StageFolders
-from launcher.runtime.volume import Volume
+from launcher.runtime.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -46,8 +50,10 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
 
 class StageSession:
     def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
-                 commit: str | None = None) -> None:
-        """`commit`: the git commit the image holds (`image.code: git`), None for local code."""
+                 commit: str | None = None, call_id: Callable[[], str | None] | None = None) -> None:
+        """`commit`: the git commit the image holds (`image.code: git`), None for local code;
+        `call_id`: the id of the call being served (Modal's function call id), which takes the
+        job's lease when no pipeline driver holds it for this call."""
         self.spec = JobSpec.from_dict(spec)
         found = self.spec.stage(stage)
         if found is None:
@@ -57,6 +63,10 @@ class StageSession:
         self.folders = StageFolders(self.root, self.spec.name)
         self.volume = volume
         self.commit = commit
+        self.call_id = call_id or (lambda: None)
+        checkpoints = self.spec.checkpoint
+        self.lease = Lease(self.folders.job, volume, job=self.spec.name, volume_name=checkpoints.volume,
+                           every_s=None, timeout_s=found.compute.timeout_s)
         self.times: dict[str, float] = {}
         self.function: Callable[[StageContext], Any] | None = None
         self.recipe: Any = None
@@ -110,16 +120,31 @@ class StageSession:
                                 run_dir=run_dir / self.stage.name, volume=self.volume,
                                 times=self.times, folders=self.folders, reads_only=True))
 
-    def run(self) -> dict[str, Any]:
+    def run(self, lease: str = "") -> dict[str, Any]:
         """The stage's result; a failure no retry can fix is returned, not raised (Modal
-        retries every exception)."""
+        retries every exception). `lease`: the call id of the pipeline driver whose lease of
+        the job this call works under; empty: the call takes the lease itself, for its run."""
         try:
             if self.init_error is not None:
                 raise self.init_error
-            return self._run()
+            self._take_job(lease)
+            result = self._run()
         except PermanentError as exc:
+            with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
+                self.lease.release()
             events.log(f"error: {exc}")
             return {"stage": self.stage.name, "status": "permanent", "error": str(exc)}
+        self.lease.release()
+        return result
+
+    def _take_job(self, lease: str) -> None:
+        """Under the pipeline driver's lease, or one of this call's own: never beside another
+        run of the job (LeaseHeld, permanent)."""
+        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
+        if lease:
+            self.lease.join(lease)
+        else:
+            self.lease.acquire(self.call_id() or f"container-{os.getpid()}-{secrets.token_hex(4)}")
 
     def _context(self) -> StageContext:
         loop = self.loop

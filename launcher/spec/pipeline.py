@@ -1,9 +1,13 @@
 """What a spec's pipeline asks of Modal, derived once for the app, the plan and `check`.
 
-The driver (a small CPU function that calls each stage in turn) must outlive its stages, so
-its timeout is what the stages can take at most: each stage's timeout times its attempts,
-plus the delays between them. Modal limits one attempt of a function to 24 h, so past that
-the driver's timeout is capped and the plan says what happens then.
+The driver (a small CPU function that calls each stage in turn) must outlive its stages. Its
+own clock runs while a stage starts up, which Modal keeps out of the stage's timeout: start-up
+has its own limit (`startup_timeout`, which the app leaves to its default, the timeout). So
+the driver's timeout is, for each stage, every attempt's start-up limit plus its timeout,
+with the delays between attempts, and a margin for the driver's own work. Time an input waits
+in Modal's queue for capacity counts against no limit: no timeout covers it. Modal limits one
+attempt of a function to 24 h, so past that the driver's timeout is capped and the plan says
+what happens then.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from launcher.errors import RunError
 from launcher.spec.model import Compute, JobSpec, Retries
 
 MODAL_MAX_TIMEOUT_S = 86400  # Modal's limit on one attempt of a function
+DRIVER_MARGIN_S = 300  # the driver's own start-up, reloads and commits between stages
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,22 @@ class Step:
     @property
     def longest_s(self) -> int:
         """Every attempt running to its timeout, with the delays between them."""
-        delays = sum(self.retries.delay(n) for n in range(1, self.attempts))
-        return int(self.compute.timeout_s * self.attempts + delays)
+        return int(self.compute.timeout_s * self.attempts + self.delays_s)
+
+    @property
+    def delays_s(self) -> float:
+        return sum(self.retries.delay(n) for n in range(1, self.attempts))
+
+    @property
+    def startup_s(self) -> int:
+        """Modal's start-up limit of one attempt: the timeout (the app sets no startup_timeout)."""
+        return self.compute.timeout_s
+
+    @property
+    def bound_s(self) -> int:
+        """The longest the driver waits for this stage within Modal's limits: every attempt
+        starting up to its limit and running to its timeout, with the delays between them."""
+        return int((self.startup_s + self.compute.timeout_s) * self.attempts + self.delays_s)
 
 
 def steps(spec: JobSpec) -> list[Step]:
@@ -47,8 +66,13 @@ def longest_s(spec: JobSpec) -> int:
     return sum(step.longest_s for step in steps(spec))
 
 
+def bound_s(spec: JobSpec) -> int:
+    """How long the driver may wait for its stages while each is within its limits."""
+    return sum(step.bound_s for step in steps(spec)) + DRIVER_MARGIN_S
+
+
 def driver_timeout_s(spec: JobSpec) -> int:
-    return min(longest_s(spec), MODAL_MAX_TIMEOUT_S)
+    return min(bound_s(spec), MODAL_MAX_TIMEOUT_S)
 
 
 def check_rerun(source: str, spec: JobSpec, rerun: tuple[str, ...]) -> None:

@@ -237,9 +237,9 @@ def warnings(spec: JobSpec) -> list[tuple[JsonPath, str]]:
     if spec.compute.rdma and spec.compute.nodes == 1:
         found.append((("compute", "rdma"), "true has no effect with compute.nodes 1: Modal drops "
                                            "RDMA outside a cluster (nodes > 1)"))
-    if spec.stages and pipeline.longest_s(spec) > pipeline.MODAL_MAX_TIMEOUT_S:
-        found.append((("stages",), f"the stages can take {rough_duration(pipeline.longest_s(spec))} "
-                                   "(timeouts × attempts), but the driver that runs them stops at "
-                                   "Modal's 24h limit; a run cut off there continues where it "
-                                   "stopped when launched again"))
+    if spec.stages and pipeline.bound_s(spec) > pipeline.MODAL_MAX_TIMEOUT_S:
+        found.append((("stages",), f"the stages can take {rough_duration(pipeline.bound_s(spec))} "
+                                   "(start-up limits and timeouts × attempts), but the driver that "
+                                   "runs them stops at Modal's 24h limit; a run cut off there "
+                                   "continues where it stopped when launched again"))
     return found

@@ -30,6 +30,8 @@ def prepare(ctx: Any) -> Any:
 
 
 def evaluate(ctx: Any) -> dict[str, float]:
+    if ctx.config.get("hold_first_attempt") and os.environ.get("LAUNCH_ATTEMPT") == "1":
+        time.sleep(120)  # until a preemption (SIGINT) interrupts it
     rows = json.loads((ctx.data_dir / "rows.json").read_text())["rows"]
     _record("evaluate", step=ctx.checkpoint_step, rows=rows)
     return {"checkpoint_step": ctx.checkpoint_step, "rows": rows,

@@ -164,9 +164,10 @@ class Trainer:
         self.session.stage2()
 
     @modal.method()
-    def train(self, resume: bool = True, steps: int = 0) -> dict:
-        # Re-entrant: a warm container runs it again without repeating stage 1 or 2.
-        return self.session.train(resume=resume, steps=steps or None)
+    def train(self, resume: bool = True, steps: int = 0, lease: str = "") -> dict:
+        # Re-entrant: a warm container runs it again without repeating stage 1 or 2. `lease`:
+        # the pipeline driver's call id, whose lease of the job this call works under.
+        return self.session.train(resume=resume, steps=steps or None, lease=lease)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -201,7 +202,8 @@ class Prepare:
     def stage1(self) -> None:
         from launcher.runtime.stage_session import StageSession
 
-        self.session = StageSession(SPEC, 'prepare', volume=volume, commit=CODE_COMMIT)
+        self.session = StageSession(SPEC, 'prepare', volume=volume, commit=CODE_COMMIT,
+                                    call_id=modal.current_function_call_id)
         self.session.stage1()
 
     @modal.enter(snap=False)
@@ -209,9 +211,10 @@ class Prepare:
         self.session.stage2()
 
     @modal.method()
-    def run(self) -> dict:
-        # A permanent failure comes back as a result: Modal would retry an exception.
-        return self.session.run()
+    def run(self, lease: str = "") -> dict:
+        # A permanent failure comes back as a result: Modal would retry an exception. `lease`:
+        # the pipeline driver's call id, whose lease of the job this call works under.
+        return self.session.run(lease=lease)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -245,7 +248,8 @@ class Evaluate:
     def stage1(self) -> None:
         from launcher.runtime.stage_session import StageSession
 
-        self.session = StageSession(SPEC, 'evaluate', volume=volume, commit=CODE_COMMIT)
+        self.session = StageSession(SPEC, 'evaluate', volume=volume, commit=CODE_COMMIT,
+                                    call_id=modal.current_function_call_id)
         self.session.stage1()
 
     @modal.enter(snap=False)
@@ -253,9 +257,10 @@ class Evaluate:
         self.session.stage2()
 
     @modal.method()
-    def run(self) -> dict:
-        # A permanent failure comes back as a result: Modal would retry an exception.
-        return self.session.run()
+    def run(self, lease: str = "") -> dict:
+        # A permanent failure comes back as a result: Modal would retry an exception. `lease`:
+        # the pipeline driver's call id, whose lease of the job this call works under.
+        return self.session.run(lease=lease)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -266,10 +271,11 @@ class Evaluate:
     image=image,
     cpu=1.0,
     memory=1024,
-    # The stages' timeouts × attempts, with the delays between them (at most Modal's 24 h).
-    timeout=14735,
-    # No retries of its own: each stage retries itself, and a rerun of the driver would start
-    # a stage that may still be running. A preempted driver is restarted by Modal.
+    # Every stage attempt's start-up limit (Modal's default: its timeout) and its timeout, with
+    # the delays between attempts, and a margin for the driver's own work; at most Modal's 24 h.
+    timeout=29735,
+    # No retries of its own: each stage retries itself. A preempted driver is restarted by Modal
+    # on the same input: it finds the stage call it recorded on the volume and waits for it.
     retries=0,
     volumes={'/checkpoints': volume},
     region=['us-east'],
@@ -277,19 +283,17 @@ class Evaluate:
 )
 def pipeline(rerun: list[str] | None = None) -> dict:
     """The driver (what `launch` spawns): prepare -> train -> evaluate, each stage a call
-    on its own class, so the pipeline runs on without the machine that launched it."""
-    from launcher.runtime.driver import remote_runner, run_pipeline
-    from launcher.runtime.stages import StageFolders
-    from launcher.spec.model import JobSpec
+    on its own class, so the pipeline runs on without the machine that launched it. It holds the
+    job's lease under its call id; `launch --local` runs this same driver (launcher.runtime.driver)."""
+    from launcher.runtime.driver import ModalCaller, run_pipeline
 
-    spec = JobSpec.from_dict(SPEC)
-    calls = {
-        'train': lambda: Trainer().train.remote(resume=True, steps=0),
-        'prepare': lambda: Prepare().run.remote(),
-        'evaluate': lambda: Evaluate().run.remote(),
+    methods = {
+        'train': Trainer().train,
+        'prepare': Prepare().run,
+        'evaluate': Evaluate().run,
     }
-    folders = StageFolders(Path(spec.checkpoint.mount), spec.name)
-    return run_pipeline(spec, remote_runner(calls), folders, volume, rerun=rerun or [],
+    caller = ModalCaller(methods, modal.FunctionCall.from_id)
+    return run_pipeline(SPEC, caller, volume, modal.current_function_call_id(), rerun=rerun or [],
                         commit=CODE_COMMIT)
 
 
