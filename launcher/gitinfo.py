@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -29,6 +29,8 @@ class Repo:
     root: Path  # the git work tree's top level; outside git, the folder launch runs in
     head: str | None  # HEAD's commit; None outside git or before the first commit
     in_git: bool = False
+    # The folder find_repo was asked about (outside git, not the root): for messages only.
+    asked: Path | None = field(default=None, compare=False)
 
 
 def find_repo(start: Path) -> Repo:
@@ -36,7 +38,7 @@ def find_repo(start: Path) -> Repo:
     folder = start if start.is_dir() else start.parent
     top = git(folder, "rev-parse", "--show-toplevel")
     if top is None:
-        return Repo(Path.cwd().resolve(), None)
+        return Repo(Path.cwd().resolve(), None, asked=folder)
     root = Path(top)
     return Repo(root, git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"), True)
 

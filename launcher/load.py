@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher import gitinfo
 from launcher.errors import Problem
 from launcher.spec.compose import compose
 from launcher.spec.model import JobSpec
+from launcher.spec.refs import use_root
 from launcher.spec.validate import check
 from launcher.spec.yamlpos import Document
 
@@ -23,5 +25,6 @@ class Loaded:
 
 def load_spec(path: str | Path, sets: tuple[str, ...] = ()) -> Loaded:
     doc = compose(Path(path), tuple(sets), display=str(path))
+    use_root(gitinfo.find_repo(Path(path).resolve()).root)  # the recipe's module, from any folder
     checked = check(doc)
     return Loaded(Path(path), str(path), doc, checked.spec, checked.warnings)
