@@ -57,7 +57,12 @@ def test_a_bad_environment_name_is_refused_where_it_is_written(launch, tmp_path,
     spec_file(tmp_path, "environment: 'my env'\n")
     assert launch("check", "job.yaml") == (
         1, "", "job.yaml:5:14: $.environment: 'my env' is not a valid environment name: use "
-               "letters, digits, '.', '_' and '-' (at most 64)\n1 spec checked, 1 with problems\n")
+               "letters, digits, '_' and '-' (at most 64, starting with a letter or digit)\n"
+               "1 spec checked, 1 with problems\n")
+    spec_file(tmp_path, "environment: en-1234\n")
+    assert launch("check", "job.yaml").err.splitlines()[0] == (
+        "job.yaml:5:14: $.environment: 'en-1234' starts with 'en-', which Modal keeps for "
+        "Environment ids: choose another name")
 
 
 def test_env_on_the_command_line_overrides_the_spec_and_shows_in_the_plan(launch, tmp_path,
