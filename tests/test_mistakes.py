@@ -243,3 +243,18 @@ def test_a_spec_outside_the_repository_is_told_the_truth(launch, tmp_path, monke
         f"note: image.code is git, but {elsewhere} is not in a git repository (the code is "
         "exported from the repository that holds the spec); set image.code: local, or pass "
         "--use-local-code (this dry run shows the app with local code)")
+
+
+def test_a_class_defined_under_a_top_level_try_is_found_without_importing(launch, tmp_path, monkeypatch,
+                                                                          isolated_path) -> None:
+    guarded = "try:\n    import not_installed_here\nexcept ImportError:\n    pass\nelse:\n" + \
+              "".join(f"    {line}\n" for line in RECIPE.splitlines())
+    repo = user_repo(tmp_path / "repo", "mlp_guarded", guarded)
+    (repo / "mlp_guarded" / "recipe.MLPRecipe.schema.json").write_text('{"type": "object"}')
+    write(repo / "jobs" / "mlp.yaml", """\
+        version: 1
+        name: mlp
+        train: {recipe: 'mlp_guarded.recipe:MLPRecipe'}
+        """)
+    monkeypatch.chdir(repo)
+    assert launch("check", "jobs/mlp.yaml") == (0, "", "1 spec ok\n")

@@ -92,10 +92,9 @@ def import_ref(ref: str) -> object:
         raise RefError(f"{module_name!r} has no {name!r}{did_you_mean(name, public)}") from None
 
 
-def top_level_names(source: str) -> list[str]:
-    """The names a module binds at its top level: functions, classes, assignments, imports."""
+def _bound(statements: list[ast.stmt]) -> list[str]:
     names: list[str] = []
-    for node in ast.parse(source).body:
+    for node in statements:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -103,7 +102,17 @@ def top_level_names(source: str) -> list[str]:
             names += [t.id for t in targets if isinstance(t, ast.Name)]
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):  # `try: import torch ... class X`
+            handlers = [h.body for h in getattr(node, "handlers", [])]
+            for block in (node.body, getattr(node, "orelse", []), getattr(node, "finalbody", []), *handlers):
+                names += _bound(block)
     return names
+
+
+def top_level_names(source: str) -> list[str]:
+    """The names a module binds at its top level (inside a top-level if, try or with too):
+    functions, classes, assignments, imports."""
+    return _bound(ast.parse(source).body)
 
 
 def find_name(ref: str) -> None:
