@@ -43,6 +43,14 @@ def find_repo(start: Path) -> Repo:
     return Repo(root, git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"), True)
 
 
+def nearest_work_tree(start: Path) -> Path | None:
+    """The nearest folder at or above `start` (a file or folder) that holds `.git` (a folder, or
+    the file of a worktree or submodule): git's top level, found without running git, for what
+    must stay fast (finding a spec's modules); None outside git."""
+    folder = start.absolute() if start.is_dir() else start.absolute().parent
+    return next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
+
+
 def dirty_files(root: Path) -> list[str]:
     """Tracked files changed and untracked files not ignored: what a pinned commit would miss."""
     # Unstripped: each line starts with two status columns, the first often a space (" M x").

@@ -25,6 +25,8 @@ class Loaded:
 
 def load_spec(path: str | Path, sets: tuple[str, ...] = ()) -> Loaded:
     doc = compose(Path(path), tuple(sets), display=str(path))
-    use_root(gitinfo.find_repo(Path(path).resolve()).root)  # the recipe's module, from any folder
+    # The recipe's module is found from the repository's root, from any folder (outside git,
+    # from the working directory, as find_repo has it).
+    use_root(gitinfo.nearest_work_tree(Path(path).resolve()) or Path.cwd())
     checked = check(doc)
     return Loaded(Path(path), str(path), doc, checked.spec, checked.warnings)

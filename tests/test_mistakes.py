@@ -258,3 +258,17 @@ def test_a_class_defined_under_a_top_level_try_is_found_without_importing(launch
         """)
     monkeypatch.chdir(repo)
     assert launch("check", "jobs/mlp.yaml") == (0, "", "1 spec ok\n")
+
+
+def test_the_root_modules_are_found_from_is_git_s_top_level(tmp_path) -> None:
+    from launcher import gitinfo
+
+    repo = user_repo(tmp_path / "repo", "mlp_tree")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    subprocess.run([*git, "worktree", "add", "-q", str(tmp_path / "tree")], check=True)
+    (tmp_path / "outside").mkdir()
+    for start in (repo / "jobs" / "x.yaml", repo / "sub", tmp_path / "tree" / "mlp_tree" / "recipe.py"):
+        assert gitinfo.nearest_work_tree(start) == gitinfo.find_repo(start).root
+    assert gitinfo.nearest_work_tree(tmp_path / "outside" / "x.yaml") is None
