@@ -7,6 +7,7 @@ Heavy imports (torch, accelerate, modal) happen only inside the commands that ru
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -25,8 +26,21 @@ class _DefaultToRun(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            _refuse_misspelt_command(args[0], list(self.commands))
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+def _refuse_misspelt_command(word: str, commands: list[str]) -> None:
+    """`launch chek x.yaml` is a usage error that names the command meant, not a run of a spec
+    called `chek`: a word close to a command that is no file and no spec's name."""
+    from launcher.spec.refs import closest
+
+    if word.startswith("-") or word.endswith((".yaml", ".yml")) or Path(word).exists():
+        return
+    meant = closest(word, [c for c in commands if c != "run"])
+    if meant is not None:
+        raise click.UsageError(f"no command {word!r}; did you mean {meant!r}?")
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -66,15 +80,19 @@ def cli() -> None:
               help="With --local: where volumes live (default .launch/volumes in the repo).")
 @click.option("--fresh", is_flag=True, help="With --local: move the volume's checkpoints aside and start from step 0.")
 @click.option("--detach", is_flag=True, help="On Modal: return at once with the call id and how to follow it.")
+@click.option("--env", "environment", metavar="NAME",
+              help="The Modal Environment to deploy and run in (overrides the spec's environment:).")
 @click.option("--rerun", type=click.Choice(["prepare"]), multiple=True, metavar="STAGE",
               help="Run a finished pipeline stage again though its inputs are unchanged (only "
                    "prepare is ever skipped: train resumes and evaluate always runs).")
 @debug_option
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
             explain: bool, use_local_code: bool, processes: int, preempt_after: float | None,
-            volumes_dir: Path | None, fresh: bool, detach: bool, rerun: tuple[str, ...],
-            debug: bool) -> int:
+            volumes_dir: Path | None, fresh: bool, detach: bool, environment: str | None,
+            rerun: tuple[str, ...], debug: bool) -> int:
     """Run JOB (a YAML spec)."""
+    if environment is not None:  # a string whatever it reads like in YAML (`--env 2024`)
+        sets = (*sets, f"environment={json.dumps(environment)}")
     if dry_run and local:
         raise click.UsageError("--dry-run and --local exclude each other")
     if out and not dry_run:

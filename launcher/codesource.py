@@ -52,8 +52,9 @@ def resolve(spec: JobSpec, repo: gitinfo.Repo, use_local_code: bool) -> Resolved
 
 
 def _why_unpinned(repo: gitinfo.Repo, ref: str | None) -> str:
-    if not repo.in_git:
-        return f"{repo.root} is not in a git repository; set image.code: local"
+    if not repo.in_git:  # the spec's folder, which may lie outside the folder launch runs in
+        return (f"{repo.asked or repo.root} is not in a git repository (the code is exported "
+                "from the repository that holds the spec); set image.code: local")
     if ref is None:
         return "this repository has no commit yet; commit"
     return (f"image.git.ref {ref!r} names no commit in this repository, which the code is "

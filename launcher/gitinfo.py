@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -29,6 +29,8 @@ class Repo:
     root: Path  # the git work tree's top level; outside git, the folder launch runs in
     head: str | None  # HEAD's commit; None outside git or before the first commit
     in_git: bool = False
+    # The folder find_repo was asked about (outside git, not the root): for messages only.
+    asked: Path | None = field(default=None, compare=False)
 
 
 def find_repo(start: Path) -> Repo:
@@ -36,9 +38,17 @@ def find_repo(start: Path) -> Repo:
     folder = start if start.is_dir() else start.parent
     top = git(folder, "rev-parse", "--show-toplevel")
     if top is None:
-        return Repo(Path.cwd().resolve(), None)
+        return Repo(Path.cwd().resolve(), None, asked=folder)
     root = Path(top)
     return Repo(root, git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"), True)
+
+
+def nearest_work_tree(start: Path) -> Path | None:
+    """The nearest folder at or above `start` (a file or folder) that holds `.git` (a folder, or
+    the file of a worktree or submodule): git's top level, found without running git, for what
+    must stay fast (finding a spec's modules); None outside git."""
+    folder = start.absolute() if start.is_dir() else start.absolute().parent
+    return next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
 
 
 def dirty_files(root: Path) -> list[str]:

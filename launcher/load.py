@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher import gitinfo
 from launcher.errors import Problem
 from launcher.spec.compose import compose
 from launcher.spec.model import JobSpec
+from launcher.spec.refs import use_root
 from launcher.spec.validate import check
 from launcher.spec.yamlpos import Document
 
@@ -23,5 +25,8 @@ class Loaded:
 
 def load_spec(path: str | Path, sets: tuple[str, ...] = ()) -> Loaded:
     doc = compose(Path(path), tuple(sets), display=str(path))
+    # The recipe's module is found from the repository's root, from any folder (outside git,
+    # from the working directory, as find_repo has it).
+    use_root(gitinfo.nearest_work_tree(Path(path).resolve()) or Path.cwd())
     checked = check(doc)
     return Loaded(Path(path), str(path), doc, checked.spec, checked.warnings)

@@ -104,10 +104,18 @@ def _stage_lines(spec: JobSpec) -> list[str]:
     return lines
 
 
+def _environment_lines(spec: JobSpec) -> list[str]:
+    if spec.environment is None:
+        return []
+    return [f"modal env   {spec.environment}: the app is deployed and its call spawned there, and "
+            f"volume {spec.checkpoint.volume} and the secrets are looked up there"]
+
+
 def plan(spec: JobSpec, source: str, code_line: str) -> str:
     k = spec.keep_warm
     lines = [
         f"plan: {spec.name} from {source} (spec sha256 {spec.hash[:12]})",
+        *_environment_lines(spec),
         f"compute     {_gpu_line(spec)}",
         f"timeout     {human_seconds(spec.compute.timeout_s)} per attempt",
         f"retries     {_retries_line(spec)}",

@@ -155,8 +155,22 @@ def test_another_job_s_checkpoint_is_never_loaded(manager, tmp_path: Path) -> No
     before = recipe.model.weight.clone()
     with pytest.raises(PermanentError, match=r"^cannot resume from step-00000002: it belongs to job "
                                              r"'ppo', not 'probe'; a checkpoint of another job is "
-                                             r"never loaded$"):
+                                             r"never loaded: start this job from step 0 with --fresh"):
         other.resume()
+    assert torch.equal(recipe.model.weight, before)
+
+
+def test_a_job_name_reused_with_another_recipe_is_refused_and_offered_fresh(manager, tmp_path) -> None:
+    manager(volume_at(tmp_path), recipe="probe_recipe:Probe")[0].save(2, {})
+    other, recipe = manager(volume_at(tmp_path, "work-2"), recipe="launcher.recipes.ppo:PPO")
+    before = recipe.model.weight.clone()
+    with pytest.raises(PermanentError) as raised:
+        other.resume()
+    assert str(raised.value) == (
+        "cannot resume from step-00000002: it belongs to recipe 'probe_recipe:Probe', not "
+        "'launcher.recipes.ppo:PPO'; a checkpoint of another job is never loaded: start this job "
+        "from step 0 with --fresh (with --local; it moves them aside), or rename it, or set "
+        "checkpoint.resume: never, or use another checkpoint.volume")
     assert torch.equal(recipe.model.weight, before)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from launcher.commands.diff import app_lines
 from launcher.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +45,8 @@ def test_a_change_in_a_base_shows_in_the_resolved_spec_and_the_app(pair, launch)
 -compute.timeout = 4h
 +compute.timeout = 8h
  env = {}
+ environment = null
  image.code = git
- image.dockerfile = Dockerfile.cuda
 """
     old, new = load_spec("old/job.yaml").spec.hash, load_spec("new/job.yaml").spec.hash
     assert app_part.startswith("+++ new/job.yaml (app)\n@@ -1,5 +1,5 @@\n"
@@ -84,12 +83,26 @@ def test_an_equivalent_spelling_changes_the_spec_lines_but_not_the_app(pair, lau
     assert changed(result.out) == ["-compute.timeout = 4h", "+compute.timeout = 240m"]
 
 
-def test_git_state_does_not_leak_into_the_app(monkeypatch) -> None:
-    # jobs/ppo.yaml says image.code: git and this checkout has a HEAD: still rendered as local.
-    monkeypatch.chdir(ROOT)
-    lines = app_lines(load_spec("jobs/ppo.yaml"), "jobs/ppo.yaml")
-    assert not [l for l in lines if l.startswith(("GIT_URL", "GIT_COMMIT"))]
-    assert 'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)' in lines
+def test_each_side_is_rendered_with_its_own_code_mode(tmp_path, launch, monkeypatch) -> None:
+    # From code: git to code: local, the image steps that ship the code change, not just a line.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Dockerfile.cuda").write_text("FROM python:3.11\n")
+    (tmp_path / "git.yaml").write_text(BASE.replace("name: base", "name: job"), "utf-8")
+    (tmp_path / "local.yaml").write_text(BASE.replace("name: base", "name: job")
+                                         + "image: {code: local}\n", "utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "specs"], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = changed(launch("diff", "git.yaml", "local.yaml").out)
+    assert f"-GIT_COMMIT = {head!r}" in lines
+    assert [line for line in lines if line.startswith("-image = image.")]
+    assert [line for line in lines if line.startswith("+image = image.")]
+    assert "+image = image.add_local_python_source(\"launcher\", ignore=CODE_IGNORE)" in lines
+    # Both sides at the same commit: the git state is no difference.
+    (tmp_path / "copy.yaml").write_text((tmp_path / "git.yaml").read_text(), "utf-8")
+    assert launch("diff", "git.yaml", "copy.yaml") == (0, "", "no difference\n")
 
 
 @pytest.mark.parametrize("args, err", [

@@ -74,6 +74,7 @@ explain: job: each resolved field = value, and where the value came from
   compute.region = null                             default
   compute.timeout = 4h                              default
   env.A = '1'                                       job.yaml:8
+  environment = null                                default
   image.code = git                                  default
   image.dockerfile = Dockerfile.cuda                default
   image.git.ref = null                              default

@@ -164,7 +164,8 @@ HF = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3"  # shaped like a Hugging Face t
     ("env.DB_PASSWORD=!!int s3cr3t-VALUE", ["--set env.DB_PASSWORD=***:1:1: not a valid int"]),
     (f"train.config.note={HF}", [
         "--set train.config.note=***: $.train.config.note: 'hf_***' looks like a credential token: put "
-        "it in a Modal Secret and list the secret's name under secrets:"]),
+        "it in a Modal Secret and list the secret's name under secrets:",
+        "--set train.config.note=***: $.train.config: unknown key 'note'"]),  # the recipe's, at once
 ], ids=["list", "mapping", "space-before-equals", "invalid-name", "nested", "bad-int", "token-elsewhere"])
 def test_set_never_echoes_a_credential(launch, arg: str, lines: list[str]) -> None:
     result = launch("check", "--set", arg, str(ROOT / "jobs/ppo.yaml"))

@@ -35,6 +35,7 @@ from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.runtime.volume import LocalVolume
+from launcher.spec.refs import CODE_ROOT
 
 if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
     from launcher.spec.model import JobSpec
@@ -51,6 +52,7 @@ class Options:
     # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
     spawn: Spawn = spawn_process
     rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
+    code_root: Path | None = None  # where workers import the user's modules from: the repository
 
 
 @dataclass
@@ -132,9 +134,10 @@ class Supervisor:
         worker, self.early = self.early, None
         if worker is None:
             worker = start_worker(self.spec.env, self.options, attempt)
+        root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
                                   "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                                  "LAUNCH_LEASE": self.lease},
+                                  "LAUNCH_LEASE": self.lease, **root},
                   self.stage)
         return worker
 

@@ -29,11 +29,18 @@ CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN
 class Submission:
     app_name: str
     call_id: str
+    environment: str | None = None  # the Modal Environment it runs in; None: the active one
+
+    @property
+    def env_args(self) -> list[str]:
+        """Modal CLI's flag for the environment, where the job names one."""
+        return ["--env", self.environment] if self.environment else []
 
     def follow_commands(self) -> list[str]:
+        env = "".join(f" {arg}" for arg in self.env_args)
         return [
-            f"modal app logs {self.app_name}",
-            f"modal app stop {self.app_name}",
+            f"modal app logs {self.app_name}{env}",
+            f"modal app stop {self.app_name}{env}",
             f"python -c \"import modal; print(modal.FunctionCall.from_id('{self.call_id}').get())\"",
         ]
 
@@ -60,17 +67,20 @@ def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submis
     import modal
 
     module = import_app(app_path)
+    environment = getattr(module, "ENVIRONMENT", None)  # the app names it when the spec does
+    # Deployed, then looked up, in the same Environment (the app's volume and secrets name it too).
+    where = {"environment_name": environment} if environment else {}
     try:
         with modal.enable_output():
-            module.app.deploy(name=app_name)
+            module.app.deploy(name=app_name, **where)
         if hasattr(module, "pipeline"):  # the driver calls each stage: it outlives this machine
-            call = modal.Function.from_name(app_name, "pipeline").spawn(rerun=list(rerun))
+            call = modal.Function.from_name(app_name, "pipeline", **where).spawn(rerun=list(rerun))
         else:
-            trainer = modal.Cls.from_name(app_name, "Trainer")
+            trainer = modal.Cls.from_name(app_name, "Trainer", **where)
             call = trainer().train.spawn(resume=True, steps=0)
     except (modal.exception.Error, OSError, TimeoutError) as exc:
         raise _server_error(exc) from None
-    return Submission(app_name, call.object_id)
+    return Submission(app_name, call.object_id, environment)
 
 
 def follow(sub: Submission) -> int:
@@ -78,7 +88,7 @@ def follow(sub: Submission) -> int:
     import modal
 
     call = modal.FunctionCall.from_id(sub.call_id)
-    logs = subprocess.Popen([sys.executable, "-m", "modal", "app", "logs", sub.app_name])
+    logs = subprocess.Popen([sys.executable, "-m", "modal", "app", "logs", sub.app_name, *sub.env_args])
     outcome: dict[str, Any] = {}
 
     def wait() -> None:

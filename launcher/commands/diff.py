@@ -1,8 +1,9 @@
 """`launch diff OLD NEW`: what a spec change does, as a unified diff a reviewer can read.
 
 Two sections: the resolved spec (sorted `path = value` lines, defaults and bases included) and
-the generated app. Both apps are rendered with local code and under NEW's name, so neither git
-state nor the files' names show up as differences.
+the generated app. Each app is rendered with its own spec's code mode (`image.code: git` pinned
+to the commit a launch would pin, as a dry run does), so a change of mode shows the image steps
+it changes; both under NEW's name, so the files' names do not show up as differences.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import difflib
 
 import click
 
+from launcher import gitinfo
+from launcher.codesource import resolve
 from launcher.errors import printable
 from launcher.explain import flat_lines, resolved
 from launcher.load import Loaded, load_spec
-from launcher.render import CodeSource, render
+from launcher.render import render
 
 
 def unified(old: list[str], new: list[str], old_name: str, new_name: str) -> list[str]:
@@ -26,7 +29,8 @@ def spec_lines(loaded: Loaded) -> list[str]:
 
 
 def app_lines(loaded: Loaded, label: str) -> list[str]:
-    return render(loaded.spec, label, CodeSource("local")).splitlines()
+    code = resolve(loaded.spec, gitinfo.find_repo(loaded.path.resolve()), use_local_code=False)
+    return render(loaded.spec, label, code.source).splitlines()
 
 
 def diff_text(old: Loaded, new: Loaded) -> str:

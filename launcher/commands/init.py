@@ -67,12 +67,14 @@ def starter(name: str, recipe: str, schema: str, dockerfile: str = dockerfiles.D
         name=name, recipe=recipe, schema=schema, volume=volume_name(name), dockerfile=dockerfile)
 
 
-def shown(path: Path) -> str:
-    """`path` as the user would type it from here: relative to the working directory if inside."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def shown(path: Path, root: Path | None = None) -> str:
+    """`path` as the user would type it from here: relative to the working directory if inside
+    it or, from a subfolder, inside the repository `root` (../jobs/x.yaml); else as given."""
+    here, where = Path.cwd().resolve(), path.resolve()
+    if where.is_relative_to(here) or (root is not None and where.is_relative_to(root.resolve())
+                                      and here.is_relative_to(root.resolve())):
+        return os.path.relpath(where, here)
+    return str(path)
 
 
 def write_new(path: Path, text: str) -> bool:
@@ -90,16 +92,17 @@ def write_spec(path: Path, name: str, recipe: str, dockerfile: str, root: Path) 
     if not write_new(path, starter(name, recipe, schema_ref(path, root), dockerfile)):
         raise LauncherError(f"{path}: already exists; launch init does not overwrite a file "
                             "(pass --out for another path)")
-    click.echo(f"wrote {path}", err=True)
+    click.echo(f"wrote {shown(path, root)}", err=True)
 
 
 def write_schema(root: Path) -> None:
     schema = read_text("schemas", "job.schema.json")
+    where = shown(root / SCHEMA, root)
     if write_new(root / SCHEMA, schema):
-        click.echo(f"wrote {shown(root / SCHEMA)} (the spec's JSON Schema, for editors)", err=True)
+        click.echo(f"wrote {where} (the spec's JSON Schema, for editors)", err=True)
     elif (root / SCHEMA).read_text("utf-8") != schema:
-        click.echo(f"kept {shown(root / SCHEMA)}, which differs from this launcher's schema "
-                   f"(launch schema > {shown(root / SCHEMA)} updates it)", err=True)
+        click.echo(f"kept {where}, which differs from this launcher's schema "
+                   f"(launch schema > {where} updates it)", err=True)
 
 
 def write_dockerfile(root: Path, dockerfile: str) -> None:
@@ -107,7 +110,7 @@ def write_dockerfile(root: Path, dockerfile: str) -> None:
         return
     found = dockerfiles.dependency_files(root)
     deps = f"your dependencies from {', '.join(found)}" if found else "add your dependencies to it"
-    click.echo(f"wrote {shown(root / dockerfile)} (the training image: CUDA, Python, the launcher "
+    click.echo(f"wrote {shown(root / dockerfile, root)} (the training image: CUDA, Python, the launcher "
                f"runtime; {deps})", err=True)
 
 
@@ -119,7 +122,12 @@ def ignore_launch_folder(root: Path) -> None:
         return
     with gitignore.open("a", encoding="utf-8") as handle:
         handle.write(("\n" if text and not text.endswith("\n") else "") + ".launch/\n")
-    click.echo(f"added .launch/ to {shown(gitignore)}", err=True)
+    click.echo(f"added .launch/ to {shown(gitignore, root)}", err=True)
+
+
+def _default_spec(root: Path, name: str) -> Path:
+    """jobs/NAME.yaml at the repository's root, as a path from the working directory."""
+    return Path(os.path.relpath(root.resolve() / "jobs" / f"{name}.yaml"))
 
 
 def init(name: str | None, recipe: str, out: str | None, dockerfile: str = dockerfiles.DEFAULT) -> int:
@@ -128,8 +136,11 @@ def init(name: str | None, recipe: str, out: str | None, dockerfile: str = docke
         check_name(name)
         check_recipe(recipe)
     check_dockerfile(dockerfile)
-    spec = None if name is None else Path(out) if out is not None else Path("jobs") / f"{name}.yaml"
-    repo = gitinfo.find_repo(_existing(spec.parent) if spec is not None else Path.cwd())
+    repo = gitinfo.find_repo(_existing(Path(out).parent) if out is not None else Path.cwd())
+    # From a subfolder, the starter spec goes to the repository's jobs/, with the rest.
+    spec = None if name is None else Path(out) if out is not None else _default_spec(repo.root, name)
+    if Path.cwd().resolve() != repo.root.resolve():
+        click.echo(f"setting up the repository at {repo.root}", err=True)
     if spec is not None:
         write_spec(spec, name, recipe, dockerfile, repo.root)
     write_schema(repo.root)
@@ -139,7 +150,7 @@ def init(name: str | None, recipe: str, out: str | None, dockerfile: str = docke
     if spec is None:
         click.echo("next: launch init NAME writes a starter spec", err=True)
     else:
-        quoted = shlex.quote(str(spec))
+        quoted = shlex.quote(shown(spec, repo.root))
         click.echo(f"next: launch check {quoted}; launch --dry-run {quoted}; "
                    f"launch {quoted} --local", err=True)
     return 0

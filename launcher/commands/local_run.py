@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,17 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         from launcher.codesource import CodeSource
         from launcher.render import render
         from launcher.spec.pipeline import check_rerun
+        from launcher.spec.refs import use_root
         from launcher.spec.validate import check
 
+        # The repository's root (git's top level, else the working directory) holds .launch/,
+        # and the modules the spec names are imported from it, here and in every worker (the
+        # early one is told in its go), wherever launch runs.
+        repo = gitinfo.find_repo(Path(job).resolve())
+        use_root(repo.root)
+        options = replace(options, code_root=repo.root)
         spec = check(doc).spec
         check_rerun(job, spec, options.rerun)
-        # The repository's root (git's top level, else the working directory) holds .launch/.
-        repo = gitinfo.find_repo(Path(job).resolve())
         # Locally the code is this working tree, whatever image.code says.
         app = render(spec, job, CodeSource("local"))
         if spec.stages:

@@ -60,6 +60,9 @@ from launcher.runtime.failures import PermanentError
 from launcher.runtime.writer import Writer
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
+# A job name reused for another job: its folder holds the old job's checkpoints.
+FRESH = ("start this job from step 0 with --fresh (with --local; it moves them aside), "
+         "or rename it, or " + NEVER)
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ class Checkpointer:
             theirs = extra.get(key)  # absent: made before manifests named them
             if theirs is not None and theirs != mine:
                 raise checkpoint.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
-                                              "a checkpoint of another job is never loaded")
+                                              f"a checkpoint of another job is never loaded: {FRESH}")
         if not self.ctx.reads_only:
             self._check_world_size(name, int(extra.get("world_size", 1)))
         changed = _changes(extra.get("model_config", {}), self.model_config(),

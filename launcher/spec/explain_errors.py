@@ -6,7 +6,6 @@ key is hidden and a token is masked (hf_***), in every message.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +14,9 @@ from jsonschema.exceptions import best_match
 
 from launcher.errors import Problem
 from launcher.spec.credentials import masked, secret_path
+from launcher.spec.refs import did_you_mean
 from launcher.spec.schema import validator_for
 from launcher.spec.yamlpos import Document, JsonPath, json_path
-
-
-def did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _branch_errors(error: ValidationError) -> list[ValidationError]:

@@ -133,6 +133,7 @@ class JobSpec:
     env: dict[str, str] = field(hash=False)
     train: Train = field(hash=False, default=None)  # type: ignore[assignment]
     stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
+    environment: str | None = None  # the Modal Environment; None: the profile's active one
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, not tuples): what the generated app embeds. A job without stages
@@ -140,6 +141,8 @@ class JobSpec:
         data = json.loads(json.dumps(asdict(self)))
         if not self.stages:
             del data["stages"]
+        if self.environment is None:  # likewise for a job that names no Modal Environment
+            del data["environment"]
         return data
 
     def stage(self, name: str) -> Stage | None:
@@ -178,6 +181,7 @@ class JobSpec:
             env=dict(data["env"]),
             train=Train(**t),
             stages=tuple(_stage(s) for s in data.get("stages", [])),
+            environment=data.get("environment"),
         )
 
 

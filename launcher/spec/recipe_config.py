@@ -8,23 +8,36 @@ module is read instead when it exists; launcher's own recipes ship one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from launcher.errors import Problem
 from launcher.spec.explain_errors import schema_problems
 from launcher.spec.normalise import integers
-from launcher.spec.refs import RefError, import_ref, module_file, split
+from launcher.spec.refs import RefError, find_name, import_ref, module_file, split
 from launcher.spec.yamlpos import Document
 
 
-def _sidecar(ref: str) -> Path | None:
+def _sidecar_path(ref: str) -> Path | None:
+    """Where `<module>.<name>.schema.json` is or would be: beside the module's file."""
     module, name = split(ref)
     origin = module_file(module)
-    if origin is None:
-        return None
-    path = origin.with_name(f"{origin.stem}.{name}.schema.json")
-    return path if path.is_file() else None
+    return None if origin is None else origin.with_name(f"{origin.stem}.{name}.schema.json")
+
+
+def _sidecar(ref: str) -> Path | None:
+    path = _sidecar_path(ref)
+    return path if path is not None and path.is_file() else None
+
+
+def _sidecar_hint(ref: str) -> str:
+    """How `check` could do without importing the recipe (and torch with it)."""
+    path = _sidecar_path(ref)
+    if path is None:
+        return ""
+    return (f"; a schema file beside the recipe, {os.path.relpath(path)}, holding its "
+            "config_schema as JSON, lets check validate train.config without importing it")
 
 
 def sidecar_schema(ref: str) -> dict[str, Any] | None:
@@ -34,11 +47,18 @@ def sidecar_schema(ref: str) -> dict[str, Any] | None:
 
 
 def recipe_schema(ref: str) -> dict[str, Any]:
-    """The recipe's config schema, from its sidecar file or else from the class itself."""
+    """The recipe's config schema, from its sidecar file or else from the class itself; the
+    class is looked for in the module's source first, so a misspelt one is named without
+    importing anything."""
+    find_name(ref)
     found = sidecar_schema(ref)
     if found is not None:
         return found
-    return getattr(import_ref(ref), "config_schema", None) or {"type": "object"}
+    try:
+        recipe = import_ref(ref)
+    except RefError as exc:
+        raise RefError(f"{exc}{_sidecar_hint(ref)}") from None
+    return getattr(recipe, "config_schema", None) or {"type": "object"}
 
 
 def checked_config(raw: dict[str, Any], doc: Document) -> tuple[dict[str, Any], list[Problem]]:
