@@ -15,7 +15,8 @@ from typing import Any
 
 from launcher import __version__
 from launcher.errors import Problem
-from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens, url_has_credentials
+from launcher.spec.credentials import (has_token, looks_like_credential, mask_tokens, url_has_credentials,
+                                       url_has_query)
 from launcher.spec import pipeline
 from launcher.spec.model import JobSpec
 from launcher.spec.units import rough_duration
@@ -176,8 +177,8 @@ def _prepare_and_gpu_snapshot(raw: dict[str, Any], doc: Document) -> Iterator[Pr
 
 
 def _git_url_with_user(path: JsonPath, value: str) -> bool:
-    """A git URL with user info gets its own message (below), not the token one."""
-    return path == ("image", "git", "url") and url_has_credentials(value)
+    """A git URL with user info or a query gets its own message (below), not the token one."""
+    return path == ("image", "git", "url") and (url_has_credentials(value) or url_has_query(value))
 
 
 def _git_url(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
@@ -186,6 +187,10 @@ def _git_url(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
         yield _at(doc, ("image", "git", "url"), "holds credentials (user info before @); leave them "
                                                 "out: the code is exported from this repository, "
                                                 "and the URL is only shown, never fetched")
+    elif url is not None and url_has_query(url):  # never echoed: an opaque token hides there
+        yield _at(doc, ("image", "git", "url"), "holds a query or fragment (after ? or #); leave it "
+                                                "out: the URL is provenance (scheme, host and path), "
+                                                "only shown, never fetched")
 
 
 def _env_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
