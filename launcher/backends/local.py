@@ -131,7 +131,9 @@ class Supervisor:
         if worker is None:
             worker = start_worker(self.spec.env, self.options, attempt)
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id},
+                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
+                                  # where a stage's declared inputs are (the repository)
+                                  **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}},
                   self.stage)
         return worker
 

@@ -16,7 +16,7 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     early = start_worker(declared_env(doc.value), options)
     try:
         # Imported here, not above: their imports (jsonschema, Jinja) overlap the worker's too.
-        from launcher import gitinfo
+        from launcher import gitinfo, repofiles
         from launcher.backends.pipeline import run_pipeline_local
         from launcher.codesource import CodeSource
         from launcher.render import render
@@ -27,6 +27,7 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         check_rerun(job, spec, options.rerun)
         # The repository's root (git's top level, else the working directory) holds .launch/.
         repo = gitinfo.find_repo(Path(job).resolve())
+        repofiles.require_inputs(doc, spec, repo.root)
         # Locally the code is this working tree, whatever image.code says.
         app = render(spec, job, CodeSource("local"))
         if spec.stages:
