@@ -198,3 +198,36 @@ def test_prepare_publishes_its_data_with_its_result_or_not_at_all(tmp_path: Path
     assert (folders.data / "rows.json").read_text() == "5"
     assert stages.data_digest(folders) not in (None, old)  # same inputs, other data: train refuses
     assert sorted(p.name for p in folders.stage("prepare").iterdir()) == ["DONE", "result.json"]
+
+
+def test_bad_and_missing_inputs_are_refused_where_the_spec_names_them(tmp_path: Path, monkeypatch, launch) -> None:
+    monkeypatch.chdir(tmp_path)  # outside git: the repository is where launch runs
+    (tmp_path / "Dockerfile.cuda").write_text("FROM python:3.11\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").symlink_to("/etc")
+    (tmp_path / "job.yaml").write_text(
+        JOB + "stages:\n  prepare:\n    run: launcher.recipes.digits:prepare\n"
+              "    inputs: [data/, ../secrets, /etc/passwd, nothing/, out]\n")
+    result = launch("check", "job.yaml")
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines()[:2] == [
+        "job.yaml:10:21: $.stages.prepare.inputs[1]: '../secrets' leaves the repository: a stage's "
+        "inputs are files in it, relative to its root",
+        "job.yaml:10:33: $.stages.prepare.inputs[2]: '/etc/passwd' leaves the repository: a stage's "
+        "inputs are files in it, relative to its root"]
+    (tmp_path / "job.yaml").write_text(
+        JOB + "stages:\n  prepare:\n    run: launcher.recipes.digits:prepare\n"
+              "    inputs: [data/, nothing/, out]\n")
+    for command in (("check",), ("--dry-run",)):
+        result = launch(*command, "job.yaml")
+        assert (result.code, result.out) == (1, "")
+        assert result.err.splitlines()[:2] == [
+            f"job.yaml:10:21: $.stages.prepare.inputs[1]: 'nothing/' is not in the repository "
+            f"({tmp_path}); inputs are files and folders relative to its root",
+            f"job.yaml:10:31: $.stages.prepare.inputs[2]: 'out' leads out of the repository "
+            f"({tmp_path}) through a symbolic link; inputs are files and folders relative to its root"]
+    result = launch("check", "job.yaml", "--set", "stages.prepare.inputs=data/")
+    assert result.err.splitlines()[0] == ("--set stages.prepare.inputs=data/: $.stages.prepare.inputs: "
+                                          "'data/' is not of type 'array'")
+    result = launch("check", "job.yaml", "--set", "stages.prepare.inputs=[data/]")
+    assert (result.code, result.err) == (0, "1 spec ok\n")
