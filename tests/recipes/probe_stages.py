@@ -34,7 +34,7 @@ def prepare(ctx: Any) -> Any:
 
 def _rows(ctx: Any) -> int:
     """The rows of its declared input files (lines), else PROBE_ROWS, else config.rows (3)."""
-    if ctx.inputs:
+    if getattr(ctx, "inputs", ()):  # a StageContext before inputs existed has none
         files = [p for path in ctx.inputs for p in ([path] if path.is_file() else sorted(path.rglob("*")))
                  if p.is_file()]
         return sum(len(p.read_text().splitlines()) for p in files)
