@@ -146,6 +146,9 @@ class StageSession:
         assert self.function is not None, "stage1 must run before run"
         started = time.perf_counter()
         data_dir = self._data_dir()
+        # Taken before the function runs: an input file changed while it ran is a change the
+        # next run sees, never one this result claims to have used.
+        inputs = stages.inputs(self.spec, self.stage.name, self.commit)
         try:
             returned = self.function(self._context(data_dir))
         except ModuleNotFoundError as exc:  # no retry installs it
@@ -154,7 +157,6 @@ class StageSession:
                                  "machine's environment") from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
-        inputs = stages.inputs(self.spec, self.stage.name, self.commit)
         result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
                   "digest": stages.digest(inputs), "inputs": inputs,
                   "seconds": round(time.perf_counter() - started, 3),
