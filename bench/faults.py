@@ -333,8 +333,9 @@ def _hostile_drills(folder: Path, tally: StageTally) -> None:
     (job / "shadow").write_text("root:*:20228:0:99999:7:::\n")
     base = "version: 1\nname: j\nimage: {code: local}\ntrain: {recipe: launcher.recipes.ppo:PPO}\n"
     cases = [("a token in the origin's query", base, ("--dry-run", "--use-local-code"), 0, "opaque-Xy12Zw"),
-             ("a Dockerfile outside the repository", base + "image: {dockerfile: ../../../etc/passwd}\n",
-              ("check",), 1, "root:"),
+             ("a Dockerfile outside the repository",
+              base.replace("{code: local}", "{code: local, dockerfile: ../../../etc/passwd}"), ("check",), 1,
+              "root:"),
              ("extends: a file that is no spec", base + "extends: shadow\n", ("check",), 1, "root:")]
     for what, text, args, code, secret in cases:
         (job / "job.yaml").write_text(text)
@@ -347,9 +348,11 @@ def _hostile_drills(folder: Path, tally: StageTally) -> None:
         got, output = _cli(job, *args, "job.yaml")
         problems = _common(got, output) + (["leaked tokens"] if secret in output else [])
         problems += [] if got == code else ["other"]
-        if got == 1 and not output.startswith("job.yaml:"):
+        if got == 1 and not (output.startswith("job.yaml:") and ": $." in output.splitlines()[0]):
             problems.append("unlocated")
         print(f"  {what}: exit {got}: {', '.join(problems) or 'ok'}")
+        if got:
+            print(f"    {output.splitlines()[0]}")
         tally.add(problems, output)
 
 
