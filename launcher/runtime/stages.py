@@ -268,7 +268,8 @@ def stale_data(step: int, saved: str | None, now: str | None) -> str:
     made = f"data from prepare {saved[:12]}" if saved else "no prepared data"
     return (f"cannot resume from step-{step:08d}: it was trained on {made}, and prepare's data is "
             f"now {(now or 'missing')[:12]}; run again with --fresh to set the job's checkpoints "
-            "aside and train on the new data from step 0")
+            "aside and train on the new data from step 0 (on Modal, which has no --fresh yet: "
+            "another checkpoint.volume)")
 
 
 def data_digest(folders: StageFolders) -> str | None:
