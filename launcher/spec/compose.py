@@ -14,7 +14,8 @@ from typing import Any
 
 from launcher.errors import Location, Problem, SpecError
 from launcher.spec import yamlpos
-from launcher.spec.credentials import MASK, has_token, looks_like_credential, url_has_credentials
+from launcher.spec.credentials import (MASK, has_token, looks_like_credential, url_has_credentials,
+                                       url_has_query)
 from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
 _NAMES = re.compile(r"[A-Za-z0-9_-]+")  # what could be a name in a --set flag's path or value
@@ -130,7 +131,8 @@ def _set_source(arg: str) -> str:
     dotted, eq, text = arg.partition("=")
     if not eq and _sensitive(arg):
         arg = MASK
-    elif eq and (_sensitive(dotted) or _holds_credential(text) or url_has_credentials(text.strip())):
+    elif eq and (_sensitive(dotted) or _holds_credential(text) or url_has_credentials(text.strip())
+                or url_has_query(text.strip())):
         arg = f"{dotted}={MASK}"
     return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
 
