@@ -35,6 +35,14 @@ Driver drills, the pipeline's driver owning the run:
   prepare or in evaluate is refused, the driver holding the job's lease meanwhile; a launch after
   the first was stopped finishes.
 
+Stage drills (`--no-stage-drills` skips them), through real `launch` processes: a prepare that
+fails after writing its data (its volume committed), then a plain rerun; a rerun that changes
+only prepare's retries, compute and timeouts (it must not run prepare, nor rewrite train's
+result); a changed input file, then `--rerun prepare` after another change (train must refuse
+the old checkpoints each time, pointing to --fresh); a token in the git origin's query; a
+Dockerfile outside the repository; `extends:` of a file that is no spec. Escapes: wrong stage
+data, leaked tokens or file contents, unlocated errors, exit 3.
+
 Prints counts and every escape; exits 1 if there was any.
 """
 
@@ -49,6 +57,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "fault")]
@@ -421,6 +430,102 @@ def driver_drills() -> int:
           f"in each stage, the driver's timeout of every pipeline example; a second local launch "
           f"in prepare and in evaluate; in {time.monotonic() - start:.0f} s")
     print(tally.line("driver drills"))
+
+class StageTally(Tally):
+    KINDS = ("tracebacks", "exit 3", "wrong stage data", "leaked tokens", "unlocated", "other")
+
+
+def _cli(folder: Path, *args: str) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", "launcher.cli", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT_S)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _stage_data_drills(folder: Path, tally: StageTally) -> None:
+    import json
+
+    from runjob import launch_local
+    from test_pipeline_local import FRESH, pipeline_spec, ran, volume_rows, with_inputs, write
+
+    def check(what: str, run: Any, wrong: bool, code: int = 0) -> None:
+        problems = _common(run.code, run.output) + (["wrong stage data"] if wrong else [])
+        problems += [] if run.code == code else ["other"]
+        print(f"  {what}: exit {run.code}: {', '.join(problems) or 'ok'}")
+        tally.add(problems, run.output)
+
+    job = folder / "fail-after-write"
+    spec = write(job, pipeline_spec())
+    check("prepare, train, evaluate", launch_local(spec), (ran(job) or [{}])[-1].get("rows") != 3)
+    result = job / "volumes" / "vol" / "probe" / "stages" / "train" / "result.json"
+    trained = json.loads(result.read_text())
+    run = launch_local(spec, "--set", "stages.prepare.retries=2", "--set", "retries.max_delay=20s",
+                       "--set", "compute.timeout=1h")
+    check("only retries, compute and timeouts changed: prepare skipped, train's result kept", run,
+          "prepare: skipped" not in run.output or json.loads(result.read_text()) != trained)
+    run = launch_local(spec, "--rerun", "prepare", env={"PROBE_ROWS": "7", "PROBE_FAIL_AFTER_WRITE": "1"})
+    check("--rerun prepare fails after writing other data: the old data stays", run, volume_rows(run) != 3, 1)
+    run = launch_local(spec)
+    check("then a plain rerun: prepare runs again, evaluate reads its data", run,
+          "prepare: skipped" in run.output or (ran(job) or [{}])[-1] != {"stage": "evaluate", "step": 6, "rows": 3})
+
+    job = folder / "inputs"
+    job.mkdir()
+    spec = with_inputs(job)
+    check("prepare with inputs: [data/]", launch_local(spec), (ran(job) or [{}])[-1].get("rows") != 3)
+    with open(job / "data" / "table.csv", "a") as out:
+        out.write("d\ne\n")
+    run = launch_local(spec)
+    check("an input file changed: prepare runs again, train refuses the old checkpoints", run,
+          "resumed from" in run.output or FRESH not in run.output or "resume: never" in run.output, 1)
+    (job / "data" / "table.csv").write_text("x\n")
+    run = launch_local(spec, "--rerun", "prepare")
+    check("another change, then --rerun prepare: train still refuses", run,
+          "resumed from" in run.output or FRESH not in run.output, 1)
+
+
+def _hostile_drills(folder: Path, tally: StageTally) -> None:
+    job = folder / "hostile"
+    job.mkdir()
+    subprocess.run(["git", "init", "-q", str(job)], check=True)
+    subprocess.run(["git", "-C", str(job), "remote", "add", "origin",
+                    "https://example.com/o/r.git?access_token=opaque-Xy12Zw"], check=True)
+    (job / "Dockerfile.cuda").write_text("FROM python:3.11\n")
+    (job / "shadow").write_text("root:*:20228:0:99999:7:::\n")
+    base = "version: 1\nname: j\nimage: {code: local}\ntrain: {recipe: launcher.recipes.ppo:PPO}\n"
+    cases = [("a token in the origin's query", base, ("--dry-run", "--use-local-code"), 0, "opaque-Xy12Zw"),
+             ("a Dockerfile outside the repository",
+              base.replace("{code: local}", "{code: local, dockerfile: ../../../etc/passwd}"), ("check",), 1,
+              "root:"),
+             ("extends: a file that is no spec", base + "extends: shadow\n", ("check",), 1, "root:")]
+    for what, text, args, code, secret in cases:
+        (job / "job.yaml").write_text(text)
+        if "query" in what:  # the origin is provenance only with image.code: git
+            (job / "job.yaml").write_text(text.replace("code: local", "code: git"))
+            subprocess.run(["git", "-C", str(job), "add", "."], check=True)
+            subprocess.run(["git", "-C", str(job), "-c", "user.name=t", "-c", "user.email=t@e", "commit",
+                            "-qm", "c"], check=True)
+            args = ("--dry-run",)
+        got, output = _cli(job, *args, "job.yaml")
+        problems = _common(got, output) + (["leaked tokens"] if secret in output else [])
+        problems += [] if got == code else ["other"]
+        if got == 1 and not (output.startswith("job.yaml:") and ": $." in output.splitlines()[0]):
+            problems.append("unlocated")
+        print(f"  {what}: exit {got}: {', '.join(problems) or 'ok'}")
+        if got:
+            print(f"    {output.splitlines()[0]}")
+        tally.add(problems, output)
+
+
+def stage_drills() -> int:
+    tally = StageTally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        _stage_data_drills(Path(tmp), tally)
+        _hostile_drills(Path(tmp), tally)
+    print(f"stage drills: a prepare that fails after writing, a rerun that changes only how it runs, "
+          f"changed inputs in two orders, a token in the origin, a Dockerfile outside the "
+          f"repository, extends of no spec; in {time.monotonic() - start:.0f} s")
+    print(tally.line("stage drills"))
     return sum(tally.kinds.values())
 
 
@@ -432,11 +537,13 @@ def main() -> int:
     parser.add_argument("--no-kills", action="store_true", help="skip the kill points")
     parser.add_argument("--no-drills", action="store_true", help="skip the drills")
     parser.add_argument("--no-driver-drills", action="store_true", help="skip the pipeline driver's drills")
+    parser.add_argument("--no-stage-drills", action="store_true", help="skip the stage drills")
     args = parser.parse_args()
     escapes = fuzz(args.fuzz) if args.fuzz else 0
     escapes += 0 if args.no_kills else kills(args.steps, args.every)
     escapes += 0 if args.no_drills else drills()
     escapes += 0 if args.no_driver_drills else driver_drills()
+    escapes += 0 if args.no_stage_drills else stage_drills()
     print(f"escapes: {escapes}")
     return 1 if escapes else 0
 

@@ -10,6 +10,7 @@ from launcher import __version__
 from launcher.errors import Problem, SpecError
 from launcher.load import Loaded
 from launcher.render import environment
+from launcher.repofiles import inside
 
 DEFAULT = "Dockerfile.cuda"  # the schema's default for image.dockerfile
 
@@ -22,8 +23,13 @@ def require(loaded: Loaded, root: Path) -> None:
     """Refuse a spec whose Dockerfile is missing, at image.dockerfile (or where it would go)."""
     name = loaded.spec.image.dockerfile
     path = root / name
-    if path.is_file():
+    if path.is_file() and inside(root, path):
         return
+    if path.is_file():  # a link out of the repository: the build would read what it points at
+        raise SpecError([Problem(loaded.doc.where(("image", "dockerfile")), "$.image.dockerfile",
+                                 f"{name!r} leads out of the repository ({root}) through a "
+                                 "symbolic link: the Dockerfile and its build context stay "
+                                 "inside it")])
     raise SpecError([Problem(loaded.doc.where(("image", "dockerfile")), "$.image.dockerfile",
                              f"no Dockerfile at {path} (image.dockerfile is relative to the "
                              f"repository root); `{init_command(name)}` writes a starter one")])

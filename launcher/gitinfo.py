@@ -68,10 +68,10 @@ _SCP_USER = re.compile(r"^[^/]*@(?=[^/@]*:)")
 
 
 def safe_url(url: str) -> str:
-    """`url` without its user info: CI remotes carry tokens (https://oauth2:glpat-...@host/...)."""
-    if "://" in url:
-        return _URL_USERINFO.sub(r"\1", url)
-    return _SCP_USER.sub("", url)
+    """`url` as provenance: scheme, host and path only. CI remotes carry tokens in the user
+    info (https://oauth2:glpat-...@host/...) or the query (...repo.git?access_token=...)."""
+    bare = _URL_USERINFO.sub(r"\1", url) if "://" in url else _SCP_USER.sub("", url)
+    return re.split(r"[?#]", bare, maxsplit=1)[0]  # a query or fragment is never provenance
 
 
 @dataclass(frozen=True)

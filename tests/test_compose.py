@@ -111,7 +111,20 @@ def test_a_base_that_is_not_a_mapping(tmp_path) -> None:
     write(tmp_path, "base.yaml", "- a\n")
     path = write(tmp_path, "a.yaml", "extends: base.yaml\n")
     assert problems(compose, path, (), "a.yaml") == [
-        "base.yaml:1:1: $: the top level of a spec must be a mapping"]
+        "a.yaml:1:10: $.extends: base spec 'base.yaml' is not a job spec: its top level is not a "
+        "mapping of spec keys (its content is not shown)"]
+
+
+def test_a_base_that_is_not_a_spec_is_refused_without_echoing_it(tmp_path, launch) -> None:
+    # /etc/shadow parses as a mapping whose keys are its lines: they must never be printed.
+    write(tmp_path, "shadow", "root:*:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n")
+    job = write(tmp_path, "job.yaml", "version: 1\nname: j\nextends: shadow\n")
+    result = launch("check", str(job))
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines()[0] == (
+        f"{job}:3:10: $.extends: base spec '{tmp_path / 'shadow'}' is not a job spec: its top "
+        "level is not a mapping of spec keys (its content is not shown)")
+    assert "root:" not in result.err and "20228" not in result.err
 
 
 def spec_doc():

@@ -45,6 +45,29 @@ def test_a_missing_dockerfile_is_refused_where_the_spec_names_it(command, repo, 
     assert launch(*command, "job.yaml").code == 0
 
 
+@pytest.mark.parametrize("command", [("check",), ("--dry-run",)])
+def test_a_dockerfile_outside_the_repository_is_refused(command, repo, launch) -> None:
+    # `init --dockerfile` refuses the same path: the Dockerfile and its context stay inside.
+    (repo / "jobs" / "job.yaml").write_text(SPEC.format(path="../../../etc/passwd"))
+    result = launch(*command, "job.yaml")
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines()[0] == (
+        "job.yaml:5:15: $.image.dockerfile: '../../../etc/passwd' leaves the repository: the "
+        "Dockerfile and its build context stay inside it; give a path relative to the repository root")
+    assert "root:" not in result.err
+
+
+@pytest.mark.parametrize("command", [("check",), ("--dry-run",)])
+def test_a_dockerfile_that_links_out_of_the_repository_is_refused(command, repo, launch) -> None:
+    (repo / "Dockerfile.cuda").symlink_to("/etc/passwd")
+    (repo / "jobs" / "job.yaml").write_text(SPEC.format(path="Dockerfile.cuda"))
+    result = launch(*command, "job.yaml")
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines()[0] == (
+        f"job.yaml:5:15: $.image.dockerfile: 'Dockerfile.cuda' leads out of the repository ({repo}) "
+        "through a symbolic link: the Dockerfile and its build context stay inside it")
+
+
 def test_the_default_dockerfile_is_named_at_the_image_section_or_the_top(repo, launch) -> None:
     (repo / "jobs" / "a.yaml").write_text("version: 1\nname: a\nimage: {code: local}\n"
                                           "train: {recipe: launcher.recipes.ppo:PPO}\n")

@@ -80,6 +80,10 @@ def test_a_local_run_keeps_its_files_under_the_roots_launch_folder(inside_git: b
     ("file:///srv/git/repo.git", "file:///srv/git/repo.git"),
     ("/srv/git/repo.git", "/srv/git/repo.git"),
     ("../me@home/repo", "../me@home/repo"),
+    ("https://github.com/org/repo.git?access_token=ghp_AbC123", "https://github.com/org/repo.git"),
+    ("https://host/repo.git?token=opaque123#frag", "https://host/repo.git"),
+    ("https://u:p@host:8443/repo.git?x=1", "https://host:8443/repo.git"),
+    ("git@host:org/repo.git?private_token=opaque123", "host:org/repo.git"),
 ])
 def test_user_info_is_stripped_from_every_form_of_remote(url: str, shown: str) -> None:
     assert gitinfo.safe_url(url) == shown
@@ -138,3 +142,18 @@ def test_a_spec_that_writes_credentials_into_its_url_is_refused_unechoed(url: st
 def test_a_url_without_credentials_is_accepted(url: str, launch, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     assert launch("check", "jobs/ppo.yaml", "--set", f"image.git.url={url}") == (0, "", "1 spec ok\n")
+
+
+QUERY = ("holds a query or fragment (after ? or #); leave it out: the URL is provenance (scheme, "
+         "host and path), only shown, never fetched")
+
+
+@pytest.mark.parametrize("url", ["https://github.com/o/r.git?access_token=opaque-Xy12Zw",
+                                 "https://github.com/o/r.git#opaque-Xy12Zw"])
+def test_a_spec_that_writes_a_query_into_its_url_is_refused_unechoed(url: str, launch, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    for args in (("check", "jobs/ppo.yaml"), ("--dry-run", "jobs/ppo.yaml")):
+        result = launch(*args, "--set", f"image.git.url={url}")
+        assert (result.code, result.out) == (1, "")
+        assert result.err.splitlines()[0] == f"--set image.git.url=***: $.image.git.url: {QUERY}"
+        assert "opaque-Xy12Zw" not in result.err

@@ -156,6 +156,17 @@ def commit_all(repo: Path) -> str:
     return _git(repo, "rev-parse", "HEAD").strip()
 
 
+def test_a_token_in_the_origins_query_reaches_neither_the_plan_nor_the_app(launch, user_repo) -> None:
+    # CI remotes may carry an opaque token in the query string: provenance is scheme, host, path.
+    _git(user_repo, "remote", "set-url", "origin",
+         "https://example.com/team/repo.git?access_token=opaque-Xy12Zw#frag")
+    result = launch("--dry-run", str(user_repo / "jobs/ppo.yaml"))
+    assert result.code == 0, result.err
+    assert "opaque-Xy12Zw" not in result.out + result.err
+    assert app_value(result.out, "GIT_URL") == "https://example.com/team/repo.git"
+    assert "code        git https://example.com/team/repo.git @ " in result.err
+
+
 def test_git_code_exports_the_head_commit_for_the_image(launch, submitted, user_repo) -> None:
     (user_repo / "ignored.txt").write_text("not committed\n")
     (user_repo / ".gitignore").write_text("ignored.txt\n")

@@ -213,3 +213,89 @@ def test_a_pipeline_refused_before_any_stage_says_why(tmp_path: Path, monkeypatc
     lines = report(pipe, outcome, 1.0).splitlines()
     assert lines[0] == "summary: probe failed" and lines[-1] == f"  error        {held}"
     assert "  train        not run (the run was refused)" in lines
+
+def volume_rows(run: Any) -> int:
+    return json.loads((run.volume / "vol" / "probe" / "data" / "rows.json").read_text())["rows"]
+
+
+def test_a_prepare_that_fails_after_writing_leaves_the_old_data_and_no_finished_marker(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec())
+    first = launch_local(spec)
+    assert first.code == 0, first.output
+    # A rerun of prepare writes other data, then fails; its worker's volume is committed anyway.
+    failed = launch_local(spec, "--rerun", "prepare", env={"PROBE_ROWS": "7", "PROBE_FAIL_AFTER_WRITE": "1"})
+    assert failed.code == 1, failed.output
+    assert "failed in    prepare" in failed.output
+    assert volume_rows(failed) == 3  # never published
+    again = launch_local(spec)
+    assert again.code == 0, again.output
+    assert "prepare: skipped" not in again.output  # the old marker no longer stands
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 3}
+    assert [r["stage"] for r in ran(tmp_path)] == ["prepare", "evaluate", "prepare", "evaluate"]
+    assert "resumed from step-00000006" in again.output  # bit-identical data: train's checkpoint stands
+
+
+def test_changing_how_prepare_runs_does_not_run_it_again(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec())
+    assert launch_local(spec).code == 0
+    run = launch_local(spec, "--set", "stages.prepare.retries=2", "--set", "retries.max_delay=20s",
+                       "--set", "compute.timeout=1h", "--set", "stages.prepare.compute.timeout=5m")
+    assert run.code == 0, run.output
+    assert "prepare: skipped, finished earlier with the same inputs" in run.output
+    assert "resumed from step-00000006" in run.output
+
+
+def with_inputs(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "table.csv").write_text("a\nb\nc\n")
+    return write(tmp_path, pipeline_spec(prepare={"inputs": ["data/"]}))
+
+
+FRESH = "run again with --fresh to set the job's checkpoints aside and train on the new data from step 0"
+
+
+def test_a_changed_input_file_runs_prepare_again_and_train_refuses_the_old_checkpoints(tmp_path: Path) -> None:
+    spec = with_inputs(tmp_path)
+    first = launch_local(spec)
+    assert first.code == 0, first.output
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 3}
+    assert "prepare: skipped" in launch_local(spec).output
+    with open(tmp_path / "data" / "table.csv", "a") as out:
+        out.write("d\ne\n")
+    changed = launch_local(spec)
+    assert changed.code == 1, changed.output
+    assert "prepare: its inputs changed since it finished" in changed.output
+    assert [r["rows"] for r in ran(tmp_path) if r["stage"] == "prepare"] == [3, 5]
+    assert "cannot resume from step-00000006: it was trained on data from prepare " in changed.output
+    assert FRESH in changed.output and "resume: never" not in changed.output
+    fresh = launch_local(spec, "--fresh")
+    assert fresh.code == 0, fresh.output
+    assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 6, "rows": 5}
+
+
+def test_train_refuses_checkpoints_made_on_other_data_whatever_the_order_of_events(tmp_path: Path) -> None:
+    spec = with_inputs(tmp_path)
+    assert launch_local(spec).code == 0
+    # prepare publishes other data under --rerun (same spec), then train resumes: it must refuse
+    rerun = launch_local(spec, "--rerun", "prepare", env={"PROBE_ROWS": "0"})
+    assert rerun.code == 0, rerun.output  # PROBE_ROWS is ignored: the input decides, unchanged
+    assert "resumed from step-00000006" in rerun.output
+    (tmp_path / "data" / "table.csv").write_text("x\n")
+    only_prepare = launch_local(spec, "--rerun", "prepare")
+    assert only_prepare.code == 1, only_prepare.output
+    assert "cannot resume from step-00000006" in only_prepare.output and FRESH in only_prepare.output
+    again = launch_local(spec)  # prepare is now finished and skipped: train still refuses
+    assert again.code == 1 and "prepare: skipped" in again.output
+    assert "cannot resume from step-00000006" in again.output
+
+
+def test_a_second_run_with_nothing_to_train_keeps_trains_result(tmp_path: Path) -> None:
+    spec = write(tmp_path, pipeline_spec())
+    first = launch_local(spec)
+    assert first.code == 0, first.output
+    result = first.volume / "vol" / "probe" / "stages" / "train" / "result.json"
+    trained = json.loads(result.read_text())
+    assert trained["metrics"] and trained["steps"] == 6
+    second = launch_local(spec)
+    assert second.code == 0, second.output
+    assert json.loads(result.read_text()) == trained

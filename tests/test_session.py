@@ -304,7 +304,8 @@ def test_a_warm_pipeline_train_reads_the_data_prepare_committed_after_it_booted(
 
     def prepared(digest: str) -> None:  # what prepare commits: its result, then its marker
         stages.write_result(committed, "prepare", {"stage": "prepare", "status": "finished",
-                                                   "metrics": {}, "digest": digest})
+                                                   "metrics": {}, "digest": "i" * 64,
+                                                   "data_digest": digest})
 
     prepared("a" * 64)
     first = warm.train(steps=4)

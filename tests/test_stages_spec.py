@@ -131,9 +131,9 @@ def test_anything_but_finite_numbers_is_a_protocol_violation(value: object, erro
 def test_a_result_counts_only_with_its_marker_and_the_same_digest(tmp_path: Path) -> None:
     folders = stages.StageFolders(tmp_path, "job")
     assert stages.read_result(folders, "prepare") is None
-    stages.write_result(folders, "prepare", {"digest": "abc", "metrics": {"n": 1}})
-    assert stages.read_result(folders, "prepare") == {"digest": "abc", "metrics": {"n": 1}}
-    assert stages.data_digest(folders) == "abc"
+    stages.write_result(folders, "prepare", {"digest": "abc", "data_digest": "d1", "metrics": {"n": 1}})
+    assert stages.read_result(folders, "prepare") == {"digest": "abc", "data_digest": "d1", "metrics": {"n": 1}}
+    assert stages.data_digest(folders) == "d1"
     folders.marker("prepare").unlink()  # killed between the result and its marker
     assert stages.read_result(folders, "prepare") is None
     folders.marker("prepare").write_text('{"digest": "other"}')
@@ -153,3 +153,100 @@ def test_the_digest_follows_the_section_the_seed_and_the_code() -> None:
     assert digest(("train: {", "train: {seed: 7, ")) != same
     assert digest(commit="a" * 40) != same != digest(commit="b" * 40)
     assert stages.code_version(base, "prepare", None).startswith("source:")
+
+
+PREPARE = "stages: {prepare: {run: launcher.recipes.digits:prepare, config: {test_fraction: 0.2}}}\n"
+
+
+@pytest.mark.parametrize("change", [
+    ("stages: {prepare: {", "stages: {prepare: {retries: 2, "),
+    ("retries: {max_retries: 1, initial_delay: 0s}", "retries: {max_retries: 1, initial_delay: 0s, max_delay: 20s}"),
+    ("timeout: 2h", "timeout: 1h"),
+    ("stages: {prepare: {", "stages: {prepare: {compute: {cpu: 2, memory: 4GiB, timeout: 5m}, "),
+    ("stages: {prepare: {", "stages: {prepare: {snapshot: none, "),
+])
+def test_how_prepare_runs_is_not_part_of_its_digest(change: tuple[str, str]) -> None:
+    # retries, compute and timeouts change how prepare runs, never the data it makes
+    base = stages.digest(stages.inputs(spec_of(JOB + PREPARE), "prepare", None))
+    changed = (JOB + PREPARE).replace(*change)
+    assert changed != JOB + PREPARE
+    assert stages.digest(stages.inputs(spec_of(changed), "prepare", None)) == base
+
+
+def test_the_digest_follows_the_contents_of_the_declared_inputs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(tmp_path))
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "sub" / "rows.csv").write_text("a\nb\n")
+    spec = spec_of(JOB + PREPARE.replace("config:", "inputs: [data/], config:"))
+    assert spec.stage("prepare").inputs == ("data/",)
+    first = stages.digest(stages.inputs(spec, "prepare", "c" * 40))
+    assert stages.digest(stages.inputs(spec, "prepare", "c" * 40)) == first
+    (tmp_path / "data" / "sub" / "rows.csv").write_text("a\nb\nc\n")
+    assert stages.digest(stages.inputs(spec, "prepare", "c" * 40)) != first  # the commit alone is not enough
+    (tmp_path / "data" / "sub" / "rows.csv").rename(tmp_path / "data" / "rows.csv")
+    renamed = stages.digest(stages.inputs(spec, "prepare", "c" * 40))
+    assert renamed not in (first,)
+    assert stages.missing_inputs(spec, "prepare") is None
+    monkeypatch.setenv("LAUNCH_REPO_ROOT", str(tmp_path / "elsewhere"))
+    assert "stages.prepare.inputs: " in str(stages.missing_inputs(spec, "prepare"))
+
+
+def test_a_spec_without_inputs_embeds_what_it_did_before() -> None:
+    # No `inputs` key in the app's SPEC literal (and so no change to its spec hash) unless declared.
+    assert "inputs" not in spec_of(JOB + PREPARE).to_dict()["stages"][0]
+    assert spec_of(JOB + PREPARE.replace("config:", "inputs: [a], config:")).to_dict()["stages"][0]["inputs"] == ["a"]
+
+
+def test_prepare_publishes_its_data_with_its_result_or_not_at_all(tmp_path: Path) -> None:
+    folders = stages.StageFolders(tmp_path, "job")
+    staging = stages.begin_prepare(folders)
+    (staging / "rows.json").write_text("3")
+    stages.publish_prepare(folders, {"digest": "i1", "metrics": {}})
+    old = stages.data_digest(folders)
+    assert old is not None and (folders.data / "rows.json").read_text() == "3"
+    # a rerun that fails after writing: the old marker is gone, the old data untouched
+    staging = stages.begin_prepare(folders)
+    (staging / "rows.json").write_text("7")
+    assert stages.read_result(folders, "prepare") is None
+    assert (folders.data / "rows.json").read_text() == "3"
+    # the next attempt starts from an empty staging folder, and publishes other data
+    staging = stages.begin_prepare(folders)
+    assert list(staging.iterdir()) == []
+    (staging / "rows.json").write_text("5")
+    stages.publish_prepare(folders, {"digest": "i1", "metrics": {}})
+    assert (folders.data / "rows.json").read_text() == "5"
+    assert stages.data_digest(folders) not in (None, old)  # same inputs, other data: train refuses
+    assert sorted(p.name for p in folders.stage("prepare").iterdir()) == ["DONE", "result.json"]
+
+
+def test_bad_and_missing_inputs_are_refused_where_the_spec_names_them(tmp_path: Path, monkeypatch, launch) -> None:
+    monkeypatch.chdir(tmp_path)  # outside git: the repository is where launch runs
+    (tmp_path / "Dockerfile.cuda").write_text("FROM python:3.11\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").symlink_to("/etc")
+    (tmp_path / "job.yaml").write_text(
+        JOB + "stages:\n  prepare:\n    run: launcher.recipes.digits:prepare\n"
+              "    inputs: [data/, ../secrets, /etc/passwd, nothing/, out]\n")
+    result = launch("check", "job.yaml")
+    assert (result.code, result.out) == (1, "")
+    assert result.err.splitlines()[:2] == [
+        "job.yaml:10:21: $.stages.prepare.inputs[1]: '../secrets' leaves the repository: a stage's "
+        "inputs are files in it, relative to its root",
+        "job.yaml:10:33: $.stages.prepare.inputs[2]: '/etc/passwd' leaves the repository: a stage's "
+        "inputs are files in it, relative to its root"]
+    (tmp_path / "job.yaml").write_text(
+        JOB + "stages:\n  prepare:\n    run: launcher.recipes.digits:prepare\n"
+              "    inputs: [data/, nothing/, out]\n")
+    for command in (("check",), ("--dry-run",)):
+        result = launch(*command, "job.yaml")
+        assert (result.code, result.out) == (1, "")
+        assert result.err.splitlines()[:2] == [
+            f"job.yaml:10:21: $.stages.prepare.inputs[1]: 'nothing/' is not in the repository "
+            f"({tmp_path}); inputs are files and folders relative to its root",
+            f"job.yaml:10:31: $.stages.prepare.inputs[2]: 'out' leads out of the repository "
+            f"({tmp_path}) through a symbolic link; inputs are files and folders relative to its root"]
+    result = launch("check", "job.yaml", "--set", "stages.prepare.inputs=data/")
+    assert result.err.splitlines()[0] == ("--set stages.prepare.inputs=data/: $.stages.prepare.inputs: "
+                                          "'data/' is not of type 'array'")
+    result = launch("check", "job.yaml", "--set", "stages.prepare.inputs=[data/]")
+    assert (result.code, result.err) == (0, "1 spec ok\n")

@@ -137,7 +137,9 @@ class Supervisor:
         root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
                                   "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                                  "LAUNCH_LEASE": self.lease, **root},
+                                  "LAUNCH_LEASE": self.lease, **root,
+                                  # where a stage's declared inputs are (the repository)
+                                  **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}},
                   self.stage)
         return worker
 

@@ -12,6 +12,7 @@ job, followed by every stage's outcome, wall time and metrics.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -135,6 +136,8 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
                        early: WorkerProcess | None = None) -> int:
     """Every stage here, under the job's lock; exit codes as `run_local`'s."""
     run_dir, volumes = folders(spec, repo_root, options)
+    # Where the stages' declared inputs are read, by the driver here and by each stage's worker.
+    os.environ["LAUNCH_REPO_ROOT"] = str(repo_root)
     pipe = Pipeline(spec, run_dir, volumes, options, early)
     started = time.perf_counter()
     previous = stop_signals(pipe.stop)

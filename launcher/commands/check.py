@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from launcher import dockerfile, gitinfo
+from launcher import dockerfile, gitinfo, repofiles
 from launcher.errors import SpecError
 from launcher.load import load_spec
 
@@ -14,7 +14,9 @@ def check(paths: tuple[str, ...], sets: tuple[str, ...]) -> int:
     for path in paths:
         try:
             loaded = load_spec(path, sets)
-            dockerfile.require(loaded, gitinfo.find_repo(loaded.path.resolve()).root)
+            root = gitinfo.find_repo(loaded.path.resolve()).root
+            dockerfile.require(loaded, root)
+            repofiles.require_inputs(loaded.doc, loaded.spec, root)
         except SpecError as exc:
             bad += 1
             click.echo(str(exc), err=True)

@@ -17,7 +17,7 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
     early = start_worker(declared_env(doc.value), options)
     try:
         # Imported here, not above: their imports (jsonschema, Jinja) overlap the worker's too.
-        from launcher import gitinfo
+        from launcher import gitinfo, repofiles
         from launcher.backends.pipeline import run_pipeline_local
         from launcher.codesource import CodeSource
         from launcher.render import render
@@ -33,6 +33,7 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         options = replace(options, code_root=repo.root)
         spec = check(doc).spec
         check_rerun(job, spec, options.rerun)
+        repofiles.require_inputs(doc, spec, repo.root)
         # Locally the code is this working tree, whatever image.code says.
         app = render(spec, job, CodeSource("local"))
         if spec.stages:

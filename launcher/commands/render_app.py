@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from launcher import dockerfile, gitinfo
+from launcher import dockerfile, gitinfo, repofiles
 from launcher.codesource import CodeSource, resolve
 from launcher.cost import prices
 from launcher.errors import printable
@@ -34,6 +34,7 @@ def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
     """The app for a loaded spec, with the code it pins; refuses a missing Dockerfile."""
     repo = gitinfo.find_repo(loaded.path.resolve())
     dockerfile.require(loaded, repo.root)
+    repofiles.require_inputs(loaded.doc, loaded.spec, repo.root)
     code = resolve(loaded.spec, repo, use_local_code)
     app = render(loaded.spec, loaded.source, code.source)
     return Rendered(loaded, repo, code.source, app, code.note)

@@ -140,6 +140,9 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
            "error": result.get("error"), "seconds": result.get("seconds"),
            "steps": result.get("steps")}
     if out["status"] == "finished":
+        earlier = stages.earlier_train_result(folders, result)
+        if earlier is not None:  # nothing trained: keep what describes the checkpoint
+            return {**out, "metrics": earlier.get("metrics", {})}
         inputs = stages.inputs(spec, "train", commit)
         out.update(digest=stages.digest(inputs), inputs=inputs)
         stages.write_result(folders, "train", out)

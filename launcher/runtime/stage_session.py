@@ -146,31 +146,50 @@ class StageSession:
         else:
             self.lease.acquire(self.call_id() or f"container-{os.getpid()}-{secrets.token_hex(4)}")
 
-    def _context(self) -> StageContext:
+    def _context(self, data_dir: Path) -> StageContext:
         loop = self.loop
         return StageContext(stage=self.stage.name, config=dict(self.stage.config),
-                            seed=self.spec.train.seed, data_dir=self.folders.data, log=events.log,
+                            seed=self.spec.train.seed, data_dir=data_dir, log=events.log,
                             recipe=self.recipe, accelerator=None if loop is None else loop.acc,
-                            checkpoint_step=None if loop is None else loop.step)
+                            checkpoint_step=None if loop is None else loop.step,
+                            inputs=stages.input_paths(self.spec, self.stage.name))
+
+    def _data_dir(self) -> Path:
+        """prepare: an empty staging folder, published as the data folder only when it
+        finishes (the old marker withdrawn first, and committed); evaluate: the data folder."""
+        if self.stage.name != "prepare":
+            self.folders.data.mkdir(parents=True, exist_ok=True)
+            return self.folders.data
+        missing = stages.missing_inputs(self.spec, self.stage.name)
+        if missing is not None:
+            raise missing
+        staging = stages.begin_prepare(self.folders)
+        self.volume.commit()
+        return staging
 
     def _run(self) -> dict[str, Any]:
         assert self.function is not None, "stage1 must run before run"
         started = time.perf_counter()
-        self.folders.data.mkdir(parents=True, exist_ok=True)
+        data_dir = self._data_dir()
+        # Taken before the function runs: an input file changed while it ran is a change the
+        # next run sees, never one this result claims to have used.
+        inputs = stages.inputs(self.spec, self.stage.name, self.commit)
         try:
-            returned = self.function(self._context())
+            returned = self.function(self._context(data_dir))
         except ModuleNotFoundError as exc:  # no retry installs it
             raise PermanentError(f"stages.{self.stage.name}.run: {self.stage.run} needs a module "
                                  f"that is not installed ({exc}); add it to the image and to this "
                                  "machine's environment") from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
-        inputs = stages.inputs(self.spec, self.stage.name, self.commit)
         result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
                   "digest": stages.digest(inputs), "inputs": inputs,
                   "seconds": round(time.perf_counter() - started, 3),
                   "checkpoint_step": None if self.loop is None else self.loop.step}
-        stages.write_result(self.folders, self.stage.name, result)
+        if self.stage.name == "prepare":
+            result = stages.publish_prepare(self.folders, result)
+        else:
+            stages.write_result(self.folders, self.stage.name, result)
         self.volume.commit()  # the data and the result together: the stage is done
         faults.point(f"{self.stage.name}-done")
         events.log(f"{self.stage.name} finished: " + stages.describe(metrics))

@@ -14,11 +14,13 @@ from typing import Any
 
 from launcher.errors import Location, Problem, SpecError
 from launcher.spec import yamlpos
-from launcher.spec.credentials import MASK, has_token, looks_like_credential, url_has_credentials
+from launcher.spec.credentials import (MASK, has_token, looks_like_credential, url_has_credentials,
+                                       url_has_query)
 from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
 _NAMES = re.compile(r"[A-Za-z0-9_-]+")  # what could be a name in a --set flag's path or value
 _KEYED = re.compile(r"""["']?\s*[:=]""")  # a name used as a key: a value follows
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # what a spec's top-level key can look like
 
 
 def _paths(value: Any, path: JsonPath = ()) -> list[JsonPath]:
@@ -76,9 +78,25 @@ def _resolve(path: Path, where: Location, shown: str) -> Path:
                                  f"base spec {shown!r} is a loop of symbolic links")]) from None
 
 
-def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Document:
-    """Load `path` with its bases merged underneath; `chain` holds the files above it."""
+def _not_a_spec(doc: Document, where: Location, shown: str) -> SpecError | None:
+    """A base that cannot be a spec (`extends: /etc/shadow`), refused where `extends` names it:
+    never its content, which later messages (unknown key '<a line of the file>') would echo."""
+    value = doc.value
+    if isinstance(value, dict) and all(isinstance(k, str) and _KEY.fullmatch(k) for k in value):
+        return None
+    return SpecError([Problem(where, "$.extends",
+                              f"base spec {shown!r} is not a job spec: its top level is not a "
+                              "mapping of spec keys (its content is not shown)")])
+
+
+def load_file(path: Path, display: str, chain: tuple[Path, ...] = (),
+              extended_at: Location | None = None) -> Document:
+    """Load `path` with its bases merged underneath; `chain` holds the files above it, and
+    `extended_at` where the file below names it (a base)."""
     doc = yamlpos.load(path, display)
+    refused = None if extended_at is None else _not_a_spec(doc, extended_at, display)
+    if refused is not None:
+        raise refused
     if not isinstance(doc.value, dict):
         raise SpecError([Problem(doc.where(()), "$", "the top level of a spec must be a mapping")])
     merged = Document({})
@@ -91,7 +109,7 @@ def load_file(path: Path, display: str, chain: tuple[Path, ...] = ()) -> Documen
             raise SpecError([Problem(where, "$.extends", f"extends cycle: {names}")])
         if not _is_file(target):
             raise SpecError([Problem(where, "$.extends", f"base spec {shown!r} does not exist")])
-        merged = merge(merged, load_file(target, shown, chain))
+        merged = merge(merged, load_file(target, shown, chain, where))
     return merge(merged, doc)
 
 
@@ -113,7 +131,8 @@ def _set_source(arg: str) -> str:
     dotted, eq, text = arg.partition("=")
     if not eq and _sensitive(arg):
         arg = MASK
-    elif eq and (_sensitive(dotted) or _holds_credential(text) or url_has_credentials(text.strip())):
+    elif eq and (_sensitive(dotted) or _holds_credential(text) or url_has_credentials(text.strip())
+                or url_has_query(text.strip())):
         arg = f"{dotted}={MASK}"
     return f"--set {arg}" if arg.isprintable() else f"--set {arg!r}"
 

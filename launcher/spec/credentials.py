@@ -128,3 +128,11 @@ URL_CREDENTIALS = re.compile(r"^https?://[^/]*@|^[A-Za-z][A-Za-z0-9+.-]*://[^/@]
 
 def url_has_credentials(url: str) -> bool:
     return bool(URL_CREDENTIALS.search(url))
+
+
+# A query or fragment in a URL with a scheme: CI remotes put opaque tokens there (?access_token=).
+URL_QUERY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^?#]*[?#]")
+
+
+def url_has_query(url: str) -> bool:
+    return bool(URL_QUERY.search(url))

@@ -105,6 +105,7 @@ class Stage:
     retries: Retries  # the job's delays, the stage's own max_retries
     snapshot: str  # none | cpu | gpu
     config: dict[str, Any] = field(hash=False)
+    inputs: tuple[str, ...] = ()  # files it reads, relative to the repository root
 
     @property
     def gpu_string(self) -> list[str] | str | None:
@@ -143,6 +144,9 @@ class JobSpec:
             del data["stages"]
         if self.environment is None:  # likewise for a job that names no Modal Environment
             del data["environment"]
+        for stage in data.get("stages", []):
+            if not stage["inputs"]:  # likewise a stage that declares no input files
+                del stage["inputs"]
         return data
 
     def stage(self, name: str) -> Stage | None:
@@ -191,4 +195,4 @@ def _compute(c: dict[str, Any]) -> Compute:
 
 def _stage(s: dict[str, Any]) -> Stage:
     return Stage(s["name"], s["run"], _compute(s["compute"]), Retries(**s["retries"]),
-                 s["snapshot"], dict(s["config"]))
+                 s["snapshot"], dict(s["config"]), tuple(s.get("inputs", ())))

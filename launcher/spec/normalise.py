@@ -162,7 +162,8 @@ def _stages(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "run": stages[name]["run"],
              "compute": _compute(stages[name]["compute"], raw["compute"]),
              "retries": _retries(raw["retries"], stages[name]["retries"]),
-             "snapshot": stages[name]["snapshot"], "config": stages[name]["config"]}
+             "snapshot": stages[name]["snapshot"], "config": stages[name]["config"],
+             "inputs": stages[name].get("inputs", [])}
             for name in STAGE_ORDER if name in stages]
 
 

@@ -11,11 +11,13 @@ import datetime
 import math
 import re
 from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from launcher import __version__
 from launcher.errors import Problem
-from launcher.spec.credentials import has_token, looks_like_credential, mask_tokens, url_has_credentials
+from launcher.spec.credentials import (has_token, looks_like_credential, mask_tokens, url_has_credentials,
+                                       url_has_query)
 from launcher.spec import pipeline
 from launcher.spec.model import JobSpec
 from launcher.spec.units import rough_duration
@@ -175,9 +177,33 @@ def _prepare_and_gpu_snapshot(raw: dict[str, Any], doc: Document) -> Iterator[Pr
                                       "with stages.prepare")
 
 
+def leaves_repository(path: str) -> bool:
+    """Whether a path the spec gives relative to the repository root could name something
+    outside it: absolute, or a `..` component anywhere."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    return pure.is_absolute() or ".." in pure.parts
+
+
+def _repo_paths(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """The Dockerfile (whose build context is the repository) and a stage's input files are
+    read from the repository, never from beside it (`../../../etc/passwd`)."""
+    dockerfile = _get(raw, ("image", "dockerfile"), str)
+    # an absolute path is refused by the schema's pattern already
+    if dockerfile is not None and ".." in PurePosixPath(dockerfile).parts:
+        yield _at(doc, ("image", "dockerfile"), f"{dockerfile!r} leaves the repository: the "
+                                                "Dockerfile and its build context stay inside it; "
+                                                "give a path relative to the repository root")
+    for name, stage in _stages(raw).items():
+        for i, item in enumerate(_get(stage, ("inputs",), list) or []):
+            if isinstance(item, str) and leaves_repository(item):
+                yield _at(doc, ("stages", name, "inputs", i),
+                          f"{item!r} leaves the repository: a stage's inputs are files in it, "
+                          "relative to its root")
+
+
 def _git_url_with_user(path: JsonPath, value: str) -> bool:
-    """A git URL with user info gets its own message (below), not the token one."""
-    return path == ("image", "git", "url") and url_has_credentials(value)
+    """A git URL with user info or a query gets its own message (below), not the token one."""
+    return path == ("image", "git", "url") and (url_has_credentials(value) or url_has_query(value))
 
 
 def _git_url(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
@@ -186,6 +212,10 @@ def _git_url(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
         yield _at(doc, ("image", "git", "url"), "holds credentials (user info before @); leave them "
                                                 "out: the code is exported from this repository, "
                                                 "and the URL is only shown, never fetched")
+    elif url is not None and url_has_query(url):  # never echoed: an opaque token hides there
+        yield _at(doc, ("image", "git", "url"), "holds a query or fragment (after ? or #); leave it "
+                                                "out: the URL is provenance (scheme, host and path), "
+                                                "only shown, never fetched")
 
 
 def _env_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
@@ -223,7 +253,8 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
 
 RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
                            _checkpoint, _recipe, _stage_runs, _stage_gpus,
-                           _prepare_and_gpu_snapshot, _git_url, _env_names, _config_names, _tokens)
+                           _prepare_and_gpu_snapshot, _git_url, _env_names, _config_names, _tokens,
+                           _repo_paths)
 
 
 def problems(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:

@@ -22,11 +22,23 @@ def prepare(ctx: Any) -> Any:
         __import__(ctx.config["needs"])  # a package the environment may lack
     if ctx.config.get("hold_first_attempt") and os.environ.get("LAUNCH_ATTEMPT") == "1":
         time.sleep(120)  # until a preemption (SIGINT) interrupts it
+    rows = _rows(ctx)
     tmp = ctx.data_dir / ".tmp-rows.json"
-    tmp.write_text(json.dumps({"rows": ctx.config.get("rows", 3), "seed": ctx.seed}))
+    tmp.write_text(json.dumps({"rows": rows, "seed": ctx.seed}))
     os.replace(tmp, ctx.data_dir / "rows.json")
-    _record("prepare", rows=ctx.config.get("rows", 3))
-    return {"rows": ctx.config.get("rows", 3)}
+    if os.environ.get("PROBE_FAIL_AFTER_WRITE"):
+        raise RuntimeError("prepare failed after writing its data")  # transient: retried
+    _record("prepare", rows=rows)
+    return {"rows": rows}
+
+
+def _rows(ctx: Any) -> int:
+    """The rows of its declared input files (lines), else PROBE_ROWS, else config.rows (3)."""
+    if getattr(ctx, "inputs", ()):  # a StageContext before inputs existed has none
+        files = [p for path in ctx.inputs for p in ([path] if path.is_file() else sorted(path.rglob("*")))
+                 if p.is_file()]
+        return sum(len(p.read_text().splitlines()) for p in files)
+    return int(os.environ.get("PROBE_ROWS", ctx.config.get("rows", 3)))
 
 
 def evaluate(ctx: Any) -> dict[str, float]:
