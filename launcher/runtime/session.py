@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import tempfile
 from collections.abc import Callable, Collection, Iterator
@@ -130,6 +131,8 @@ class Session:
         self.recipe_cls: type | None = None
         self.loop: Loop | None = None  # single process: prepared in stage 2, kept for reuse
         self.init_error: PermanentError | None = None
+        # Python's global `random` as the seeded build left it: a forked worker starts from it.
+        self.random_state: tuple[Any, ...] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -184,7 +187,9 @@ class Session:
 
     def _build_recipe(self) -> Any:
         assert self.recipe_cls is not None
-        return build_recipe(self.spec, self.recipe_cls)
+        recipe = build_recipe(self.spec, self.recipe_cls)
+        self.random_state = random.getstate()
+        return recipe
 
     def stage2(self) -> None:
         """After restore: see the volume's latest commits, then (one process) prepare the loop.
@@ -326,6 +331,11 @@ class Session:
     def _worker(self, resume: bool, total: int, result_file: str) -> None:
         """One process of a distributed run (forked: the recipe from stage 1 is inherited)."""
         lifeline.rearm()  # dies with the process that forked it
+        # Python reseeds its global `random` from the OS in every forked child (random.py
+        # registers `seed` with os.register_at_fork): without this, a recipe drawing from it
+        # would differ between two runs of one spec, and a resumed run from its checkpoint.
+        if self.random_state is not None:
+            random.setstate(self.random_state)
         loop = None
         try:
             with self._starting("in stage 2"), events.timed("stage2-worker", self.times):
