@@ -106,7 +106,10 @@ def test_a_saved_state_resumes_with_its_step_and_extra(manager, tmp_path: Path) 
     restored = second.resume()
     assert restored == Restored(3, {"best_return": 12.5, "job": "probe", "recipe": "probe_recipe:Probe",
                                     "train_config": {"width": 8, "lr": 0.05, "envs": 2},
-                                    "model_config": {"width": 8}, "world_size": 1})
+                                    "model_config": {"width": 8}, "world_size": 1,
+                                    "train": {"steps": 8, "seed": 0, "mixed_precision": "no",
+                                              "gradient_accumulation_steps": 1, "log_every": 1,
+                                              "tracker": "none"}})
     assert fresh.count == 7
     assert torch.equal(fresh.model.weight, recipe.model.weight)
 
@@ -296,3 +299,73 @@ def test_the_manifest_names_the_job_recipe_and_resolved_config(manager, tmp_path
     assert {k: manifest["extra"][k] for k in ("job", "recipe", "train_config")} == {
         "job": "probe", "recipe": "probe_recipe:Probe",
         "train_config": {"width": 8, "lr": 0.01, "envs": 2}}
+
+
+# -- malformed manifests are skipped with a warning -------------------------------------------
+
+def _rewrite_manifest(folder: Path, change: Any) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_manifest_nested_too_deep_is_skipped_with_a_warning(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {})
+    saver.save(2, {})
+    manifest = tmp_path / "volume" / "probe" / "step-00000002" / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.newest_step() == 1
+    assert other.resume().step == 1
+    assert ("warning: checkpoint step-00000002 skipped: manifest.json is unreadable: RecursionError: "
+            "maximum recursion depth exceeded") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("train_config", "abc"), ("model_config", [1]), ("world_size", "2"), ("job", 5),
+    ("best_return", "high"), ("train", "abc"), ("data_digest", 1.5), ("world_size", True)])
+def test_a_field_of_the_wrong_type_in_extra_skips_the_checkpoint_with_a_warning(
+        manager, tmp_path: Path, capsys, key: str, value: Any) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {"best_return": 2.0})
+    saver.save(2, {"best_return": 3.0})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000002",
+                      lambda m: m["extra"].__setitem__(key, value))
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.resume().step == 1
+    assert (f"warning: checkpoint step-00000002 skipped: manifest.json is malformed: extra.{key} is "
+            f"{json.dumps(value)}; falling back to the previous one") in capsys.readouterr().err
+
+
+def test_an_extra_that_is_not_a_mapping_skips_the_checkpoint(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {})
+    saver.save(2, {})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000002",
+                      lambda m: m.__setitem__("extra", "abc"))
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.newest_step() == 1 and other.resume().step == 1
+    assert ("warning: checkpoint step-00000002 skipped: manifest.json is not a format-1 manifest "
+            "for step 2; falling back to the previous one") in capsys.readouterr().err
+
+
+# -- every train.* change is reported on resume -------------------------------------------------
+
+def test_a_changed_train_section_is_reported_on_resume(manager, tmp_path: Path, capsys) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    other, _ = manager(volume_at(tmp_path, "work-2"), seed=7, mixed_precision="bf16",
+                       gradient_accumulation_steps=4)
+    assert other.resume().step == 2
+    assert ('train changed since step-00000002: gradient_accumulation_steps 1 -> 4, '
+            'mixed_precision "no" -> "bf16", seed 0 -> 7; the new values apply; the random streams '
+            'continue from the checkpoint, so the new seed applies to a fresh start only'
+            ) in capsys.readouterr().err
+
+
+def test_an_unchanged_train_section_says_nothing(manager, tmp_path: Path, capsys) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    assert manager(volume_at(tmp_path, "work-2"))[0].resume().step == 2
+    assert "train changed" not in capsys.readouterr().err

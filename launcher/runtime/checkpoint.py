@@ -98,7 +98,7 @@ def complete(root: str | os.PathLike[str]) -> list[Checkpoint]:
     found = []
     for step, path in _step_dirs(Path(root)):
         try:
-            found.append(Checkpoint(path, step, _read_manifest(path, step)))
+            found.append(Checkpoint(path, step, read_manifest(path, step)))
         except CheckpointError:
             continue
     return found
@@ -132,7 +132,7 @@ def newest_usable(
     candidates = [(s, p) for s, p in _step_dirs(Path(root)) if s not in skip]
     for i, (step, path) in enumerate(candidates):
         try:
-            ckpt = Checkpoint(path, step, _read_manifest(path, step))
+            ckpt = Checkpoint(path, step, read_manifest(path, step))
             verify(ckpt)
             check(ckpt)
             return ckpt
@@ -273,12 +273,13 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted((s, p) for s, p in found if p.is_dir())[::-1]
 
 
-def _read_manifest(path: Path, step: int) -> dict[str, Any]:
+def read_manifest(path: Path, step: int) -> dict[str, Any]:
+    """The manifest of the checkpoint at ``path``; CheckpointError if it is missing or malformed."""
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{MANIFEST} is missing") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CheckpointError(f"{MANIFEST} is unreadable: {_reason(exc)}") from exc
     if not _well_formed(manifest, step):
         raise CheckpointError(f"{MANIFEST} is not a format-{FORMAT} manifest for step {step}")
@@ -289,7 +290,8 @@ def _well_formed(manifest: Any, step: int) -> bool:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return False
     files = manifest.get("files")
-    return manifest.get("step") == step and isinstance(files, dict) and all(
+    return manifest.get("step") == step and isinstance(manifest.get("extra", {}), dict) \
+        and isinstance(files, dict) and all(
         isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
         for f in files.values()
     )

@@ -43,6 +43,7 @@ Constructing a manager touches no storage (it may happen before a memory snapsho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -106,6 +107,27 @@ def _changes(saved: dict[str, Any], current: dict[str, Any], keys: Collection[st
             for k in sorted(keys) if saved.get(k) != current.get(k)]
 
 
+# What each field of a manifest's `extra` must be, where present; None is allowed for all.
+_EXTRA_TYPES: dict[str, tuple[type, ...]] = {
+    "job": (str,), "recipe": (str,), "world_size": (int,), "train_config": (dict,),
+    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float)}
+
+
+def _malformed(extra: dict[str, Any]) -> str | None:
+    """Why a manifest's `extra` cannot be trusted (a field of the wrong type), or None."""
+    for key, types in _EXTRA_TYPES.items():
+        value = extra.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            return f"{checkpoint.MANIFEST} is malformed: extra.{key} is {json.dumps(value)[:40]}"
+    return None
+
+
+def _extra(path: Path, step: int) -> dict[str, Any]:
+    """The manifest's `extra` of a checkpoint that was picked (so checked) before."""
+    extra = checkpoint.read_manifest(path, step).get("extra", {})
+    return {} if _malformed(extra) else extra
+
+
 def checkpointer(ctx: LoopContext, acc: Any) -> Checkpointer:
     """The manager for this process: the distributed protocol with more than one process."""
     return Checkpointer(ctx, acc) if acc.num_processes == 1 else DistributedCheckpointer(ctx, acc)
@@ -158,9 +180,10 @@ class Checkpointer:
             _warn(f"checkpoint {path.name} skipped: loading it failed part-way ({error}); "
                   f"the recipe is rebuilt before {then}")
             raise LoadFailed(step)
-        extra = json.loads((path / checkpoint.MANIFEST).read_text()).get("extra", {})
+        extra = _extra(path, step)
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
         self._log_config_changes(path.name, extra)
+        self._log_train_changes(path.name, extra)
         return Restored(step, extra)
 
     def newest_step(self) -> int | None:
@@ -252,7 +275,13 @@ class Checkpointer:
         spec = self.ctx.spec
         data = {"data_digest": self.data_digest} if self.checks_data else {}
         return {"job": spec.name, "recipe": spec.train.recipe, "train_config": self.train_config(),
-                "model_config": self.model_config(), **data}
+                "model_config": self.model_config(), "train": self.train_settings(), **data}
+
+    def train_settings(self) -> dict[str, Any]:
+        """The `train` section but its recipe (checked) and config (reported on its own)."""
+        train = self.ctx.spec.train
+        return json.loads(json.dumps({f.name: getattr(train, f.name) for f in dataclasses.fields(train)
+                                      if f.name not in ("recipe", "config")}))
 
     # -- picking: checks that change nothing ------------------------------------------------
 
@@ -269,6 +298,8 @@ class Checkpointer:
     def _check(self, ckpt: checkpoint.Checkpoint) -> None:
         """Whether this job may resume from `ckpt` at all; Incompatible if not."""
         extra = ckpt.manifest.get("extra", {})
+        if (malformed := _malformed(extra)) is not None:
+            raise checkpoint.CheckpointError(malformed)  # skipped with a warning
         name = f"cannot resume from {ckpt.path.name}"
         spec = self.ctx.spec
         for key, mine in (("job", spec.name), ("recipe", spec.train.recipe)):
@@ -351,6 +382,19 @@ class Checkpointer:
         if changed:
             events.log(f"train.config changed since {name}: {', '.join(changed)}; the new values "
                        "apply (the optimizer keeps its state, with the spec's hyperparameters)")
+
+    def _log_train_changes(self, name: str, extra: dict[str, Any]) -> None:
+        saved = extra.get("train")
+        if saved is None:
+            return  # made before manifests recorded them
+        current = self.train_settings()
+        changed = _changes(saved, current, set(saved) | set(current))
+        if not changed:
+            return
+        # The checkpoint brings its own RNG states: a new seed shows only in a fresh start.
+        seed = "; the random streams continue from the checkpoint, so the new seed applies " \
+            "to a fresh start only" if saved.get("seed") != current.get("seed") else ""
+        events.log(f"train changed since {name}: {', '.join(changed)}; the new values apply{seed}")
 
     # -- saving --------------------------------------------------------------------------
 
