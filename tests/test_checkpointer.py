@@ -369,3 +369,57 @@ def test_an_unchanged_train_section_says_nothing(manager, tmp_path: Path, capsys
     manager(volume_at(tmp_path))[0].save(2, {})
     assert manager(volume_at(tmp_path, "work-2"))[0].resume().step == 2
     assert "train changed" not in capsys.readouterr().err
+
+
+# -- recipe state that no resume could load --------------------------------------------------
+
+class NumpyState(Counter):
+    """Its state holds NumPy's global generator state, which a weights-only load refuses."""
+
+    def __init__(self, config: dict[str, Any], seed: int | None = None) -> None:
+        super().__init__(config)
+
+    def state_dict(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {**super().state_dict(), "numpy_rng": np.random.get_state()}
+
+
+def test_recipe_state_that_cannot_be_reloaded_is_refused_at_the_first_save(manager, tmp_path: Path) -> None:
+    volume = volume_at(tmp_path)
+    saver, _ = manager(volume, recipe_cls=NumpyState)
+    with pytest.raises(PermanentError) as raised:
+        saver.save(1, {})
+    line = inspect.getsourcelines(NumpyState.state_dict)[1]
+    assert str(raised.value) == (
+        f"{__file__}:{line}: NumpyState.state_dict() holds what torch.load(weights_only=True) "
+        "refuses (Unsupported global: GLOBAL numpy._core.multiarray._reconstruct), so no checkpoint "
+        "of it could ever be resumed; keep only tensors, numbers, strings, and lists, tuples and "
+        "dicts of them in it (a NumPy array as torch.from_numpy(a), a random generator's state as a "
+        "torch.Generator's)")
+    assert checkpoints(volume.path / "probe") == [] and volume.commits == 0
+
+
+def test_checkpoints_that_can_never_be_loaded_stop_the_run_and_stay(manager, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.runtime import checkpointer as module
+
+    volume = volume_at(tmp_path)
+    with monkeypatch.context() as older:  # a launcher that did not check at the first save
+        older.setattr(module, "reload_error", lambda state: None)
+        saver, _ = manager(volume, recipe_cls=NumpyState)
+        saver.save(1, {})
+        saver.save(2, {})
+    volume.commit()
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "volume" / "probe").iterdir()}
+    other, _ = manager(volume_at(tmp_path, "work-2"), recipe_cls=NumpyState)
+    with pytest.raises(PermanentError) as raised:
+        other.resume()
+    assert str(raised.value) == (
+        "cannot resume from step-00000002: its recipe state holds what torch.load(weights_only=True) "
+        "refuses (Unsupported global: GLOBAL numpy._core.multiarray._reconstruct), and so does every "
+        "checkpoint written with it; in NumpyState.state_dict(), keep only tensors, numbers, strings, "
+        "and lists, tuples and dicts of them in it (a NumPy array as torch.from_numpy(a), a random "
+        "generator's state as a torch.Generator's); then start afresh (--fresh with --local, or "
+        "checkpoint.resume: never: either sets these checkpoints aside, deleting none)")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "volume" / "probe").iterdir()} == before

@@ -45,8 +45,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import io
 import math
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -61,6 +64,9 @@ from launcher.runtime.failures import PermanentError
 from launcher.runtime.writer import Writer
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
+# What a checkpoint's recipe state may hold: all that torch.load(weights_only=True) reads back.
+PLAIN = ("keep only tensors, numbers, strings, and lists, tuples and dicts of them in it (a "
+         "NumPy array as torch.from_numpy(a), a random generator's state as a torch.Generator's)")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,28 @@ def _shapes(value: Any, where: str = "") -> dict[str, list[int]]:
         if isinstance(value, (list, tuple)) else ()
     return {k: v for key, item in items for k, v in _shapes(item, f"{where}.{key}" if where
                                                             else str(key)).items()}
+
+
+def _unpickling_cause(exc: BaseException) -> str:
+    """What a weights-only load refused, in torch's words ("Unsupported global: GLOBAL x")."""
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\.? Please|\n|$)",
+                      str(exc))
+    return found[1] if found else str(exc).splitlines()[0]
+
+
+def reload_error(state: Any) -> str | None:
+    """Why `state`, saved, would not load back through torch.load(weights_only=True), the only
+    way a checkpoint's recipe state is read; None if it would."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        return _unpickling_cause(exc)
+    return None
 
 
 def _warn(message: str) -> None:
@@ -150,6 +178,7 @@ class Checkpointer:
         self.checks_data = False
         self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
+        self._reloadable = False  # the recipe's state was seen to load back (at the first save)
         self._staging: Path | None = None
 
     def _background(self, setting: bool | str) -> bool:
@@ -197,6 +226,8 @@ class Checkpointer:
             raise RuntimeError("the checkpoint manager is closed")
         started = time.perf_counter()
         self._writer.wait()  # one write in flight at most; one that failed raises here
+        if not self._reloadable:
+            self._check_reloadable()
         extra = {**extra, **self.identity(), "world_size": self.acc.num_processes}
         if self.background:
             self._save_later(step, extra, started)
@@ -204,6 +235,18 @@ class Checkpointer:
             self._save(step, [_to_cpu(protocol.recipe_state(self.ctx.recipe))], extra)
             self._written(step, started)
         self.seconds += time.perf_counter() - started
+
+    def _check_reloadable(self) -> None:
+        """Refuse, before the first checkpoint is written, recipe state that no resume could
+        load: found at resume, it would cost every checkpoint of the run."""
+        recipe = self.ctx.recipe
+        error = self._agree(reload_error(_to_cpu(protocol.recipe_state(recipe))))
+        if error is not None:
+            raise PermanentError(
+                f"{protocol.where(type(recipe).state_dict)}: {type(recipe).__name__}.state_dict() "
+                f"holds what torch.load(weights_only=True) refuses ({error}), so no checkpoint of "
+                f"it could ever be resumed; {PLAIN}")
+        self._reloadable = True
 
     def _written(self, step: int, started: float, stall: float | None = None) -> None:
         self.written += 1
@@ -334,7 +377,15 @@ class Checkpointer:
         import torch
 
         mine = ckpt.path / f"recipe-{self.acc.process_index}.pt"
-        saved = _shapes(torch.load(mine, weights_only=True))
+        try:
+            saved = _shapes(torch.load(mine, weights_only=True))
+        except pickle.UnpicklingError as exc:  # every checkpoint of this recipe alike: permanent
+            raise checkpoint.Incompatible(
+                f"{name}: its recipe state holds what torch.load(weights_only=True) refuses "
+                f"({_unpickling_cause(exc)}), and so does every checkpoint written with it; in "
+                f"{type(self.ctx.recipe).__name__}.state_dict(), {PLAIN}; then start afresh "
+                f"(--fresh with --local, or checkpoint.resume: never: either sets these "
+                f"checkpoints aside, deleting none)") from exc
         try:
             current = _shapes(_to_cpu(protocol.recipe_state(self.ctx.recipe)))
         except protocol.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
