@@ -33,6 +33,7 @@ from typing import Any
 from launcher.runtime import tree
 
 MANIFEST = "manifest.json"
+SET_ASIDE = "set-aside"  # under a job's folder: checkpoints a later run would have overwritten
 FORMAT = 1
 _STEP_DIR = re.compile(r"step-(\d{8,})")
 _LEFTOVER_PREFIXES = (".tmp-", ".trash-")
@@ -141,6 +142,29 @@ def newest_usable(
         except Exception as exc:
             warn(f"checkpoint {path.name} skipped: {_reason(exc)}; {_then(i + 1 < len(candidates))}")
     return None
+
+
+def set_aside(root: str | os.PathLike[str], after: int) -> tuple[Path, list[str]] | None:
+    """Move every checkpoint folder of a step after ``after`` (complete or not) into a new
+    ``<root>/set-aside/<time>-<random>/``: a run that starts from ``after`` writes those steps
+    again, and must neither overwrite nor delete what it did not write. The folder and the
+    names moved, or None when there were none."""
+    root = Path(root)
+    newer = sorted(p for s, p in _step_dirs(root) if s > after)
+    if not newer:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = root / SET_ASIDE / f"{stamp}-{secrets.token_hex(3)}"
+    try:
+        target.mkdir(parents=True)
+        for path in newer:
+            os.rename(path, target / path.name)
+        tree.fsync_dir(target)
+        tree.fsync_dir(root)
+    except OSError as exc:
+        raise CheckpointError(f"cannot set aside {root}/step-* newer than update {after} in "
+                              f"{target}: {_reason(exc)}; nothing was overwritten") from exc
+    return target, [p.name for p in newer]
 
 
 def _then(earlier: bool) -> str:

@@ -179,6 +179,8 @@ class Checkpointer:
         self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
         self._reloadable = False  # the recipe's state was seen to load back (at the first save)
+        self.start_step = 0  # the checkpoint this run resumed from (0: none): it writes after it
+        self._cleared = False  # checkpoints after start_step were set aside (at the first publish)
         self._staging: Path | None = None
 
     def _background(self, setting: bool | str) -> bool:
@@ -210,6 +212,7 @@ class Checkpointer:
                   f"the recipe is rebuilt before {then}")
             raise LoadFailed(step)
         extra = _extra(path, step)
+        self.start_step = step
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
         self._log_config_changes(path.name, extra)
         self._log_train_changes(path.name, extra)
@@ -473,6 +476,8 @@ class Checkpointer:
         """Global rank 0 alone: write under a temp name, publish atomically, commit, then
         apply retention (so a failed deletion never costs the new checkpoint)."""
         root = self.ctx.checkpoints
+        if not self._cleared:
+            self._set_aside_newer(root)
         checkpoint.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
         faults.point("published", step)
         self._mirror_logs()
@@ -482,6 +487,21 @@ class Checkpointer:
             checkpoint.retain(root, step, self.ctx.spec.checkpoint.keep_last)
         except checkpoint.CheckpointError as exc:
             _warn(str(exc))
+
+    def _set_aside_newer(self, root: Path) -> None:
+        """Checkpoints after the one this run started from (all of them, when it started
+        fresh) are an earlier run's, or ones that failed to load: this run would overwrite
+        them step by step and its retention delete them. Moved aside instead, under the lease."""
+        moved = checkpoint.set_aside(root, self.start_step)
+        self._cleared = True
+        if moved is not None:
+            folder, names = moved
+            since = f"update {self.start_step}" if self.start_step else "scratch"
+            # Named from the volume's top: the mount differs between containers (and locally, is
+            # the attempt's working copy).
+            where = f"{self.ctx.spec.checkpoint.volume}:{folder.relative_to(root.parent).as_posix()}"
+            _warn(f"this run trains from {since}: {', '.join(names)} (not written by it) set aside "
+                  f"in {where}, none overwritten or deleted")
 
     def _commit(self) -> None:
         """Heartbeat the job's lease with each commit, then commit."""

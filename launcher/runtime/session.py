@@ -222,23 +222,27 @@ class Session:
     def _reload(self) -> None:
         guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
 
-    def _take_job(self) -> None:
+    def _take_job(self, resume: bool = True) -> None:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
         what killed attempts of this job left in its folder: temporary folders, and retention
-        they did not get to (it is committed with the next commit)."""
+        they did not get to (it is committed with the next commit); a run that does not resume
+        deletes no checkpoint (its first save sets them aside)."""
         self._reload()
         self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
         self.lease.acquire(self.call_id() or self.own_id)
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
-        newest = checkpoint.complete(self.job_dir)
+        newest = checkpoint.complete(self.job_dir) if self._resumes(resume) else []
         if newest:
             try:
                 checkpoint.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
             except checkpoint.CheckpointError as exc:
                 events.log(f"warning: {exc}")
         faults.point("lease")
+
+    def _resumes(self, resume: bool) -> bool:
+        return resume and self.spec.checkpoint.resume == "auto"
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None) -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
@@ -267,7 +271,7 @@ class Session:
         with self._starting("at the start of train"):
             # Always look at the volume again: a warm container (min_containers, a retry landing
             # on the same container) may have loaded its checkpoint long before this call.
-            self._take_job()
+            self._take_job(resume)
             if self.loop is None:  # a pipeline's train: its data is read now (see stage2)
                 self.loop = self._prepared(None, resume)
             elif self.loop.failed or self._data_changed() or \
@@ -306,7 +310,7 @@ class Session:
         where = rendezvous(cluster, self.spec.compute.nodes)
         with self._starting("at the start of train"):
             if where.is_global_rank0_node:
-                self._take_job()
+                self._take_job(resume)
             else:
                 self._reload()
         result_file = self.run_dir / f"result-node{where.node_rank}.json"
