@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +38,17 @@ def as_an_older_launcher_wrote_it(ckpt: Path) -> None:
     (ckpt / "manifest.json").write_text(json.dumps(manifest))
 
 
+def rng_spec(folder: Path, recipe: str, steps: int, **sections: Any) -> Path:
+    """A spec of one of tests/recipes/rng_recipes.py, beside a copy of it."""
+    spec = write_spec(folder, probe_spec(steps=steps, train={"recipe": f"rng_recipes:{recipe}"},
+                                         **sections))
+    shutil.copy(RECIPES / "rng_recipes.py", folder / "rng_recipes.py")
+    return spec
+
+
 def _shuffled(folder: Path, steps: int) -> Path:
     """A spec of the probe recipe drawing its rows with Python's global `random`."""
-    spec = write_spec(folder, probe_spec(steps=steps, train={"recipe": "shuffle_recipe:Shuffled"}))
-    shutil.copy(RECIPES / "shuffle_recipe.py", folder / "shuffle_recipe.py")
-    return spec
+    return rng_spec(folder, "Shuffled", steps)
 
 
 def _state(folder: Path, step: int) -> dict:
@@ -112,3 +119,13 @@ def test_checkpoints_no_resume_can_load_stop_the_run_and_are_kept(tmp_path: Path
     assert "attempts     1 (1: permanent)" in run.output
     assert "Traceback" not in run.output
     assert {k: v for k, v in digests(job).items() if k.startswith("step-")} == before
+
+
+def test_recipe_state_no_resume_could_load_fails_the_first_checkpoint(tmp_path: Path) -> None:
+    run = launch_local(rng_spec(tmp_path, "NumpyState", steps=6))
+    assert run.code == 1, run.output
+    assert ("NumpyState.state_dict() holds what torch.load(weights_only=True) refuses (Unsupported "
+            "global: GLOBAL numpy._core.multiarray._reconstruct), so no checkpoint of it could ever "
+            "be resumed") in run.output
+    assert "attempts     1 (1: permanent)" in run.output and "Traceback" not in run.output
+    assert checkpoints(tmp_path / "volumes" / "vol" / "probe") == []
