@@ -46,12 +46,12 @@ def rng_spec(folder: Path, recipe: str, steps: int, **sections: Any) -> Path:
     return spec
 
 
-def _shuffled(folder: Path, steps: int) -> Path:
+def shuffled_spec(folder: Path, steps: int) -> Path:
     """A spec of the probe recipe drawing its rows with Python's global `random`."""
     return rng_spec(folder, "Shuffled", steps)
 
 
-def _state(folder: Path, step: int) -> dict:
+def state_of(folder: Path, step: int) -> dict:
     """A checkpoint's tensors and every process's RNG states (Python's `random` included)."""
     path = folder / "volumes" / "vol" / "probe" / f"step-{step:08d}"
     state = load_checkpoint(path)
@@ -64,16 +64,16 @@ def test_a_recipe_drawing_from_random_is_reproducible_and_resumable_with_two_pro
         tmp_path: Path) -> None:
     # Python reseeds its global generator in each forked worker: the workers must start from
     # the seeded state, or two runs of one spec differ, and so does a resumed one.
-    straight = launch_local(_shuffled(tmp_path / "straight", steps=6), "--processes", "2")
+    straight = launch_local(shuffled_spec(tmp_path / "straight", steps=6), "--processes", "2")
     assert straight.code == 0, straight.output
-    split = _shuffled(tmp_path / "split", steps=3)
+    split = shuffled_spec(tmp_path / "split", steps=3)
     first = launch_local(split, "--processes", "2")
     assert first.code == 0, first.output
-    assert differences(_state(tmp_path / "split", 3), _state(tmp_path / "straight", 3)) == []
-    resumed = launch_local(_shuffled(tmp_path / "split", steps=6), "--processes", "2")
+    assert differences(state_of(tmp_path / "split", 3), state_of(tmp_path / "straight", 3)) == []
+    resumed = launch_local(shuffled_spec(tmp_path / "split", steps=6), "--processes", "2")
     assert resumed.code == 0, resumed.output
     assert "resumed from step-00000003 (after update 3 of 6)" in resumed.output
-    assert differences(_state(tmp_path / "split", 6), _state(tmp_path / "straight", 6)) == []
+    assert differences(state_of(tmp_path / "split", 6), state_of(tmp_path / "straight", 6)) == []
 
 
 def test_resume_never_sets_every_earlier_checkpoint_aside_and_overwrites_none(tmp_path: Path) -> None:
