@@ -6,6 +6,8 @@ every file's size and sha256, versions, caller's ``extra``). It is written under
 ``.tmp-step-00000100-<random>``, fsynced, then renamed into place, so a final-named
 directory with a valid manifest is always complete. Deletion renames to ``.trash-...``
 first, so a kill mid-delete never leaves a half-deleted directory that looks complete.
+``set_aside`` moves checkpoints that a run starting from an earlier step would overwrite into
+``<root>/set-aside/<time>-<random>/``, where nothing looks for checkpoints.
 
 Stdlib only: the store does not care what writes the files (in practice
 ``accelerator.save_state``). One writer per root: the job's lease (lease.py) makes sure of

@@ -25,7 +25,16 @@ refusal is permanent (`Incompatible`). Loading then changes this process's state
 fails part-way (the recipe's `load_state_dict` raising after the model and optimizer were
 restored, say), `LoadFailed` tells the caller to rebuild the recipe before it tries an
 earlier checkpoint or starts fresh. After a load, optimizer hyperparameters are the ones
-built from the spec (hparams.py), and the log names each config field that changed.
+built from the spec (hparams.py), and the log names each config field and each other
+`train.*` setting that changed. A manifest that is malformed (nested too deep, a field of
+`extra` of the wrong type) is skipped with a warning, as a damaged checkpoint is; recipe state
+that a weights-only load refuses stops the search as permanent (every checkpoint of it alike).
+
+A run writes only after the checkpoint it started from. Its first save first moves every
+checkpoint of a later step (all of them, when it started fresh) into the job's `set-aside/`
+folder, so nothing it did not write is overwritten or deleted; and checks that the recipe's
+state loads back through `torch.load(weights_only=True)`, the only way it is ever read, so
+state no resume could load fails the run before any checkpoint of it is written.
 
 With `checkpoint.async` (on by default where it is safe: one process), `save` copies the
 state to host memory in the training thread (`snapshot.py`: the RNG states of that moment
@@ -44,8 +53,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import io
+import json
 import math
 import os
 import pickle
