@@ -423,3 +423,26 @@ def test_checkpoints_that_can_never_be_loaded_stop_the_run_and_stay(manager, tmp
         "generator's state as a torch.Generator's); then start afresh (--fresh with --local, or "
         "checkpoint.resume: never: either sets these checkpoints aside, deleting none)")
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "volume" / "probe").iterdir()} == before
+
+
+# -- a run never overwrites what it did not write -------------------------------------------------
+
+def test_a_run_sets_aside_the_newer_checkpoints_it_fell_back_past(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path), keep_last=3)
+    saver.save(2, {})
+    saver.save(4, {})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000004",
+                      lambda m: m["extra"].__setitem__("world_size", "x"))
+    damaged = (tmp_path / "volume" / "probe" / "step-00000004" / "manifest.json").read_bytes()
+    volume = volume_at(tmp_path, "work-2")
+    resumed, _ = manager(volume, keep_last=3)
+    assert resumed.resume().step == 2
+    resumed.save(3, {})
+    resumed.save(4, {})  # the step it fell back past: written anew, the old one kept aside
+    [aside] = (tmp_path / "volume" / "probe" / "set-aside").iterdir()
+    assert checkpoints(aside) == ["step-00000004"]
+    assert (aside / "step-00000004" / "manifest.json").read_bytes() == damaged
+    assert checkpoints(tmp_path / "volume" / "probe") == ["step-00000002", "step-00000003", "step-00000004"]
+    assert (f"warning: this run trains from update 2: step-00000004 (not written by it) set aside in "
+            f"vol:probe/set-aside/{aside.name}, none overwritten or deleted") in capsys.readouterr().err
+
