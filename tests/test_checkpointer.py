@@ -365,11 +365,6 @@ def test_a_changed_train_section_is_reported_on_resume(manager, tmp_path: Path, 
             ) in capsys.readouterr().err
 
 
-def test_an_unchanged_train_section_says_nothing(manager, tmp_path: Path, capsys) -> None:
-    manager(volume_at(tmp_path))[0].save(2, {})
-    assert manager(volume_at(tmp_path, "work-2"))[0].resume().step == 2
-    assert "train changed" not in capsys.readouterr().err
-
 
 # -- recipe state that no resume could load --------------------------------------------------
 
