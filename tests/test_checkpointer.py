@@ -441,3 +441,19 @@ def test_a_run_sets_aside_the_newer_checkpoints_it_fell_back_past(manager, tmp_p
     assert (f"warning: this run trains from update 2: step-00000004 (not written by it) set aside in "
             f"vol:probe/set-aside/{aside.name}, none overwritten or deleted") in capsys.readouterr().err
 
+
+
+def test_a_fresh_start_past_checkpoints_that_all_failed_says_so_and_sets_them_aside(
+        manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    for step in (1, 2):
+        saver.save(step, {})
+        _rewrite_manifest(tmp_path / "volume" / "probe" / f"step-{step:08d}",
+                          lambda m: m["extra"].__setitem__("train_config", "abc"))
+    fresh, _ = manager(volume_at(tmp_path, "work-2"))
+    assert fresh.resume().step == 0
+    assert ("no checkpoint could be loaded (2 skipped, see above): starting fresh; they are set "
+            "aside at the first save, none overwritten or deleted") in capsys.readouterr().err
+    fresh.save(1, {})
+    [aside] = (tmp_path / "volume" / "probe" / "set-aside").iterdir()
+    assert checkpoints(aside) == ["step-00000001", "step-00000002"]

@@ -210,7 +210,10 @@ class Checkpointer:
         """Load the newest usable checkpoint not in `skip`; LoadFailed if loading it failed."""
         picked = self._pick(skip)
         if picked is None:
-            events.log("no checkpoint: starting fresh")
+            present = checkpoint.top_level(self.ctx.checkpoints)
+            events.log(f"no checkpoint could be loaded ({len(present)} skipped, see above): starting "
+                       "fresh; they are set aside at the first save, none overwritten or deleted"
+                       if present else "no checkpoint: starting fresh")
             return Restored(0)
         path, step = picked
         error = self._agree(self._load(path))
