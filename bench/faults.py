@@ -2,7 +2,7 @@
 a volume.
 
 Run: python bench/faults.py [--fuzz N] [--steps S --every E] [--no-kills] [--no-drills]
-                           [--no-driver-drills]
+                           [--no-driver-drills] [--no-stage-drills] [--no-checkpoint-drills]
 
 Fuzz: cases of tests/test_fuzz.py (mutated specs, wild free text, random YAML and bytes)
 through `launch check` and, for a quarter, `launch --dry-run`, in-process; each distinct input
@@ -42,6 +42,14 @@ result); a changed input file, then `--rerun prepare` after another change (trai
 the old checkpoints each time, pointing to --fresh); a token in the git origin's query; a
 Dockerfile outside the repository; `extends:` of a file that is no spec. Escapes: wrong stage
 data, leaked tokens or file contents, unlocated errors, exit 3.
+
+Checkpoint drills, through real `launch --local` processes: `checkpoint.resume: never` after a
+longer run (every earlier checkpoint set aside byte for byte, none overwritten) and in a pipeline
+(evaluate reads this run's checkpoint); recipe state a weights-only load refuses (refused at the
+first save; an older launcher's checkpoints of it stop the run and stay); manifests nested too deep
+or with `extra` fields of the wrong type (skipped with a warning); changed `train.*` settings
+(reported); a recipe drawing from Python's `random` in two processes (two runs and a resumed one
+bit-identical).
 
 Prints counts and every escape; exits 1 if there was any.
 """
@@ -526,6 +534,143 @@ def stage_drills() -> int:
           f"changed inputs in two orders, a token in the origin, a Dockerfile outside the "
           f"repository, extends of no spec; in {time.monotonic() - start:.0f} s")
     print(tally.line("stage drills"))
+
+class CheckpointTally(Tally):
+    KINDS = ("tracebacks", "exit 3", "overwritten", "checkpoints lost", "wrong loads",
+             "fresh over unloadable", "unreported", "not reproducible", "other")
+
+
+def _drill(tally: Tally, what: str, run: Any, problems: list[str]) -> None:
+    """One drill's line; `run` is a tests/runjob.py Run."""
+    code, output = run.code, run.output
+    problems = _common(code, output) + problems
+    print(f"  {what}: exit {code}: {', '.join(problems) or 'ok'}")
+    tally.add(problems, output)
+
+
+def _never_drills(tally: Tally, folder: Path) -> None:
+    """checkpoint.resume: never sets every earlier checkpoint aside, and evaluate reads this run's."""
+    from runjob import checkpoints, launch_local, probe_spec, write_spec
+    from test_checkpoint_ownership import steps_in
+    from test_pipeline_local import pipeline_spec, ran
+    from test_pipeline_local import write as write_pipeline
+
+    spec = write_spec(folder / "never", probe_spec(steps=9))
+    launch_local(spec)
+    job = folder / "never" / "volumes" / "vol" / "probe"
+    before = steps_in(job)
+    write_spec(folder / "never", probe_spec(steps=6, checkpoint={"resume": "never"}))
+    run = launch_local(spec)
+    aside = sorted((job / "set-aside").iterdir()) if (job / "set-aside").is_dir() else []
+    problems = [] if run.code == 0 else ["other"]
+    if len(before) != 3 or not aside or steps_in(aside[0]) != before:
+        problems.append("overwritten")
+    if "resumed from" in run.output or checkpoints(job) != ["step-00000003", "step-00000006"]:
+        problems.append("wrong loads")
+    _drill(tally, "resume: never after a longer run (3 checkpoints set aside, none overwritten)",
+           run, problems)
+
+    spec = write_pipeline(folder / "pipeline", pipeline_spec(steps=6))
+    launch_local(spec)
+    write_pipeline(folder / "pipeline", pipeline_spec(steps=3, checkpoint={"resume": "never"}))
+    run = launch_local(spec)
+    evaluated = ran(folder / "pipeline")[-1:]
+    problems = ([] if run.code == 0 else ["other"]) + (
+        [] if evaluated == [{"stage": "evaluate", "step": 3, "rows": 3}] else ["wrong loads"])
+    _drill(tally, f"a pipeline with resume: never: evaluate read {evaluated[0].get('step') if evaluated else None} "
+           "(this run's train left 3, an older run 6)", run, problems)
+
+
+def _unloadable_drills(tally: Tally, folder: Path) -> None:
+    """State a weights-only load refuses: refused at the first save; an older launcher's
+    checkpoints of it stop the run, and stay."""
+    from runjob import checkpoints, launch_local, probe_spec, write_spec
+    from test_checkpoint_ownership import as_an_older_launcher_wrote_it, digests, rng_spec
+
+    run = launch_local(rng_spec(folder / "numpy", "NumpyState", steps=6))
+    problems = [] if run.code == 1 and "state_dict() holds what torch.load(weights_only=True) " \
+        "refuses" in run.output else ["other"]
+    if checkpoints(folder / "numpy" / "volumes" / "vol" / "probe"):
+        problems.append("other")  # a checkpoint no resume could load was written
+    _drill(tally, "recipe state holding np.random.get_state(): refused at the first save", run, problems)
+
+    spec = write_spec(folder / "old", probe_spec(steps=6))
+    launch_local(spec)
+    job = folder / "old" / "volumes" / "vol" / "probe"
+    for name in checkpoints(job):
+        as_an_older_launcher_wrote_it(job / name)
+    before = {k: v for k, v in digests(job).items() if k.startswith("step-")}
+    write_spec(folder / "old", probe_spec(steps=9))
+    run = launch_local(spec)
+    after = {k: v for k, v in digests(job).items() if k.startswith("step-")}
+    problems = [] if run.code == 1 and "cannot resume from step-00000006: its recipe state holds" \
+        in run.output else ["fresh over unloadable" if run.code == 0 else "other"]
+    if after != before:
+        problems.append("overwritten" if set(after) >= set(before) else "checkpoints lost")
+    _drill(tally, "an older launcher's checkpoints no resume can load: a permanent error, kept",
+           run, problems)
+
+
+def _manifest_drills(tally: Tally, folder: Path) -> None:
+    """Malformed manifests are skipped with a warning; every train.* change is reported."""
+    import json
+
+    from runjob import launch_local, probe_spec, write_spec
+
+    malformed = {
+        "nested 100,000 deep": lambda text: text[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "extra.train_config \"abc\"": lambda text: json.dumps(
+            {**json.loads(text), "extra": {**json.loads(text)["extra"], "train_config": "abc"}}),
+    }
+    for index, (what, change) in enumerate(malformed.items()):
+        spec = write_spec(folder / f"manifest-{index}", probe_spec(steps=6))
+        launch_local(spec)
+        manifest = folder / f"manifest-{index}" / "volumes" / "vol" / "probe" / "step-00000006" / "manifest.json"
+        manifest.write_text(change(manifest.read_text()))
+        write_spec(folder / f"manifest-{index}", probe_spec(steps=9))
+        run = launch_local(spec)
+        problems = [] if run.code == 0 and "checkpoint step-00000006 skipped: manifest.json is" \
+            in run.output else ["other"]
+        if "resumed from step-00000003 (after update 3 of 9)" not in run.output:
+            problems.append("wrong loads")
+        _drill(tally, f"a manifest {what}: skipped with a warning, resumed from step 3", run, problems)
+
+    spec = write_spec(folder / "train-change", probe_spec(steps=3))
+    launch_local(spec)
+    write_spec(folder / "train-change", probe_spec(steps=6, train={"seed": 5, "gradient_accumulation_steps": 2}))
+    run = launch_local(spec)
+    said = "train changed since step-00000003: gradient_accumulation_steps 1 -> 2, seed 0 -> 5, steps 3 -> 6"
+    problems = ([] if run.code == 0 else ["other"]) + ([] if said in run.output else ["unreported"])
+    _drill(tally, "train.seed and gradient_accumulation_steps changed: reported on resume", run, problems)
+
+
+def _random_drill(tally: Tally, folder: Path) -> None:
+    """A recipe drawing from Python's `random`, two processes: two runs and a resumed one agree."""
+    from runjob import launch_local
+    from statecmp import differences
+    from test_checkpoint_ownership import shuffled_spec, state_of
+
+    straight = launch_local(shuffled_spec(folder / "straight", steps=6), "--processes", "2")
+    first = launch_local(shuffled_spec(folder / "split", steps=3), "--processes", "2")
+    resumed = launch_local(shuffled_spec(folder / "split", steps=6), "--processes", "2")
+    problems = [] if straight.code == first.code == resumed.code == 0 else ["other"]
+    if problems or differences(state_of(folder / "split", 3), state_of(folder / "straight", 3)) \
+            or differences(state_of(folder / "split", 6), state_of(folder / "straight", 6)):
+        problems.append("not reproducible")
+    _drill(tally, "random.sample in a 2-process recipe: two runs, then a resumed one, bit-identical "
+           "(random_states_0/1.pkl included)", resumed, problems)
+
+
+def checkpoint_drills() -> int:
+    """A checkpoint is loaded only by the run it belongs to, and never overwritten."""
+    tally = CheckpointTally()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        for drill in (_never_drills, _unloadable_drills, _manifest_drills, _random_drill):
+            drill(tally, Path(tmp))
+    print(f"checkpoint drills: resume: never, unloadable recipe state, malformed manifests, train "
+          f"changes, two-process random; in {time.monotonic() - start:.0f} s")
+    print(tally.line("checkpoint drills"))
     return sum(tally.kinds.values())
 
 
@@ -538,12 +683,15 @@ def main() -> int:
     parser.add_argument("--no-drills", action="store_true", help="skip the drills")
     parser.add_argument("--no-driver-drills", action="store_true", help="skip the pipeline driver's drills")
     parser.add_argument("--no-stage-drills", action="store_true", help="skip the stage drills")
+    parser.add_argument("--no-checkpoint-drills", action="store_true",
+                        help="skip the drills of checkpoint ownership")
     args = parser.parse_args()
     escapes = fuzz(args.fuzz) if args.fuzz else 0
     escapes += 0 if args.no_kills else kills(args.steps, args.every)
     escapes += 0 if args.no_drills else drills()
     escapes += 0 if args.no_driver_drills else driver_drills()
     escapes += 0 if args.no_stage_drills else stage_drills()
+    escapes += 0 if args.no_checkpoint_drills else checkpoint_drills()
     print(f"escapes: {escapes}")
     return 1 if escapes else 0
 

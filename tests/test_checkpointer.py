@@ -106,7 +106,10 @@ def test_a_saved_state_resumes_with_its_step_and_extra(manager, tmp_path: Path) 
     restored = second.resume()
     assert restored == Restored(3, {"best_return": 12.5, "job": "probe", "recipe": "probe_recipe:Probe",
                                     "train_config": {"width": 8, "lr": 0.05, "envs": 2},
-                                    "model_config": {"width": 8}, "world_size": 1})
+                                    "model_config": {"width": 8}, "world_size": 1,
+                                    "train": {"steps": 8, "seed": 0, "mixed_precision": "no",
+                                              "gradient_accumulation_steps": 1, "log_every": 1,
+                                              "tracker": "none"}})
     assert fresh.count == 7
     assert torch.equal(fresh.model.weight, recipe.model.weight)
 
@@ -310,3 +313,161 @@ def test_the_manifest_names_the_job_recipe_and_resolved_config(manager, tmp_path
     assert {k: manifest["extra"][k] for k in ("job", "recipe", "train_config")} == {
         "job": "probe", "recipe": "probe_recipe:Probe",
         "train_config": {"width": 8, "lr": 0.01, "envs": 2}}
+
+
+# -- malformed manifests are skipped with a warning -------------------------------------------
+
+def _rewrite_manifest(folder: Path, change: Any) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_manifest_nested_too_deep_is_skipped_with_a_warning(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {})
+    saver.save(2, {})
+    manifest = tmp_path / "volume" / "probe" / "step-00000002" / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.newest_step() == 1
+    assert other.resume().step == 1
+    assert ("warning: checkpoint step-00000002 skipped: manifest.json is unreadable: RecursionError: "
+            "maximum recursion depth exceeded") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("train_config", "abc"), ("model_config", [1]), ("world_size", "2"), ("job", 5),
+    ("best_return", "high"), ("train", "abc"), ("data_digest", 1.5), ("world_size", True)])
+def test_a_field_of_the_wrong_type_in_extra_skips_the_checkpoint_with_a_warning(
+        manager, tmp_path: Path, capsys, key: str, value: Any) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {"best_return": 2.0})
+    saver.save(2, {"best_return": 3.0})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000002",
+                      lambda m: m["extra"].__setitem__(key, value))
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.resume().step == 1
+    assert (f"warning: checkpoint step-00000002 skipped: manifest.json is malformed: extra.{key} is "
+            f"{json.dumps(value)}; falling back to the previous one") in capsys.readouterr().err
+
+
+def test_an_extra_that_is_not_a_mapping_skips_the_checkpoint(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    saver.save(1, {})
+    saver.save(2, {})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000002",
+                      lambda m: m.__setitem__("extra", "abc"))
+    other, _ = manager(volume_at(tmp_path, "work-2"))
+    assert other.newest_step() == 1 and other.resume().step == 1
+    assert ("warning: checkpoint step-00000002 skipped: manifest.json is not a format-1 manifest "
+            "for step 2; falling back to the previous one") in capsys.readouterr().err
+
+
+# -- every train.* change is reported on resume -------------------------------------------------
+
+def test_a_changed_train_section_is_reported_on_resume(manager, tmp_path: Path, capsys) -> None:
+    manager(volume_at(tmp_path))[0].save(2, {})
+    other, _ = manager(volume_at(tmp_path, "work-2"), seed=7, mixed_precision="bf16",
+                       gradient_accumulation_steps=4)
+    assert other.resume().step == 2
+    assert ('train changed since step-00000002: gradient_accumulation_steps 1 -> 4, '
+            'mixed_precision "no" -> "bf16", seed 0 -> 7; the new values apply; the random streams '
+            'continue from the checkpoint, so the new seed applies to a fresh start only'
+            ) in capsys.readouterr().err
+
+
+
+# -- recipe state that no resume could load --------------------------------------------------
+
+class NumpyState(Counter):
+    """Its state holds NumPy's global generator state, which a weights-only load refuses."""
+
+    def __init__(self, config: dict[str, Any], seed: int | None = None) -> None:
+        super().__init__(config)
+
+    def state_dict(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {**super().state_dict(), "numpy_rng": np.random.get_state()}
+
+
+def test_recipe_state_that_cannot_be_reloaded_is_refused_at_the_first_save(manager, tmp_path: Path) -> None:
+    volume = volume_at(tmp_path)
+    saver, _ = manager(volume, recipe_cls=NumpyState)
+    with pytest.raises(PermanentError) as raised:
+        saver.save(1, {})
+    line = inspect.getsourcelines(NumpyState.state_dict)[1]
+    assert str(raised.value) == (
+        f"{__file__}:{line}: NumpyState.state_dict() holds what torch.load(weights_only=True) "
+        "refuses (Unsupported global: GLOBAL numpy._core.multiarray._reconstruct), so no checkpoint "
+        "of it could ever be resumed; keep only tensors, numbers, strings, and lists, tuples and "
+        "dicts of them in it (a NumPy array as torch.from_numpy(a), a random generator's state as a "
+        "torch.Generator's)")
+    assert checkpoints(volume.path / "probe") == [] and volume.commits == 0
+
+
+def test_checkpoints_that_can_never_be_loaded_stop_the_run_and_stay(manager, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.runtime import checkpointer as module
+
+    volume = volume_at(tmp_path)
+    with monkeypatch.context() as older:  # a launcher that did not check at the first save
+        older.setattr(module, "reload_error", lambda state: None)
+        saver, _ = manager(volume, recipe_cls=NumpyState)
+        saver.save(1, {})
+        saver.save(2, {})
+    volume.commit()
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "volume" / "probe").iterdir()}
+    other, _ = manager(volume_at(tmp_path, "work-2"), recipe_cls=NumpyState)
+    with pytest.raises(PermanentError) as raised:
+        other.resume()
+    assert str(raised.value) == (
+        "cannot resume from step-00000002: its recipe state holds what torch.load(weights_only=True) "
+        "refuses (Unsupported global: GLOBAL numpy._core.multiarray._reconstruct), and so does every "
+        "checkpoint written with it; in NumpyState.state_dict(), keep only tensors, numbers, strings, "
+        "and lists, tuples and dicts of them in it (a NumPy array as torch.from_numpy(a), a random "
+        "generator's state as a torch.Generator's); then start afresh (--fresh with --local, or "
+        "checkpoint.resume: never: either sets these checkpoints aside, deleting none)")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "volume" / "probe").iterdir()} == before
+
+
+# -- a run never overwrites what it did not write -------------------------------------------------
+
+def test_a_run_sets_aside_the_newer_checkpoints_it_fell_back_past(manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path), keep_last=3)
+    saver.save(2, {})
+    saver.save(4, {})
+    _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000004",
+                      lambda m: m["extra"].__setitem__("world_size", "x"))
+    damaged = (tmp_path / "volume" / "probe" / "step-00000004" / "manifest.json").read_bytes()
+    volume = volume_at(tmp_path, "work-2")
+    resumed, _ = manager(volume, keep_last=3)
+    assert resumed.resume().step == 2
+    resumed.save(3, {})
+    resumed.save(4, {})  # the step it fell back past: written anew, the old one kept aside
+    [aside] = (tmp_path / "volume" / "probe" / "set-aside").iterdir()
+    assert checkpoints(aside) == ["step-00000004"]
+    assert (aside / "step-00000004" / "manifest.json").read_bytes() == damaged
+    assert checkpoints(tmp_path / "volume" / "probe") == ["step-00000002", "step-00000003", "step-00000004"]
+    assert (f"warning: this run trains from update 2: step-00000004 (not written by it) set aside in "
+            f"vol:probe/set-aside/{aside.name}, none overwritten or deleted") in capsys.readouterr().err
+
+
+
+def test_a_fresh_start_past_checkpoints_that_all_failed_says_so_and_sets_them_aside(
+        manager, tmp_path: Path, capsys) -> None:
+    saver, _ = manager(volume_at(tmp_path))
+    for step in (1, 2):
+        saver.save(step, {})
+        _rewrite_manifest(tmp_path / "volume" / "probe" / f"step-{step:08d}",
+                          lambda m: m["extra"].__setitem__("train_config", "abc"))
+    fresh, _ = manager(volume_at(tmp_path, "work-2"))
+    assert fresh.resume().step == 0
+    assert ("no checkpoint could be loaded (2 skipped, see above): starting fresh; they are set "
+            "aside at the first save, none overwritten or deleted") in capsys.readouterr().err
+    fresh.save(1, {})
+    [aside] = (tmp_path / "volume" / "probe" / "set-aside").iterdir()
+    assert checkpoints(aside) == ["step-00000001", "step-00000002"]

@@ -6,6 +6,8 @@ every file's size and sha256, versions, caller's ``extra``). It is written under
 ``.tmp-step-00000100-<random>``, fsynced, then renamed into place, so a final-named
 directory with a valid manifest is always complete. Deletion renames to ``.trash-...``
 first, so a kill mid-delete never leaves a half-deleted directory that looks complete.
+``set_aside`` moves checkpoints that a run starting from an earlier step would overwrite into
+``<root>/set-aside/<time>-<random>/``, where nothing looks for checkpoints.
 
 Stdlib only: the store does not care what writes the files (in practice
 ``accelerator.save_state``). One writer per root: the job's lease (lease.py) makes sure of
@@ -33,6 +35,7 @@ from typing import Any
 from launcher.runtime import tree
 
 MANIFEST = "manifest.json"
+SET_ASIDE = "set-aside"  # under a job's folder: checkpoints a later run would have overwritten
 FORMAT = 1
 _STEP_DIR = re.compile(r"step-(\d{8,})")
 _LEFTOVER_PREFIXES = (".tmp-", ".trash-")
@@ -98,7 +101,7 @@ def complete(root: str | os.PathLike[str]) -> list[Checkpoint]:
     found = []
     for step, path in _step_dirs(Path(root)):
         try:
-            found.append(Checkpoint(path, step, _read_manifest(path, step)))
+            found.append(Checkpoint(path, step, read_manifest(path, step)))
         except CheckpointError:
             continue
     return found
@@ -132,7 +135,7 @@ def newest_usable(
     candidates = [(s, p) for s, p in _step_dirs(Path(root)) if s not in skip]
     for i, (step, path) in enumerate(candidates):
         try:
-            ckpt = Checkpoint(path, step, _read_manifest(path, step))
+            ckpt = Checkpoint(path, step, read_manifest(path, step))
             verify(ckpt)
             check(ckpt)
             return ckpt
@@ -141,6 +144,29 @@ def newest_usable(
         except Exception as exc:
             warn(f"checkpoint {path.name} skipped: {_reason(exc)}; {_then(i + 1 < len(candidates))}")
     return None
+
+
+def set_aside(root: str | os.PathLike[str], after: int) -> tuple[Path, list[str]] | None:
+    """Move every checkpoint folder of a step after ``after`` (complete or not) into a new
+    ``<root>/set-aside/<time>-<random>/``: a run that starts from ``after`` writes those steps
+    again, and must neither overwrite nor delete what it did not write. The folder and the
+    names moved, or None when there were none."""
+    root = Path(root)
+    newer = sorted(p for s, p in _step_dirs(root) if s > after)
+    if not newer:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = root / SET_ASIDE / f"{stamp}-{secrets.token_hex(3)}"
+    try:
+        target.mkdir(parents=True)
+        for path in newer:
+            os.rename(path, target / path.name)
+        tree.fsync_dir(target)
+        tree.fsync_dir(root)
+    except OSError as exc:
+        raise CheckpointError(f"cannot set aside {root}/step-* newer than update {after} in "
+                              f"{target}: {_reason(exc)}; nothing was overwritten") from exc
+    return target, [p.name for p in newer]
 
 
 def _then(earlier: bool) -> str:
@@ -273,12 +299,13 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted((s, p) for s, p in found if p.is_dir())[::-1]
 
 
-def _read_manifest(path: Path, step: int) -> dict[str, Any]:
+def read_manifest(path: Path, step: int) -> dict[str, Any]:
+    """The manifest of the checkpoint at ``path``; CheckpointError if it is missing or malformed."""
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{MANIFEST} is missing") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CheckpointError(f"{MANIFEST} is unreadable: {_reason(exc)}") from exc
     if not _well_formed(manifest, step):
         raise CheckpointError(f"{MANIFEST} is not a format-{FORMAT} manifest for step {step}")
@@ -289,7 +316,8 @@ def _well_formed(manifest: Any, step: int) -> bool:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return False
     files = manifest.get("files")
-    return manifest.get("step") == step and isinstance(files, dict) and all(
+    return manifest.get("step") == step and isinstance(manifest.get("extra", {}), dict) \
+        and isinstance(files, dict) and all(
         isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
         for f in files.values()
     )

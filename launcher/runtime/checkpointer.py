@@ -25,7 +25,16 @@ refusal is permanent (`Incompatible`). Loading then changes this process's state
 fails part-way (the recipe's `load_state_dict` raising after the model and optimizer were
 restored, say), `LoadFailed` tells the caller to rebuild the recipe before it tries an
 earlier checkpoint or starts fresh. After a load, optimizer hyperparameters are the ones
-built from the spec (hparams.py), and the log names each config field that changed.
+built from the spec (hparams.py), and the log names each config field and each other
+`train.*` setting that changed. A manifest that is malformed (nested too deep, a field of
+`extra` of the wrong type) is skipped with a warning, as a damaged checkpoint is; recipe state
+that a weights-only load refuses stops the search as permanent (every checkpoint of it alike).
+
+A run writes only after the checkpoint it started from. Its first save first moves every
+checkpoint of a later step (all of them, when it started fresh) into the job's `set-aside/`
+folder, so nothing it did not write is overwritten or deleted; and checks that the recipe's
+state loads back through `torch.load(weights_only=True)`, the only way it is ever read, so
+state no resume could load fails the run before any checkpoint of it is written.
 
 With `checkpoint.async` (on by default where it is safe: one process), `save` copies the
 state to host memory in the training thread (`snapshot.py`: the RNG states of that moment
@@ -43,9 +52,13 @@ Constructing a manager touches no storage (it may happen before a memory snapsho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
 import math
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -63,6 +76,9 @@ NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
 # A job name reused for another job: its folder holds the old job's checkpoints.
 FRESH = ("start this job from step 0 with --fresh (with --local; it moves them aside), "
          "or rename it, or " + NEVER)
+# What a checkpoint's recipe state may hold: all that torch.load(weights_only=True) reads back.
+PLAIN = ("keep only tensors, numbers, strings, and lists, tuples and dicts of them in it (a "
+         "NumPy array as torch.from_numpy(a), a random generator's state as a torch.Generator's)")
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,28 @@ def _shapes(value: Any, where: str = "") -> dict[str, list[int]]:
                                                             else str(key)).items()}
 
 
+def _unpickling_cause(exc: BaseException) -> str:
+    """What a weights-only load refused, in torch's words ("Unsupported global: GLOBAL x")."""
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\.? Please|\n|$)",
+                      str(exc))
+    return found[1] if found else str(exc).splitlines()[0]
+
+
+def reload_error(state: Any) -> str | None:
+    """Why `state`, saved, would not load back through torch.load(weights_only=True), the only
+    way a checkpoint's recipe state is read; None if it would."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        return _unpickling_cause(exc)
+    return None
+
+
 def _warn(message: str) -> None:
     events.log(f"warning: {message}")
 
@@ -107,6 +145,27 @@ def _warn(message: str) -> None:
 def _changes(saved: dict[str, Any], current: dict[str, Any], keys: Collection[str]) -> list[str]:
     return [f"{k} {json.dumps(saved.get(k))} -> {json.dumps(current.get(k))}"
             for k in sorted(keys) if saved.get(k) != current.get(k)]
+
+
+# What each field of a manifest's `extra` must be, where present; None is allowed for all.
+_EXTRA_TYPES: dict[str, tuple[type, ...]] = {
+    "job": (str,), "recipe": (str,), "world_size": (int,), "train_config": (dict,),
+    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float)}
+
+
+def _malformed(extra: dict[str, Any]) -> str | None:
+    """Why a manifest's `extra` cannot be trusted (a field of the wrong type), or None."""
+    for key, types in _EXTRA_TYPES.items():
+        value = extra.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            return f"{checkpoint.MANIFEST} is malformed: extra.{key} is {json.dumps(value)[:40]}"
+    return None
+
+
+def _extra(path: Path, step: int) -> dict[str, Any]:
+    """The manifest's `extra` of a checkpoint that was picked (so checked) before."""
+    extra = checkpoint.read_manifest(path, step).get("extra", {})
+    return {} if _malformed(extra) else extra
 
 
 def checkpointer(ctx: LoopContext, acc: Any) -> Checkpointer:
@@ -131,6 +190,9 @@ class Checkpointer:
         self.checks_data = False
         self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
+        self._reloadable = False  # the recipe's state was seen to load back (at the first save)
+        self.start_step = 0  # the checkpoint this run resumed from (0: none): it writes after it
+        self._cleared = False  # checkpoints after start_step were set aside (at the first publish)
         self._staging: Path | None = None
 
     def _background(self, setting: bool | str) -> bool:
@@ -151,7 +213,10 @@ class Checkpointer:
         """Load the newest usable checkpoint not in `skip`; LoadFailed if loading it failed."""
         picked = self._pick(skip)
         if picked is None:
-            events.log("no checkpoint: starting fresh")
+            present = checkpoint.top_level(self.ctx.checkpoints)
+            events.log(f"no checkpoint could be loaded ({len(present)} skipped, see above): starting "
+                       "fresh; they are set aside at the first save, none overwritten or deleted"
+                       if present else "no checkpoint: starting fresh")
             return Restored(0)
         path, step = picked
         error = self._agree(self._load(path))
@@ -161,9 +226,11 @@ class Checkpointer:
             _warn(f"checkpoint {path.name} skipped: loading it failed part-way ({error}); "
                   f"the recipe is rebuilt before {then}")
             raise LoadFailed(step)
-        extra = json.loads((path / checkpoint.MANIFEST).read_text()).get("extra", {})
+        extra = _extra(path, step)
+        self.start_step = step
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
         self._log_config_changes(path.name, extra)
+        self._log_train_changes(path.name, extra)
         return Restored(step, extra)
 
     def newest_step(self) -> int | None:
@@ -177,6 +244,8 @@ class Checkpointer:
             raise RuntimeError("the checkpoint manager is closed")
         started = time.perf_counter()
         self._writer.wait()  # one write in flight at most; one that failed raises here
+        if not self._reloadable:
+            self._check_reloadable()
         extra = {**extra, **self.identity(), "world_size": self.acc.num_processes}
         if self.background:
             self._save_later(step, extra, started)
@@ -184,6 +253,18 @@ class Checkpointer:
             self._save(step, [_to_cpu(protocol.recipe_state(self.ctx.recipe))], extra)
             self._written(step, started)
         self.seconds += time.perf_counter() - started
+
+    def _check_reloadable(self) -> None:
+        """Refuse, before the first checkpoint is written, recipe state that no resume could
+        load: found at resume, it would cost every checkpoint of the run."""
+        recipe = self.ctx.recipe
+        error = self._agree(reload_error(_to_cpu(protocol.recipe_state(recipe))))
+        if error is not None:
+            raise PermanentError(
+                f"{protocol.where(type(recipe).state_dict)}: {type(recipe).__name__}.state_dict() "
+                f"holds what torch.load(weights_only=True) refuses ({error}), so no checkpoint of "
+                f"it could ever be resumed; {PLAIN}")
+        self._reloadable = True
 
     def _written(self, step: int, started: float, stall: float | None = None) -> None:
         self.written += 1
@@ -255,7 +336,13 @@ class Checkpointer:
         spec = self.ctx.spec
         data = {"data_digest": self.data_digest} if self.checks_data else {}
         return {"job": spec.name, "recipe": spec.train.recipe, "train_config": self.train_config(),
-                "model_config": self.model_config(), **data}
+                "model_config": self.model_config(), "train": self.train_settings(), **data}
+
+    def train_settings(self) -> dict[str, Any]:
+        """The `train` section but its recipe (checked) and config (reported on its own)."""
+        train = self.ctx.spec.train
+        return json.loads(json.dumps({f.name: getattr(train, f.name) for f in dataclasses.fields(train)
+                                      if f.name not in ("recipe", "config")}))
 
     # -- picking: checks that change nothing ------------------------------------------------
 
@@ -272,6 +359,8 @@ class Checkpointer:
     def _check(self, ckpt: checkpoint.Checkpoint) -> None:
         """Whether this job may resume from `ckpt` at all; Incompatible if not."""
         extra = ckpt.manifest.get("extra", {})
+        if (malformed := _malformed(extra)) is not None:
+            raise checkpoint.CheckpointError(malformed)  # skipped with a warning
         name = f"cannot resume from {ckpt.path.name}"
         spec = self.ctx.spec
         for key, mine in (("job", spec.name), ("recipe", spec.train.recipe)):
@@ -306,7 +395,15 @@ class Checkpointer:
         import torch
 
         mine = ckpt.path / f"recipe-{self.acc.process_index}.pt"
-        saved = _shapes(torch.load(mine, weights_only=True))
+        try:
+            saved = _shapes(torch.load(mine, weights_only=True))
+        except pickle.UnpicklingError as exc:  # every checkpoint of this recipe alike: permanent
+            raise checkpoint.Incompatible(
+                f"{name}: its recipe state holds what torch.load(weights_only=True) refuses "
+                f"({_unpickling_cause(exc)}), and so does every checkpoint written with it; in "
+                f"{type(self.ctx.recipe).__name__}.state_dict(), {PLAIN}; then start afresh "
+                f"(--fresh with --local, or checkpoint.resume: never: either sets these "
+                f"checkpoints aside, deleting none)") from exc
         try:
             current = _shapes(_to_cpu(protocol.recipe_state(self.ctx.recipe)))
         except protocol.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
@@ -355,6 +452,19 @@ class Checkpointer:
             events.log(f"train.config changed since {name}: {', '.join(changed)}; the new values "
                        "apply (the optimizer keeps its state, with the spec's hyperparameters)")
 
+    def _log_train_changes(self, name: str, extra: dict[str, Any]) -> None:
+        saved = extra.get("train")
+        if saved is None:
+            return  # made before manifests recorded them
+        current = self.train_settings()
+        changed = _changes(saved, current, set(saved) | set(current))
+        if not changed:
+            return
+        # The checkpoint brings its own RNG states: a new seed shows only in a fresh start.
+        seed = "; the random streams continue from the checkpoint, so the new seed applies " \
+            "to a fresh start only" if saved.get("seed") != current.get("seed") else ""
+        events.log(f"train changed since {name}: {', '.join(changed)}; the new values apply{seed}")
+
     # -- saving --------------------------------------------------------------------------
 
     def _write(self, folder: Path, step: int, states: list[Any],
@@ -381,6 +491,8 @@ class Checkpointer:
         """Global rank 0 alone: write under a temp name, publish atomically, commit, then
         apply retention (so a failed deletion never costs the new checkpoint)."""
         root = self.ctx.checkpoints
+        if not self._cleared:
+            self._set_aside_newer(root)
         checkpoint.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
         faults.point("published", step)
         self._mirror_logs()
@@ -390,6 +502,21 @@ class Checkpointer:
             checkpoint.retain(root, step, self.ctx.spec.checkpoint.keep_last)
         except checkpoint.CheckpointError as exc:
             _warn(str(exc))
+
+    def _set_aside_newer(self, root: Path) -> None:
+        """Checkpoints after the one this run started from (all of them, when it started
+        fresh) are an earlier run's, or ones that failed to load: this run would overwrite
+        them step by step and its retention delete them. Moved aside instead, under the lease."""
+        moved = checkpoint.set_aside(root, self.start_step)
+        self._cleared = True
+        if moved is not None:
+            folder, names = moved
+            since = f"update {self.start_step}" if self.start_step else "scratch"
+            # Named from the volume's top: the mount differs between containers (and locally, is
+            # the attempt's working copy).
+            where = f"{self.ctx.spec.checkpoint.volume}:{folder.relative_to(root.parent).as_posix()}"
+            _warn(f"this run trains from {since}: {', '.join(names)} (not written by it) set aside "
+                  f"in {where}, none overwritten or deleted")
 
     def _commit(self) -> None:
         """Heartbeat the job's lease with each commit, then commit."""

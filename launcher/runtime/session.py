@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import tempfile
 from collections.abc import Callable, Collection, Iterator
@@ -132,6 +133,8 @@ class Session:
         self.recipe_cls: type | None = None
         self.loop: Loop | None = None  # single process: prepared in stage 2, kept for reuse
         self.init_error: PermanentError | None = None
+        # Python's global `random` as the seeded build left it: a forked worker starts from it.
+        self.random_state: tuple[Any, ...] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -186,7 +189,9 @@ class Session:
 
     def _build_recipe(self) -> Any:
         assert self.recipe_cls is not None
-        return build_recipe(self.spec, self.recipe_cls)
+        recipe = build_recipe(self.spec, self.recipe_cls)
+        self.random_state = random.getstate()
+        return recipe
 
     def stage2(self) -> None:
         """After restore: see the volume's latest commits, then (one process) prepare the loop.
@@ -219,10 +224,11 @@ class Session:
     def _reload(self) -> None:
         guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
 
-    def _take_job(self) -> None:
+    def _take_job(self, resume: bool = True) -> None:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
         what killed attempts of this job left in its folder: temporary folders, and retention
-        they did not get to (it is committed with the next commit)."""
+        they did not get to (it is committed with the next commit); a run that does not resume
+        deletes no checkpoint (its first save sets them aside)."""
         self._reload()
         self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
         if self.driver:  # a pipeline's train: the driver holds the job, this call works under it
@@ -232,13 +238,16 @@ class Session:
         for name in checkpoint.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
-        newest = checkpoint.complete(self.job_dir)
+        newest = checkpoint.complete(self.job_dir) if self._resumes(resume) else []
         if newest:
             try:
                 checkpoint.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
             except checkpoint.CheckpointError as exc:
                 events.log(f"warning: {exc}")
         faults.point("lease")
+
+    def _resumes(self, resume: bool) -> bool:
+        return resume and self.spec.checkpoint.resume == "auto"
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
               lease: str = "") -> dict[str, Any]:
@@ -271,7 +280,7 @@ class Session:
         with self._starting("at the start of train"):
             # Always look at the volume again: a warm container (min_containers, a retry landing
             # on the same container) may have loaded its checkpoint long before this call.
-            self._take_job()
+            self._take_job(resume)
             if self.loop is None:  # a pipeline's train: its data is read now (see stage2)
                 self.loop = self._prepared(None, resume)
             elif self.loop.failed or self._data_changed() or \
@@ -310,7 +319,7 @@ class Session:
         where = rendezvous(cluster, self.spec.compute.nodes)
         with self._starting("at the start of train"):
             if where.is_global_rank0_node:
-                self._take_job()
+                self._take_job(resume)
             else:
                 self._reload()
         result_file = self.run_dir / f"result-node{where.node_rank}.json"
@@ -335,6 +344,11 @@ class Session:
     def _worker(self, resume: bool, total: int, result_file: str) -> None:
         """One process of a distributed run (forked: the recipe from stage 1 is inherited)."""
         lifeline.rearm()  # dies with the process that forked it
+        # Python reseeds its global `random` from the OS in every forked child (random.py
+        # registers `seed` with os.register_at_fork): without this, a recipe drawing from it
+        # would differ between two runs of one spec, and a resumed run from its checkpoint.
+        if self.random_state is not None:
+            random.setstate(self.random_state)
         loop = None
         try:
             with self._starting("in stage 2"), events.timed("stage2-worker", self.times):
