@@ -51,6 +51,8 @@ class Options:
     # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
     spawn: Spawn = spawn_process
     rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
+    # --shipped: the tree the image gets, laid out; the workers run from it as from /opt/project.
+    workdir: Path | None = None
 
 
 @dataclass
@@ -131,7 +133,8 @@ class Supervisor:
         if worker is None:
             worker = start_worker(self.spec.env, self.options, attempt)
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id},
+                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
+                                  **workdir_setting(self.options)},
                   self.stage)
         return worker
 
@@ -309,6 +312,11 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
     finally:
         jobfolder.release_lease(*where, run_id)
         lock.release()
+
+
+def workdir_setting(options: Options) -> dict[str, str]:
+    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (see runtime/workdir.py)."""
+    return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 
 def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events, faults, lifeline, process, timeline
+from launcher.runtime import events, faults, lifeline, process, timeline, workdir
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
@@ -126,6 +126,7 @@ def main(argv: list[str]) -> int:
         _arm()  # the lifeline first: a worker still importing dies with the supervisor too
         app_path, stage = handshake() if argv[0] == STDIN else \
             (Path(argv[0]), argv[1] if len(argv) > 1 else "train")
+        workdir.enter()
         return run(app_path, stage)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))

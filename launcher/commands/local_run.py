@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,9 @@ from launcher.backends.local import Options, run_local, start_worker
 from launcher.spec.compose import compose
 
 
-def local(job: str, sets: tuple[str, ...], options: Options) -> int:
+def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = False,
+          use_local_code: bool = False) -> int:
+    """`shipped`: rehearse the code the image gets (see launcher.commands.shipped_run)."""
     doc = compose(Path(job), tuple(sets), display=job)
     # The first worker starts now, with the environment the merged spec gives it, and spends
     # the time this process takes to validate and render on its own imports (seconds).
@@ -27,8 +30,15 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         check_rerun(job, spec, options.rerun)
         # The repository's root (git's top level, else the working directory) holds .launch/.
         repo = gitinfo.find_repo(Path(job).resolve())
-        # Locally the code is this working tree, whatever image.code says.
-        app = render(spec, job, CodeSource("local"))
+        if shipped:
+            from launcher.commands.shipped_run import lay_out_shipped
+
+            code, workdir = lay_out_shipped(job, spec, repo, use_local_code)
+            options = replace(options, workdir=workdir)
+            app = render(spec, job, code)
+        else:
+            # Locally the code is this working tree, whatever image.code says.
+            app = render(spec, job, CodeSource("local"))
         if spec.stages:
             return run_pipeline_local(spec, app, repo.root, options, early=early)
         return run_local(spec, app, repo.root, options, early=early)

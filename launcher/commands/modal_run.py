@@ -45,5 +45,5 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool,
     ship_commit(job, rendered)
     app_path = rendered.repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
     write_if_changed(app_path, rendered.app)
-    click.echo(plan(loaded.spec, job, rendered.code_line), err=True, nl=False)
+    click.echo(plan(loaded.spec, job, rendered.code_line, rendered.ship_lines()), err=True, nl=False)
     return run_modal(app_path, loaded.spec.name, detach, rerun)
