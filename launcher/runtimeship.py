@@ -25,6 +25,8 @@ RUNTIME_ROOT = "/opt/launcher"  # the image holds the package at /opt/launcher/l
 RUNTIME_DISTS = ("torch", "accelerate", "numpy", "tensorboard", "tqdm")
 # Left out of the shipped package: bytecode of this machine's interpreter.
 PACKAGE_IGNORE = ("**/__pycache__", "**/*.pyc")
+# uv in the image, pinned: the starter Dockerfile's and the app's own install step.
+UV_VERSION = "0.13.8"
 
 
 def package_dir() -> Path:
@@ -39,9 +41,9 @@ def public_version(version: str) -> str:
 
 
 def pins(rendered_by: str) -> list[str]:
-    """`name==version` for each runtime dependency installed here, the extra's own range for
-    one that is not; refused when this launcher is not the version that rendered the app.
-    Inside the container the image is built already: nothing to pin."""
+    """The image's runtime dependencies (see `installed_pins`); refused when this launcher is
+    not the version that rendered the app. Inside the container the image is built already:
+    nothing to pin."""
     import modal
 
     if not modal.is_local():
@@ -50,9 +52,15 @@ def pins(rendered_by: str) -> list[str]:
         raise RunError(f"this app was rendered by launcher {rendered_by}, but launcher "
                        f"{launcher.__version__} is installed here; render it again with "
                        "`launch --dry-run SPEC --out FILE`, or launch the spec itself")
+    return installed_pins()
+
+
+def installed_pins(names: tuple[str, ...] = RUNTIME_DISTS) -> list[str]:
+    """`name==version` for each runtime dependency installed here, the `local` extra's own
+    range for one that is not (a CLI-only install that never rehearsed)."""
     ranges = extra_ranges()
     found = []
-    for name in RUNTIME_DISTS:
+    for name in names:
         try:
             found.append(f"{name}=={public_version(importlib.metadata.version(name))}")
         except importlib.metadata.PackageNotFoundError:

@@ -103,7 +103,7 @@ def write_schema(root: Path) -> None:
 
 
 def write_dockerfile(root: Path, dockerfile: str) -> None:
-    if not write_new(root / dockerfile, dockerfiles.starter(root)):
+    if not write_new(root / dockerfile, dockerfiles.starter(root, dockerfile)):
         return
     found = dockerfiles.dependency_files(root)
     deps = f"your dependencies from {', '.join(found)}" if found else "add your dependencies to it"
