@@ -201,7 +201,7 @@ def test_dockerfile_names_where_the_image_comes_from(launch, tmp_path, monkeypat
     assert launch("init", "job", "--dockerfile", "docker/train.Dockerfile").code == 0
     assert "image:\n  dockerfile: docker/train.Dockerfile   # relative to the repository root;" in \
         Path("jobs/job.yaml").read_text()
-    assert Path("docker/train.Dockerfile").read_text() == dockerfile.starter(Path.cwd())
+    assert Path("docker/train.Dockerfile").read_text() == dockerfile.starter(Path.cwd(), "docker/train.Dockerfile")
     assert not Path("Dockerfile.cuda").exists()
     assert launch("check", "jobs/job.yaml") == (0, "", "1 spec ok\n")
 
