@@ -40,7 +40,7 @@ def modeline_target(spec: Path) -> str:
 
 NEXT = "next: launch check {0}; launch --dry-run {0}; launch {0} --local\n"
 WROTE_SCHEMA = "wrote schemas/job.schema.json (the spec's JSON Schema, for editors)\n"
-WROTE_DOCKERFILE = ("wrote Dockerfile.cuda (the training image: CUDA, Python, the launcher runtime; "
+WROTE_DOCKERFILE = ("wrote Dockerfile.cuda (the training image: CUDA, Python, uv, the runtime's dependencies; "
                     "add your dependencies to it)\n")
 
 

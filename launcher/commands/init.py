@@ -107,8 +107,8 @@ def write_dockerfile(root: Path, dockerfile: str) -> None:
         return
     found = dockerfiles.dependency_files(root)
     deps = f"your dependencies from {', '.join(found)}" if found else "add your dependencies to it"
-    click.echo(f"wrote {shown(root / dockerfile)} (the training image: CUDA, Python, the launcher "
-               f"runtime; {deps})", err=True)
+    click.echo(f"wrote {shown(root / dockerfile)} (the training image: CUDA, Python, uv, the "
+               f"runtime's dependencies; {deps})", err=True)
 
 
 def ignore_launch_folder(root: Path) -> None:
