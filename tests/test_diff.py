@@ -89,7 +89,7 @@ def test_git_state_does_not_leak_into_the_app(monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     lines = app_lines(load_spec("jobs/ppo.yaml"), "jobs/ppo.yaml")
     assert not [l for l in lines if l.startswith(("GIT_URL", "GIT_COMMIT"))]
-    assert 'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)' in lines
+    assert "CODE = _repo_root()" in lines
 
 
 @pytest.mark.parametrize("args, err", [
