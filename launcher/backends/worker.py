@@ -18,7 +18,8 @@ attempt needs (modal for the app, torch and accelerate for stage 1), then reads 
 from stdin: the app's path, the stage, and the LAUNCH_* settings that depend on the validated
 spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's
 working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
-every stage: the call id of the job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+every stage: the call id of the job's lease), and with `--shipped` LAUNCH_WORKDIR (the shipped
+tree it runs from, see runtime/workdir.py). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
 """
 
