@@ -114,7 +114,7 @@ def test_git_code_refuses_uncommitted_changes(launch, fake_account, user_repo) -
     result = launch(str(user_repo / "jobs/ppo.yaml"))
     head = _git(user_repo, "rev-parse", "HEAD").strip()
     assert result.code == 1
-    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which installs commit "
+    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which ships commit "
                           f"{head[:12]}, but these changes are not committed and the run would miss "
                           "them: train_utils.py; commit them, or pass --use-local-code\n")
 
@@ -224,7 +224,7 @@ def test_git_code_refuses_a_changed_tracked_file(launch, fake_account, user_repo
     (user_repo / "Dockerfile.cuda").write_text("FROM python:3.12\n")
     result = launch(str(user_repo / "jobs/ppo.yaml"))
     head = _git(user_repo, "rev-parse", "HEAD").strip()
-    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which installs commit "
+    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which ships commit "
                           f"{head[:12]}, but these changes are not committed and the run would miss "
                           "them: Dockerfile.cuda; commit them, or pass --use-local-code\n")
     assert not (user_repo / ".launch" / "code").exists()

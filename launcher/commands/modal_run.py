@@ -18,7 +18,7 @@ def refuse_dirty(source: str, repo: gitinfo.Repo, commit: str) -> None:
     dirty = [f for f in gitinfo.dirty_files(repo.root) if not f.startswith(".launch/")]
     if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise RunError(f"{source}: image.code is git, which installs commit {commit[:12]}, "
+        raise RunError(f"{source}: image.code is git, which ships commit {commit[:12]}, "
                        f"but these changes are not committed and the run would miss them: {shown}; "
                        "commit them, or pass --use-local-code")
 
