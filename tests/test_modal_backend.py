@@ -41,7 +41,7 @@ def test_without_credentials_one_line_and_exit_1(launch, no_account) -> None:
 def test_without_credentials_in_a_fresh_process(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODAL_CONFIG_PATH": str(tmp_path / "none.toml")}
     import sys
-    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml", "--use-local-code"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", NO_CREDENTIALS)
 
@@ -218,6 +218,14 @@ def test_a_local_path_remote_works(launch, submitted, user_repo, tmp_path) -> No
     _git(user_repo, "remote", "set-url", "origin", str(bare))
     assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
     assert app_value(submitted["app"], "GIT_URL") == str(bare)
+
+
+def test_uncommitted_changes_are_refused_before_credentials_are_asked_for(launch, no_account, user_repo) -> None:
+    (user_repo / "train_utils.py").write_text("x = 1\n")
+    result = launch(str(user_repo / "jobs/ppo.yaml"))
+    assert result.code == 1
+    assert "these changes are not committed and the run would miss them: train_utils.py" in result.err
+    assert not (user_repo / ".launch").exists()
 
 
 def test_git_code_refuses_a_changed_tracked_file(launch, fake_account, user_repo) -> None:
