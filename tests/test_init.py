@@ -152,8 +152,8 @@ def test_in_a_fresh_repository_init_sets_it_up_at_its_root(launch, tmp_path, mon
     assert launch("init", "job", "--recipe", "mypkg.recipes:Tiny", "--out", "../jobs/job.yaml") == (
         0, "", "wrote ../jobs/job.yaml\n"
                f"wrote {repo / 'schemas/job.schema.json'} (the spec's JSON Schema, for editors)\n"
-               f"wrote {repo / 'Dockerfile.cuda'} (the training image: CUDA, Python, the launcher "
-               "runtime; add your dependencies to it)\n"
+               f"wrote {repo / 'Dockerfile.cuda'} (the training image: CUDA, Python, uv, the "
+               "runtime's dependencies; add your dependencies to it)\n"
                f"added .launch/ to {repo / '.gitignore'}\n" + NEXT.format("../jobs/job.yaml"))
     assert (repo / ".gitignore").read_text() == ".launch/\n"
     assert (repo / "schemas/job.schema.json").read_text() == SCHEMA.read_text()
