@@ -14,8 +14,6 @@ class CodeSource:
     mode: str  # git | local
     git_url: str | None = None  # provenance only, user info stripped; the image never fetches it
     git_commit: str | None = None
-    packaged: bool = True  # git: the commit has packaging metadata (provenance; the image
-                           # puts the tree on PYTHONPATH either way)
 
     def describe(self) -> str:
         """The plan's `code` line: what will be done, before anything is exported."""
@@ -47,7 +45,7 @@ def resolve(spec: JobSpec, repo: gitinfo.Repo, use_local_code: bool) -> Resolved
         return ResolvedCode(CodeSource("local"), f"image.code is git, but {_why_unpinned(repo, ref)}, "
                                                  "or pass --use-local-code")
     url = spec.image.git.url or gitinfo.origin_url(repo)
-    return ResolvedCode(CodeSource("git", url and gitinfo.safe_url(url), commit.sha, commit.packaged))
+    return ResolvedCode(CodeSource("git", url and gitinfo.safe_url(url), commit.sha))
 
 
 def _why_unpinned(repo: gitinfo.Repo, ref: str | None) -> str:
