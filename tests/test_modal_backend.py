@@ -41,8 +41,8 @@ def test_without_credentials_one_line_and_exit_1(launch, no_account) -> None:
 def test_without_credentials_in_a_fresh_process(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODAL_CONFIG_PATH": str(tmp_path / "none.toml")}
     import sys
-    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml", "--use-local-code"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml", "--use-local-code"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", NO_CREDENTIALS)
 
 
