@@ -52,7 +52,7 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
 def laid_out(repo: Path) -> set[str]:
     loaded = load_spec("jobs/tiny.yaml")
     code, target = lay_out_shipped("jobs/tiny.yaml", loaded.spec, gitinfo.find_repo(repo), False)
-    assert target == repo / ".launch" / "shipped" / "tiny"
+    assert target == repo / ".launch" / "shipped" / f"tiny-{os.getpid()}"
     return {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = Fal
         return run_local(spec, app, repo.root, options, early=early)
     finally:
         early.kill()  # refused, interrupted, or done: never left running
+        if options.workdir is not None:
+            shutil.rmtree(options.workdir, ignore_errors=True)
 
 
 def declared_env(doc: dict[str, Any]) -> dict[str, str]:

@@ -8,6 +8,7 @@ committed fails here with the error it would raise on Modal.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -26,7 +27,9 @@ def lay_out_shipped(job: str, spec: JobSpec, repo: gitinfo.Repo,
     if resolved.note:
         raise RunError(f"{job}: --shipped: {resolved.note}")
     code = resolved.source
-    target = repo.root / ".launch" / "shipped" / spec.name
+    # One folder per run, so a second run of the job (which its lock refuses later) never
+    # replaces the tree a running one works in.
+    target = repo.root / ".launch" / "shipped" / f"{spec.name}-{os.getpid()}"
     if code.mode == "git" and code.git_commit:
         source = codeship.export(repo.root, code.git_commit)
         ship = codeship.shipped_commit_folder(source)
@@ -36,5 +39,6 @@ def lay_out_shipped(job: str, spec: JobSpec, repo: gitinfo.Repo,
         what = "this working tree's ship set"
     codeship.lay_out(source, ship, target)
     click.echo(f"[launch] --shipped: {what} ({len(ship.files)} files, {size(ship.total)}) in "
-               f"{target}, the working directory, as {codeship.CODE_DIR} in the image", err=True)
+               f"{target}, the working directory, as {codeship.CODE_DIR} in the image (removed when the "
+               "run ends)", err=True)
     return code, target
