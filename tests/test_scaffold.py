@@ -98,7 +98,9 @@ def test_the_starter_pins_uv_and_the_runtime_it_was_written_with(tmp_path) -> No
 
 
 def test_launchers_own_dockerfile_builds_from_this_checkout() -> None:
-    assert problems((ROOT / "Dockerfile.cuda").read_text("utf-8"), ROOT) == []
+    text = (ROOT / "Dockerfile.cuda").read_text("utf-8")
+    assert problems(text, ROOT) == []
+    assert f"COPY --from=ghcr.io/astral-sh/uv:{runtimeship.UV_VERSION} " in text  # the app's uv too
 
 
 def test_the_checker_sees_what_would_break_a_build(tmp_path) -> None:
