@@ -103,9 +103,12 @@ def shipped_tree(root: Path) -> Shipped:
 
 
 def _walk(root: Path) -> Iterable[str]:
+    """Every file under `root`, a symlink to a folder included as the link it is (as git and
+    `git archive` keep it)."""
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d not in (".git", ".launch")]
-        for name in names:
+        links = [d for d in dirs if (Path(folder) / d).is_symlink()]
+        for name in [*names, *links]:
             yield (Path(folder) / name).relative_to(root).as_posix()
 
 

@@ -168,3 +168,15 @@ def test_the_ppo_recipe_runs_stage_1_from_what_the_image_holds(tmp_path, monkeyp
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(image / "opt/launcher/launcher/__init__.py"), "PPO", "None"]
+
+
+def test_a_symlink_to_a_folder_ships_as_the_link_git_keeps(user_repo) -> None:
+    (user_repo / "pkg-link").symlink_to("mypkg", target_is_directory=True)
+    git(user_repo, "add", "pkg-link")
+    git(user_repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "link")
+    sha = subprocess.run(["git", "-C", str(user_repo), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    committed = codeship.shipped_commit(user_repo, sha)
+    assert committed.files["pkg-link"] == len("mypkg")
+    assert codeship.shipped_commit_folder(codeship.export(user_repo, sha)) == committed
+    assert codeship.shipped_tree(user_repo).files["pkg-link"] == len("mypkg")
