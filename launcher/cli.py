@@ -79,6 +79,9 @@ def cli() -> None:
 @click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
               help="With --local: where volumes live (default .launch/volumes in the repo).")
 @click.option("--fresh", is_flag=True, help="With --local: move the volume's checkpoints aside and start from step 0.")
+@click.option("--shipped", is_flag=True,
+              help="With --local: run from the code the image gets (the pinned commit with "
+                   "image.code: git), laid out in .launch/shipped/ as the container's working directory.")
 @click.option("--detach", is_flag=True, help="On Modal: return at once with the call id and how to follow it.")
 @click.option("--env", "environment", metavar="NAME",
               help="The Modal Environment to deploy and run in (overrides the spec's environment:).")
@@ -89,7 +92,7 @@ def cli() -> None:
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
             explain: bool, use_local_code: bool, processes: int, preempt_after: float | None,
             volumes_dir: Path | None, fresh: bool, detach: bool, environment: str | None,
-            rerun: tuple[str, ...], debug: bool) -> int:
+            rerun: tuple[str, ...], debug: bool, shipped: bool = False) -> int:
     """Run JOB (a YAML spec)."""
     if environment is not None:  # a string whatever it reads like in YAML (`--env 2024`)
         sets = (*sets, f"environment={json.dumps(environment)}")
@@ -102,6 +105,8 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
     if not local and (processes > 1 or preempt_after or volumes_dir or fresh):
         raise click.UsageError("--processes, --preempt-after, --volumes-dir and --fresh need --local "
                                "(on Modal, set checkpoint.resume: never or use a new volume)")
+    if shipped and not local:
+        raise click.UsageError("--shipped needs --local (it rehearses what the image runs)")
     if detach and (local or dry_run):
         raise click.UsageError("--detach is for runs on Modal")
     if rerun and dry_run:
@@ -116,7 +121,7 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         from launcher.commands.local_run import local as run_local
         return run_local(job, sets, Options(processes=processes, preempt_after=preempt_after,
                                             volumes_dir=volumes_dir, resume=not fresh, debug=debug,
-                                            rerun=rerun))
+                                            rerun=rerun), shipped=shipped, use_local_code=use_local_code)
     from launcher.commands.modal_run import remote
     return remote(job, sets, use_local_code, detach, rerun)
 

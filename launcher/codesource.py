@@ -14,18 +14,15 @@ class CodeSource:
     mode: str  # git | local
     git_url: str | None = None  # provenance only, user info stripped; the image never fetches it
     git_commit: str | None = None
-    packaged: bool = True  # git: install the tree with its dependencies; else put it on the path
 
     def describe(self) -> str:
         """The plan's `code` line: what will be done, before anything is exported."""
         if self.mode == "local":
-            return ("local: this repository's files into /root (less what .gitignore and "
-                    "CODE_IGNORE exclude), and the launcher package")
-        what = ("installed with its dependencies" if self.packaged
-                else "into /root (no pyproject.toml or setup.py to install it with)")
+            return ("local: this working tree as git sees it (tracked, and untracked but not "
+                    "ignored) into /opt/project, the working directory")
         url = _shown(self.git_url) if self.git_url else "(no origin remote)"
         return (f"git {url} @ {_shown(self.git_commit or '')}: exported with git archive into "
-                f".launch/code/ when launched, {what}")
+                ".launch/code/ when launched, into /opt/project, the working directory")
 
 
 def _shown(text: str) -> str:
@@ -48,7 +45,7 @@ def resolve(spec: JobSpec, repo: gitinfo.Repo, use_local_code: bool) -> Resolved
         return ResolvedCode(CodeSource("local"), f"image.code is git, but {_why_unpinned(repo, ref)}, "
                                                  "or pass --use-local-code")
     url = spec.image.git.url or gitinfo.origin_url(repo)
-    return ResolvedCode(CodeSource("git", url and gitinfo.safe_url(url), commit.sha, commit.packaged))
+    return ResolvedCode(CodeSource("git", url and gitinfo.safe_url(url), commit.sha))
 
 
 def _why_unpinned(repo: gitinfo.Repo, ref: str | None) -> str:

@@ -11,6 +11,7 @@ from launcher.errors import Problem, SpecError
 from launcher.load import Loaded
 from launcher.render import environment
 from launcher.repofiles import inside
+from launcher.runtimeship import UV_VERSION, installed_pins
 
 DEFAULT = "Dockerfile.cuda"  # the schema's default for image.dockerfile
 
@@ -56,9 +57,12 @@ def _static_project(pyproject: Path) -> bool:
     return isinstance(project, dict) and "dependencies" not in project.get("dynamic", [])
 
 
-def starter(root: Path) -> str:
-    """The starter Dockerfile for the repository at `root`: a pure function of its files."""
+def starter(root: Path, name: str = DEFAULT) -> str:
+    """The starter Dockerfile `name` for the repository at `root`: a function of its files and
+    of the runtime versions installed here."""
     sources = dependency_files(root)
     listed = " and ".join([", ".join(sources[:-1]), sources[-1]] if len(sources) > 1 else sources)
+    torch, *runtime = installed_pins()
     return environment().get_template("Dockerfile.cuda.j2").render(
-        version=__version__, sources=sources, listed=listed)
+        version=__version__, sources=sources, listed=listed, uv_version=UV_VERSION, torch=torch,
+        runtime=runtime, dockerfile=name)

@@ -1,7 +1,8 @@
 """The `local` extra: the training runtime that `launch JOB --local` and the image need.
 
-`pip install launcher` is the CLI alone (no torch); `pip install 'launcher[local]'` adds the
-runtime. A run here asks for it up front, in one line, instead of failing in a worker.
+The distribution `modal-launcher` is the CLI alone (no torch); its `local` extra adds the
+runtime. A run here asks for it up front, in one line, instead of failing in a worker, with the
+pip command that adds the extra from wherever this installation came from.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 
 from launcher.errors import LauncherError
+from launcher.runtimeship import RUNTIME_DISTS, install_hint
 
 # The modules of pyproject.toml's `local` extra (tests/test_extras.py keeps the lists equal).
-RUNTIME_MODULES = ("torch", "accelerate", "numpy", "tensorboard", "tqdm")
-INSTALL = "pip install 'launcher[local]'"
+RUNTIME_MODULES = RUNTIME_DISTS
 
 
 def missing(modules: tuple[str, ...] = RUNTIME_MODULES) -> list[str]:
@@ -32,4 +33,4 @@ def require_runtime(what: str) -> None:
     absent = missing()
     if absent:
         raise LauncherError(f"{what}: the training runtime is not installed (no {', '.join(absent)}); "
-                            f"install it with: {INSTALL}")
+                            f"install it with: {install_hint()}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,7 +76,6 @@ def safe_url(url: str) -> str:
 @dataclass(frozen=True)
 class Commit:
     sha: str
-    packaged: bool  # the tree has packaging metadata, so pip can install it with its dependencies
 
 
 def lookup(repo: Repo, ref: str) -> Commit | None:
@@ -85,19 +83,4 @@ def lookup(repo: Repo, ref: str) -> Commit | None:
     if not repo.in_git:
         return None
     sha = git(repo.root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    return Commit(sha, packaged(repo.root, sha)) if sha else None
-
-
-def packaged(root: Path, sha: str) -> bool:
-    """setup.py, or a pyproject.toml that declares a project or a build backend (one that only
-    configures tools is no packaging metadata: pip could not build it)."""
-    names = (git(root, "ls-tree", "--name-only", sha, "--", "setup.py", "pyproject.toml") or "").split("\n")
-    if "setup.py" in names:
-        return True
-    if "pyproject.toml" not in names:
-        return False
-    try:
-        table = tomllib.loads(git(root, "show", f"{sha}:pyproject.toml") or "")
-    except tomllib.TOMLDecodeError:
-        return False
-    return "project" in table or "build-system" in table
+    return Commit(sha) if sha else None

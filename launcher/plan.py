@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from launcher.cost import cost, stage_costs, stage_line, summary, total_worst_case
 from launcher.errors import printable
 from launcher.spec.model import Compute, JobSpec
@@ -111,7 +113,8 @@ def _environment_lines(spec: JobSpec) -> list[str]:
             f"volume {spec.checkpoint.volume} and the secrets are looked up there"]
 
 
-def plan(spec: JobSpec, source: str, code_line: str) -> str:
+def plan(spec: JobSpec, source: str, code_line: str, code_lines: Sequence[str] = ()) -> str:
+    """`code_lines`: what ships of the code, under the `code` line."""
     k = spec.keep_warm
     lines = [
         f"plan: {spec.name} from {source} (spec sha256 {spec.hash[:12]})",
@@ -128,6 +131,7 @@ def plan(spec: JobSpec, source: str, code_line: str) -> str:
         f"train       {spec.train.recipe}, {spec.train.steps} steps, seed {spec.train.seed}, "
         f"mixed precision {spec.train.mixed_precision}",
         f"code        {code_line}",
+        *code_lines,
         summary(spec),
         *_stage_lines(spec),
         *warnings(spec),

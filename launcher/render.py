@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pprint
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import jinja2
 import yaml
 
 from launcher import __version__
-from launcher.codeship import CODE_IGNORE
 from launcher.codesource import CodeSource
 from launcher.resources import data_dir
 from launcher.spec.model import JobSpec
@@ -65,11 +65,19 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def import_check(spec: JobSpec) -> str:
+    """The image's last step: import the runtime, then the recipe's and the stages' modules (and
+    so the user's package), as the container will."""
+    runtime = ["launcher.runtime.session"] + (["launcher.runtime.stage_session"] if spec.stages else [])
+    modules = [ref.split(":")[0] for ref in [spec.train.recipe, *(s.run for s in spec.stages)]]
+    return "python -c " + shlex.quote("import " + ", ".join(dict.fromkeys(runtime + modules)))
+
+
 def render(spec: JobSpec, source: str, code: CodeSource) -> str:
     """The app's source, byte-identical for the same inputs; compiled before it is returned."""
     text = environment().get_template("modal_app.py.j2").render(
         version=__version__, source=source, spec=spec, spec_dict=spec.to_dict(),
-        spec_hash=spec.hash, code=code, code_ignore=CODE_IGNORE, stage_classes=STAGE_CLASSES,
+        spec_hash=spec.hash, code=code, stage_classes=STAGE_CLASSES, import_check=import_check(spec),
         driver_timeout_s=driver_timeout_s(spec),
     )
     compile(text, source.replace("\0", "\\0"), "exec")  # a file name for tracebacks: no NUL allowed

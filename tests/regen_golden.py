@@ -34,10 +34,6 @@ def bad_cases() -> list[str]:
     return sorted(p.stem for p in BAD.glob("*.yaml"))
 
 
-# Goldens whose pinned commit has no packaging metadata (the others' trees are installable).
-UNPACKAGED = {"code-git-plain"}
-
-
 def code_source(spec: JobSpec, case: str) -> CodeSource:
     """The code a golden pins in its own spec (local, or git url + ref), as `resolve` would give
     it for a repository holding that commit: no git state involved."""
@@ -46,17 +42,16 @@ def code_source(spec: JobSpec, case: str) -> CodeSource:
     git = spec.image.git
     if not (git.url and git.ref):
         raise ValueError(f"{spec.name}: a golden with code: git must set image.git.url and ref")
-    return CodeSource("git", safe_url(git.url), git.ref, packaged=case not in UNPACKAGED)
+    return CodeSource("git", safe_url(git.url), git.ref)
 
 
 def pinned_commits(monkeypatch) -> None:
     """This checkout holds none of the goldens' pinned commits: answer for them as a repository
     that does would (tests/test_gitinfo.py asks real repositories)."""
-    pins = {load_spec(GOLDEN / c / "spec.yaml").spec.image.git.ref: c not in UNPACKAGED
-            for c in golden_cases()}
+    pins = {load_spec(GOLDEN / c / "spec.yaml").spec.image.git.ref for c in golden_cases()}
 
     def lookup(repo: gitinfo.Repo, ref: str) -> gitinfo.Commit | None:
-        return gitinfo.Commit(ref, pins[ref]) if ref in pins else None
+        return gitinfo.Commit(ref) if ref in pins else None
 
     monkeypatch.setattr(gitinfo, "lookup", lookup)
 

@@ -48,14 +48,18 @@ keep-warm   min 0, buffer 2, max 4, scale down after 5m idle
 checkpoint  every 100 steps, volume commit after each; keep last 3 on volume launcher-checkpoints at /checkpoints; resume auto
   writes    in the training loop: 16 processes take part in each save (checkpoint.async: auto writes in the background with one process only)
 train       launcher.recipes.ppo:PPO, 2000 steps, seed 0, mixed precision bf16
-code        git github.com:example/launcher.git @ v1.2.0: exported with git archive into .launch/code/ when launched, installed with its dependencies
+code        git github.com:example/launcher.git @ v1.2.0: exported with git archive into .launch/code/ when launched, into /opt/project, the working directory
+  ships     0 files, 0 B
+  left out  .git, .launch, launcher (shipped on its own), caches and virtualenvs, and .launchignore (none: add one to leave more out)
 cost        $63.19/h for 16 × H100; worst case one launch $2,021.99 (8h × 4 attempts)
 """
 
 
 def test_the_plan_prices_keep_warm(launch) -> None:
     result = launch("--dry-run", "tests/golden/gpu-snapshot-keep-warm/spec.yaml")
-    assert result.err.splitlines()[4:] == [
+    lines = result.err.splitlines()
+    assert lines[10].startswith("  ships     ")  # this checkout's files: their count changes with it
+    assert lines[4:10] + lines[11:] == [
         "snapshot    gpu (alpha): stage 1 and device state are snapshotted; stage 2 runs after restore",
         "keep-warm   min 1, buffer 0, max unlimited, scale down after 10m idle",
         "checkpoint  every 100 steps or 10m, whichever first, volume commit after each; keep last 3 "
@@ -63,8 +67,10 @@ def test_the_plan_prices_keep_warm(launch) -> None:
         "  writes    in the background (checkpoint.async: auto): the loop pauses only to copy the "
         "state; host memory holds one more copy of the model and optimizer state",
         "train       launcher.recipes.ppo:PPO, 1000 steps, seed 0, mixed precision no",
-        "code        local: this repository's files into /root (less what .gitignore and CODE_IGNORE "
-        "exclude), and the launcher package",
+        "code        local: this working tree as git sees it (tracked, and untracked but not ignored) "
+        "into /opt/project, the working directory",
+        "  left out  .git, .launch, launcher (shipped on its own), caches and virtualenvs, and "
+        ".launchignore (none: add one to leave more out)",
         "cost        $1.95/h for 1 × L40S; worst case one launch $31.22 (4h × 4 attempts)",
         "warning: keep_warm.min_containers is 1: 1 container(s) (1 GPU each) stay up while idle, "
         "$46.83 a day of GPU time",

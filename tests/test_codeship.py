@@ -1,5 +1,6 @@
-"""What `image.code: local` ships, read from the generated app itself: the image's own mounts
-(Modal's objects, walked offline) list every file it would upload.
+"""What the image gets as code, read from the generated app itself: the image's own mounts
+(Modal's objects, walked offline) list every file it would upload, and the plan's list
+(`codeship.shipped_*`) is the same list, for `code: local` and `code: git` alike.
 
 The last test lays those files out as the container would see them and runs stage 1 from there.
 """
@@ -11,11 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
-from modal._utils.async_utils import synchronizer
+from imagesteps import layers
 
 from launcher import codeship
 from launcher.codesource import CodeSource
@@ -36,20 +36,9 @@ def import_app(app: str, folder: Path, repo: Path, monkeypatch) -> object:
     return module
 
 
-def mounts(image: object) -> Iterator[object]:
-    """The Modal mounts an image was given, in the order they were added."""
-    def walk(obj: object) -> Iterator[object]:
-        for dep in obj._deps() if getattr(obj, "_deps", None) else []:
-            yield from walk(dep)
-            if type(dep).__name__ == "_Mount":
-                yield dep
-    return walk(synchronizer._translate_in(image))
-
-
 def shipped(module: object) -> dict[str, Path]:
     """Every file the app's image would upload: remote path -> local file."""
-    return {str(remote): Path(local) for mount in mounts(module.image) for entry in mount.entries
-            for local, remote in entry.get_files_to_upload()}
+    return {remote: local for layer in layers(module.image) for remote, local in layer.files.items()}
 
 
 def git(repo: Path, *args: str) -> None:
@@ -86,12 +75,13 @@ USER_FILES = {
     ".pytest_cache/v/x": "x",
     "launcher/shadow.py": "x",  # launcher ships on its own, from the installed package
 }
-REPO_FILES = {
-    "/root/mypkg/__init__.py", "/root/mypkg/recipes.py", "/root/mypkg/recipes.Tiny.schema.json",
-    "/root/mypkg/vocab.txt", "/root/mypkg/config.yaml", "/root/configs/base.yaml",
-    "/root/jobs/tiny.yaml", "/root/Dockerfile.cuda", "/root/.gitignore",
-    "/root/notes/untracked but not ignored.md", "/root/we[i]rd *name?.txt",
+TREE_FILES = {
+    "mypkg/__init__.py", "mypkg/recipes.py", "mypkg/recipes.Tiny.schema.json",
+    "mypkg/vocab.txt", "mypkg/config.yaml", "configs/base.yaml",
+    "jobs/tiny.yaml", "Dockerfile.cuda", ".gitignore",
+    "notes/untracked but not ignored.md", "we[i]rd *name?.txt",
 }
+REPO_FILES = {f"/opt/project/{name}" for name in TREE_FILES}
 
 
 @pytest.fixture
@@ -105,17 +95,21 @@ def user_repo(tmp_path: Path) -> Path:
     return repo
 
 
+def launcher_files() -> set[str]:
+    package = Path(codeship.__file__).parent
+    return {f"/opt/launcher/launcher/{p.relative_to(package).as_posix()}" for p in package.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+
+
 def test_local_code_ships_the_repository_as_git_sees_it(user_repo, tmp_path, monkeypatch) -> None:
     app = render(SPEC, "jobs/tiny.yaml", CodeSource("local"))
     files = shipped(import_app(app, tmp_path, user_repo, monkeypatch))
     repo_files = {path for path, local in files.items() if local.is_relative_to(user_repo)}
-    assert repo_files == REPO_FILES | {"/root/train.log"}
-    launcher_files = set(files) - repo_files
-    package = Path(codeship.__file__).parent
-    assert launcher_files == {f"/root/launcher/{p.relative_to(package).as_posix()}"
-                              for p in package.rglob("*") if p.is_file()
-                              and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-    assert "/root/launcher/recipes/ppo.PPO.schema.json" in launcher_files  # data files too
+    assert repo_files == REPO_FILES | {"/opt/project/train.log"}
+    # What the plan counts is what the image uploads.
+    assert {f"/opt/project/{name}" for name in codeship.shipped_tree(user_repo).files} == repo_files
+    assert set(files) - repo_files == launcher_files()  # the launcher that rendered the app
+    assert "/opt/launcher/launcher/recipes/ppo.PPO.schema.json" in files  # data files too
 
 
 def test_outside_git_everything_but_code_ignore_and_virtualenvs_ships(tmp_path, monkeypatch) -> None:
@@ -124,31 +118,40 @@ def test_outside_git_everything_but_code_ignore_and_virtualenvs_ships(tmp_path, 
     app = render(SPEC, "jobs/tiny.yaml", CodeSource("local"))
     files = shipped(import_app(app, tmp_path, folder, monkeypatch))
     assert {path for path, local in files.items() if local.is_relative_to(folder)} == REPO_FILES | {
-        "/root/data/big.bin", "/root/train.log"}
+        "/opt/project/data/big.bin", "/opt/project/train.log"}
 
 
-def test_the_ignore_rules_are_modals_own_matcher(user_repo) -> None:
-    matcher = codeship.code_ignore(user_repo, codeship.CODE_IGNORE)
-    assert type(matcher).__module__ == "modal.file_pattern_matcher"
-    assert matcher.can_prune_directories()  # so .venv and .git are never walked
-    assert [p for p in ("data", "data/big.bin", "myenv", ".venv/x", "mypkg/vocab.txt", "launcher",
-                        "sub/launcher/x.py") if matcher(Path(p))] == ["data", "data/big.bin", "myenv",
-                                                                       ".venv/x", "launcher"]
+def test_launchignore_leaves_files_out_with_gitignore_rules(user_repo) -> None:
+    write(user_repo, {".launchignore": "# not code\nconfigs/\n*.txt\n!mypkg/vocab.txt\n"})
+    ship = codeship.shipped_tree(user_repo)
+    assert set(ship.files) == (TREE_FILES | {"train.log", ".launchignore"}) - {
+        "configs/base.yaml", "we[i]rd *name?.txt"}
+    assert ship.ignore_rules == 3
+    assert ship.files["mypkg/vocab.txt"] == 4 and ship.total == sum(ship.files.values())
 
 
-@pytest.mark.parametrize("name, pattern", [("plain.txt", "plain.txt"), ("a*b?[c]", "a\\*b\\?\\[c\\]"),
-                                           ("!bang", "\\!bang"), ("back\\slash", "back\\\\slash")])
-def test_a_path_becomes_a_pattern_that_matches_only_itself(name: str, pattern: str) -> None:
-    from modal import FilePatternMatcher
-
-    assert codeship.literal(name) == pattern
-    assert FilePatternMatcher(pattern)(Path(name))
-    assert not FilePatternMatcher(pattern)(Path(name + "x"))
+def test_code_git_ships_the_commit_less_the_same_rules(user_repo, tmp_path, monkeypatch) -> None:
+    write(user_repo, {".launchignore": "configs/\n"})
+    git(user_repo, "add", ".launchignore")
+    git(user_repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x")
+    sha = subprocess.run(["git", "-C", str(user_repo), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    committed = codeship.shipped_commit(user_repo, sha)
+    assert set(committed.files) == {"mypkg/__init__.py", "mypkg/recipes.py", "mypkg/recipes.Tiny.schema.json",
+                                    "mypkg/vocab.txt", "mypkg/config.yaml", "jobs/tiny.yaml",
+                                    "Dockerfile.cuda", ".gitignore", ".launchignore", "train.log"}
+    export = codeship.export(user_repo, sha)
+    assert codeship.shipped_commit_folder(export) == committed
+    app = render(SPEC, "jobs/tiny.yaml", CodeSource("git", None, sha))
+    files = shipped(import_app(app, tmp_path, user_repo, monkeypatch))
+    assert {path for path, local in files.items() if local.is_relative_to(export)} == {
+        f"/opt/project/{name}" for name in committed.files}
 
 
 def test_the_ppo_recipe_runs_stage_1_from_what_the_image_holds(tmp_path, monkeypatch) -> None:
-    """Lay out the image's files as the container sees them (/root is where it imports from)
-    and build the recipe there: PPO reads its schema JSON beside its module."""
+    """Lay out the image's files as the container sees them (/opt/project the working directory,
+    PYTHONPATH as the image sets it) and build the recipe there: PPO reads its schema JSON beside
+    its module."""
     app = render(SPEC, "tests/golden/code-local/spec.yaml", CodeSource("local"))
     module = import_app(app, tmp_path, ROOT, monkeypatch)
     image = tmp_path / "image"
@@ -160,7 +163,20 @@ def test_the_ppo_recipe_runs_stage_1_from_what_the_image_holds(tmp_path, monkeyp
               "s = Session(json.loads(sys.argv[1])); s.stage1(); "
               "print(launcher.__file__, type(s.recipe).__name__, s.init_error)")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LAUNCH_REPO_ROOT")}
-    done = subprocess.run([sys.executable, "-c", stage1, json.dumps(module.SPEC)], cwd=image / "root",
+    env["PYTHONPATH"] = f"{image}/opt/launcher:{image}/opt/project"
+    done = subprocess.run([sys.executable, "-c", stage1, json.dumps(module.SPEC)], cwd=image / "opt/project",
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(image / "root" / "launcher" / "__init__.py"), "PPO", "None"]
+    assert done.stdout.split() == [str(image / "opt/launcher/launcher/__init__.py"), "PPO", "None"]
+
+
+def test_a_symlink_to_a_folder_ships_as_the_link_git_keeps(user_repo) -> None:
+    (user_repo / "pkg-link").symlink_to("mypkg", target_is_directory=True)
+    git(user_repo, "add", "pkg-link")
+    git(user_repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "link")
+    sha = subprocess.run(["git", "-C", str(user_repo), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    committed = codeship.shipped_commit(user_repo, sha)
+    assert committed.files["pkg-link"] == len("mypkg")
+    assert codeship.shipped_commit_folder(codeship.export(user_repo, sha)) == committed
+    assert codeship.shipped_tree(user_repo).files["pkg-link"] == len("mypkg")

@@ -97,9 +97,10 @@ def test_each_side_is_rendered_with_its_own_code_mode(tmp_path, launch, monkeypa
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = changed(launch("diff", "git.yaml", "local.yaml").out)
     assert f"-GIT_COMMIT = {head!r}" in lines
+    assert '-CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT' in lines
+    assert "+CODE = _repo_root()" in lines
     assert [line for line in lines if line.startswith("-image = image.")]
     assert [line for line in lines if line.startswith("+image = image.")]
-    assert "+image = image.add_local_python_source(\"launcher\", ignore=CODE_IGNORE)" in lines
     # Both sides at the same commit: the git state is no difference.
     (tmp_path / "copy.yaml").write_text((tmp_path / "git.yaml").read_text(), "utf-8")
     assert launch("diff", "git.yaml", "copy.yaml") == (0, "", "no difference\n")

@@ -101,9 +101,11 @@ def test_outside_git_it_is_looked_for_where_launch_runs(tmp_path, launch, monkey
 # --- the starter ------------------------------------------------------------------------------
 
 def deps_layer(text: str) -> list[str]:
-    """The starter's lines after the launcher runtime's install: the dependency layer."""
+    """The starter's lines between the runtime's install and the closing import check: the
+    dependency layer."""
     lines = text.splitlines()
-    return lines[lines.index(f' && uv pip install --system "launcher[local]=={__version__}"') + 1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith(" && uv pip install --system \"accelerate=="))
+    return lines[start + 1:lines.index("# Last: the runtime's imports, so a broken image fails while it builds. Your code is added after") - 1]
 
 
 PYPROJECT = '[project]\nname = "mine"\nversion = "1"\ndependencies = ["numpy"]\n'
@@ -117,19 +119,17 @@ PYPROJECT = '[project]\nname = "mine"\nversion = "1"\ndependencies = ["numpy"]\n
         "#   RUN uv pip install --system -r /opt/deps/requirements.txt"]),
     ({"pyproject.toml": PYPROJECT}, [
         "", "# Your dependencies, from pyproject.toml alone: cached until it changes.",
-        "WORKDIR /opt/deps", "COPY pyproject.toml ./", "RUN uv pip install --system -r pyproject.toml",
-        "WORKDIR /root"]),
+        "WORKDIR /opt/deps", "COPY pyproject.toml ./", "RUN uv pip install --system -r pyproject.toml"]),
     ({"requirements.txt": "numpy\n"}, [
         "", "# Your dependencies, from requirements.txt alone: cached until it changes.",
-        "WORKDIR /opt/deps", "COPY requirements.txt ./", "RUN uv pip install --system -r requirements.txt",
-        "WORKDIR /root"]),
+        "WORKDIR /opt/deps", "COPY requirements.txt ./", "RUN uv pip install --system -r requirements.txt"]),
     ({"pyproject.toml": PYPROJECT, "uv.lock": "version = 1\n", "requirements.txt": "numpy\n"}, [
         "", "# Your dependencies, from pyproject.toml, uv.lock and requirements.txt alone: cached until "
             "they change.",
         "WORKDIR /opt/deps", "COPY pyproject.toml uv.lock ./",
         "RUN uv export --frozen --no-dev --no-emit-project --no-hashes -o locked.txt \\",
         " && uv pip install --system -r locked.txt",
-        "COPY requirements.txt ./", "RUN uv pip install --system -r requirements.txt", "WORKDIR /root"]),
+        "COPY requirements.txt ./", "RUN uv pip install --system -r requirements.txt"]),
 ])
 def test_the_starter_installs_the_dependencies_the_repository_declares(files, layer, tmp_path) -> None:
     for name, text in files.items():
@@ -145,27 +145,25 @@ def test_a_pyproject_without_static_dependencies_is_not_installed_from(pyproject
     assert dockerfile.dependency_files(tmp_path) == []
 
 
-def test_the_starter_takes_the_runtime_at_this_version_and_never_copies_code(tmp_path) -> None:
+def test_the_starter_never_copies_code_nor_installs_the_launcher(tmp_path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     text = dockerfile.starter(tmp_path)
     assert text.startswith("# The training image for this repository's launcher jobs, written by "
                            f"`launch init` (launcher\n# {__version__}); yours to edit.")
-    assert "RUN curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=/usr/local/bin sh" in text
-    assert ('RUN uv pip install --system --index-url https://download.pytorch.org/whl/cu128 "torch>=2.4" \\\n'
-            f' && uv pip install --system "launcher[local]=={__version__}"\n') in text
-    assert [line for line in text.splitlines() if line.startswith(("COPY", "ADD"))] == ["COPY pyproject.toml ./"]
-    assert text.endswith("\n")
+    assert "install.sh" not in text and "launcher[" not in text
+    assert [line for line in text.splitlines() if line.startswith(("COPY", "ADD"))] == [
+        "COPY --from=ghcr.io/astral-sh/uv:0.13.8 /uv /uvx /usr/local/bin/", "COPY pyproject.toml ./"]
+    assert text.endswith('\nRUN python -c "import torch, accelerate, numpy, tensorboard, tqdm"\n')
 
 
-def test_launchers_own_dockerfile_installs_dependencies_before_the_code() -> None:
+def test_launchers_own_dockerfile_installs_dependencies_and_no_code() -> None:
     steps = [line for line in (ROOT / "Dockerfile.cuda").read_text().splitlines()
              if re.match(r"(COPY|RUN|WORKDIR) ", line)]
     deps = steps.index("RUN uv pip install --system -r pyproject.toml --extra local --extra examples")
     assert steps[deps - 1] == "COPY pyproject.toml ./"  # the dependency layer sees pyproject.toml alone
-    assert all(not s.startswith("COPY") for s in steps[:deps - 1])
-    assert [s for s in steps[deps + 1:] if s.startswith("COPY")] == [
-        "COPY README.md ./", "COPY launcher ./launcher", "COPY schemas ./schemas", "COPY templates ./templates"]
-    assert steps[-1] == "RUN uv pip install --system --no-deps . \\"
+    assert [s for s in steps if s.startswith("COPY")] == [
+        "COPY --from=ghcr.io/astral-sh/uv:0.13.8 /uv /uvx /usr/local/bin/", "COPY pyproject.toml ./"]
+    assert steps[-1] == 'RUN python -c "import torch, accelerate, numpy, tensorboard, tqdm, sklearn"'
     assert "[dev]" not in (ROOT / "Dockerfile.cuda").read_text()  # no test tools in the image
 
 

@@ -242,3 +242,25 @@ def test_the_readme_sections_explain_excerpt_is_real_output(launch, monkeypatch)
     assert len(excerpt) == 4
     result = launch("--dry-run", "--explain", "jobs/ppo-multi-gpu.yaml", "--set", "train.steps=500")
     assert set(excerpt) <= set(result.err.splitlines())
+
+
+# PyPI's `launcher` is an unrelated project, and no launcher release is published anywhere: an
+# instruction that names either fails on the user's machine.
+WRONG_INSTALL = re.compile(r"pip install ['\"]?launcher\b|(?<![\w/$-])launcher\[|"
+                           r"github\.com/launcher/launcher|rev: v0\.1\.0")
+
+
+@pytest.mark.parametrize("doc", [*DOCS, ".pre-commit-hooks.yaml", "launcher/extras.py", "templates/Dockerfile.cuda.j2"])
+def test_no_instruction_installs_pypis_launcher_or_a_release_that_does_not_exist(doc: str) -> None:
+    assert WRONG_INSTALL.findall((ROOT / doc).read_text("utf-8")) == []
+
+
+def test_the_ci_workflow_installs_launcher_from_a_wheel_the_repository_keeps() -> None:
+    text = (ROOT / "docs" / "ci.md").read_text("utf-8")
+    workflows = [b for b in yaml_blocks(text) if isinstance(b, dict) and "jobs" in b]
+    runs = [step.get("run") for step in workflows[0]["jobs"]["check"]["steps"]]
+    assert "pip install tools/modal_launcher-*.whl" in runs
+    assert "pip wheel --no-deps -w tools ~/src/launcher" in text  # how that wheel is made
+    configs = [b for b in yaml_blocks(text) if isinstance(b, dict) and "repos" in b]
+    assert configs[0]["repos"][0]["repo"] == "local"  # the installed `launch`, no remote to fetch
+    assert configs[0]["repos"][0]["hooks"][0]["language"] == "system"

@@ -1,4 +1,4 @@
-"""The `local` extra: `pip install launcher` is the CLI alone; `--local` asks for the runtime in
+"""The `local` extra: `modal-launcher` is the CLI alone; `--local` asks for the runtime in
 one line when it is missing."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import extras
+from launcher import extras, runtimeship
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
@@ -26,7 +26,7 @@ def test_the_checked_modules_are_the_local_extra() -> None:
 
 def test_the_cli_needs_no_runtime_and_dev_brings_it() -> None:
     assert not set(names(PYPROJECT["project"]["dependencies"])) & set(extras.RUNTIME_MODULES)
-    assert "launcher[local,examples]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "modal-launcher[local,examples]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize("hidden", [("torch",), ("torch", "accelerate"), extras.RUNTIME_MODULES])
@@ -36,8 +36,27 @@ def test_local_without_the_runtime_says_which_install_is_missing(hidden, launch,
         monkeypatch.setitem(sys.modules, name, None)
     assert launch("jobs/ppo.yaml", "--local") == (
         1, "", f"--local: the training runtime is not installed (no {', '.join(hidden)}); "
-               "install it with: pip install 'launcher[local]'\n")
+               f"install it with: {runtimeship.install_hint()}\n")
 
 
 def test_with_the_runtime_nothing_is_missing() -> None:
     assert extras.missing() == []
+
+
+def test_the_hint_installs_the_extra_from_where_launcher_came_from(tmp_path, monkeypatch) -> None:
+    """A checkout (editable or not) or a wheel: PyPI's `launcher` is another project, and
+    `modal-launcher` may be on no index the user can reach."""
+    def installed(origin: str | None) -> None:
+        info = tmp_path / f"site{id(origin)}" / "modal_launcher-0.1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: modal-launcher\nVersion: 0.1.0\n")
+        if origin is not None:
+            (info / "direct_url.json").write_text(origin)
+        monkeypatch.setattr(sys, "path", [str(info.parent)])
+
+    installed('{"url": "file:///src/launcher", "dir_info": {"editable": true}}')
+    assert runtimeship.install_hint() == "pip install -e '/src/launcher[local]'"
+    installed('{"url": "file:///w/modal_launcher-0.1.0-py3-none-any.whl", "archive_info": {}}')
+    assert runtimeship.install_hint() == "pip install '/w/modal_launcher-0.1.0-py3-none-any.whl[local]'"
+    installed(None)  # from an index
+    assert runtimeship.install_hint() == "pip install 'modal-launcher[local]'"

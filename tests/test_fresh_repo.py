@@ -1,15 +1,20 @@
-"""A new user's repository, end to end, with launcher installed from a wheel as a user gets it.
+"""A new user's repository, end to end, with launcher installed as docs/in-your-repo.md says: from
+a copy of its source, into a fresh virtual environment.
 
-`pip install launcher` (no torch) runs init, check and dry-run in a fresh git repository, before
-and after its first commit; `--local` asks for the runtime in one line; with the `local` extra
-installed, the user's own recipe (in their repository, not in launcher) trains with `--local`,
-and every file launcher writes lands under that repository's .launch/.
+The user's package reads a data file by a path relative to the repository (`data/train.csv`),
+the repository has an SSH origin. Without the runtime, init, check and dry-run work before and
+after the first commit, and `--local` prints the install command for this installation; with it,
+the recipe trains with `--local`, and `--local --shipped` (the commit the image gets) fails as
+Modal would while the data file is untracked, and trains once it is committed. The image the app
+describes runs this installation's launcher, and the scaffold Dockerfile builds from what the
+repository holds.
 
 Slow by nature (it installs packages into a new virtualenv); pip's cache keeps reruns short.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,13 +22,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_scaffold import problems
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(".git", ".launch", "build", "dist", "*.egg-info", "__pycache__",
                                     ".venv", ".pytest_cache", ".hypothesis")
 
 RECIPE = '''\
-"""A user's recipe: linear regression, in the user's own package."""
+"""A user's recipe: linear regression on a CSV the repository holds, read by a relative path."""
+import csv
 from typing import Any
 
 import torch
@@ -31,31 +38,37 @@ import torch
 
 class Tiny:
     def __init__(self, config: dict[str, Any], seed: int) -> None:
-        self.lr = config.get("lr", 0.1)
-        self.model = torch.nn.Linear(4, 1)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
-        self.generator = torch.Generator().manual_seed(seed)
+        with open("data/train.csv", newline="") as handle:
+            rows = [[float(v) for v in row] for row in csv.reader(handle)]
+        self.data = torch.tensor(rows)
+        self.model = torch.nn.Linear(self.data.shape[1] - 1, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.get("lr", 0.01))
 
     def setup(self, accelerator: Any) -> None:
         self.acc = accelerator
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
 
     def train_step(self, step: int) -> dict[str, float]:
-        x = torch.randn(32, 4, generator=self.generator)
-        loss = torch.nn.functional.mse_loss(self.model(x), x.sum(dim=1, keepdim=True))
+        x, y = self.data[:, :-1], self.data[:, -1:]
+        loss = torch.nn.functional.mse_loss(self.model(x), y)
         self.optimizer.zero_grad()
         self.acc.backward(loss)
         self.optimizer.step()
         return {"loss": loss.item()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        pass
 '''
 # Beside the module, so that `launch check` validates train.config without importing torch.
 RECIPE_SCHEMA = '{"type": "object", "additionalProperties": false, "properties": {"lr": {"type": "number"}}}\n'
+PYPROJECT = '[project]\nname = "mypkg"\nversion = "0.1"\nrequires-python = ">=3.11"\ndependencies = []\n'
+ORIGIN = "git@github.com:me/myproject.git"
+MISSING_DATA = ("mypkg/recipes.py:10: FileNotFoundError: [Errno 2] No such file or directory: "
+                "'data/train.csv' (in stage 1, before the first update completed: not retried, a "
+                "retry would fail the same way)")
 
 
 def run(*args: str | Path, cwd: Path, venv: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -71,22 +84,19 @@ def ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """launcher's wheel, built once from a copy of the source (the checkout stays untouched)."""
-    work = tmp_path_factory.mktemp("wheel")
-    shutil.copytree(ROOT, work / "src", ignore=NOT_SOURCE)
-    ok(subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "dist"),
-                       str(work / "src")], capture_output=True, text=True, timeout=600))
-    (built,) = (work / "dist").glob("launcher-*.whl")
-    return built
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of launcher's source, as a user's clone (the checkout stays untouched)."""
+    clone = tmp_path_factory.mktemp("src") / "launcher"
+    shutil.copytree(ROOT, clone, ignore=NOT_SOURCE)
+    return clone
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
-    """A fresh virtualenv with launcher from the wheel, NOT editable, and without its runtime."""
+def venv(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
+    """A fresh virtualenv with `pip install "$LAUNCHER"`: NOT editable, without its runtime."""
     venv = tmp_path_factory.mktemp("venv") / "env"
     ok(subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=300))
-    ok(run(venv / "bin/python", "-m", "pip", "install", "-q", "--no-compile", wheel, cwd=venv, venv=venv))
+    ok(run(venv / "bin/python", "-m", "pip", "install", "-q", "--no-compile", source, cwd=venv, venv=venv))
     return venv
 
 
@@ -96,31 +106,56 @@ def importable(venv: Path, module: str) -> bool:
     return ok(probe).stdout.strip() == "True"
 
 
-def test_a_new_users_repository_from_init_to_a_local_run(venv: Path, wheel: Path, tmp_path: Path) -> None:
+def commit(repo: Path, venv: Path, *paths: str) -> str:
+    ok(run("git", "add", *paths, cwd=repo, venv=venv))
+    ok(run("git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "work", cwd=repo, venv=venv))
+    return ok(run("git", "rev-parse", "HEAD", cwd=repo, venv=venv)).stdout.strip()
+
+
+# What the image gets, read from the app's own image in the user's environment (tests/imagesteps.py).
+IMAGE = """
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[2])
+from imagesteps import layers
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+steps = layers(app.image)
+import launcher
+print(json.dumps({"version": app.LAUNCHER_VERSION, "installed": launcher.__version__,
+                  "package": str(steps[2].files["/opt/launcher/launcher/__init__.py"]),
+                  "install": steps[1].commands[-1], "code": sorted(steps[5].files),
+                  "last": steps[-1].commands[-1]}))
+"""
+
+
+def test_a_new_users_repository_from_init_to_the_shipped_rehearsal(venv: Path, source: Path, tmp_path: Path) -> None:
     assert not importable(venv, "torch") and not importable(venv, "accelerate")
     installed = ok(run(venv / "bin/python", "-c", "import launcher; print(launcher.__file__)", cwd=tmp_path, venv=venv))
-    assert installed.stdout.startswith(str(venv))  # the wheel's copy, not this checkout
+    assert installed.stdout.startswith(str(venv))  # the installed copy, not a checkout
 
     repo = tmp_path / "myproject"
     (repo / "mypkg").mkdir(parents=True)
+    (repo / "data").mkdir()
     (repo / "mypkg" / "__init__.py").write_text("")
     (repo / "mypkg" / "recipes.py").write_text(RECIPE)
     (repo / "mypkg" / "recipes.Tiny.schema.json").write_text(RECIPE_SCHEMA)
-    (repo / "requirements.txt").write_text("numpy\n")
+    (repo / "data" / "train.csv").write_text("1,2,3\n2,3,5\n3,4,7\n")
+    (repo / "pyproject.toml").write_text(PYPROJECT)
     ok(run("git", "init", "-q", cwd=repo, venv=venv))
+    ok(run("git", "remote", "add", "origin", ORIGIN, cwd=repo, venv=venv))
 
     # No commit yet: init, check and dry-run work, and everything goes to the repository's root.
     init = ok(run("launch", "init", "tiny", "--recipe", "mypkg.recipes:Tiny", cwd=repo, venv=venv))
     assert init.stderr.splitlines() == [
         "wrote jobs/tiny.yaml",
         "wrote schemas/job.schema.json (the spec's JSON Schema, for editors)",
-        "wrote Dockerfile.cuda (the training image: CUDA, Python, the launcher runtime; your "
-        "dependencies from requirements.txt)",
+        "wrote Dockerfile.cuda (the training image: CUDA, Python, uv, the runtime's dependencies; your "
+        "dependencies from pyproject.toml)",
         "added .launch/ to .gitignore",
         "next: launch check jobs/tiny.yaml; launch --dry-run jobs/tiny.yaml; launch jobs/tiny.yaml --local",
     ]
-    assert (repo / "jobs" / "tiny.yaml").read_text().startswith(
-        "# yaml-language-server: $schema=../schemas/job.schema.json\n")
+    assert problems((repo / "Dockerfile.cuda").read_text(), repo) == []  # it builds from what the repo holds
     assert ok(run("launch", "check", "jobs/tiny.yaml", cwd=repo, venv=venv)).stderr == "1 spec ok\n"
     dry = ok(run("launch", "--dry-run", "jobs/tiny.yaml", cwd=repo, venv=venv))
     assert dry.stderr.splitlines()[0] == (
@@ -130,26 +165,43 @@ def test_a_new_users_repository_from_init_to_a_local_run(venv: Path, wheel: Path
     local = run("launch", "jobs/tiny.yaml", "--local", cwd=repo, venv=venv)
     assert (local.returncode, local.stdout, local.stderr) == (
         1, "", "--local: the training runtime is not installed (no torch, accelerate, numpy, "
-               "tensorboard, tqdm); install it with: pip install 'launcher[local]'\n")
+               f"tensorboard, tqdm); install it with: pip install '{source}[local]'\n")
 
-    ok(run("git", "add", ".", cwd=repo, venv=venv))
-    ok(run("git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "start", cwd=repo, venv=venv))
-    head = ok(run("git", "rev-parse", "HEAD", cwd=repo, venv=venv)).stdout.strip()
+    # The first commit leaves the data file out, as a user who forgot it would.
+    head = commit(repo, venv, "mypkg", "jobs", "schemas", "Dockerfile.cuda", ".gitignore", "pyproject.toml")
     dry = ok(run("launch", "--dry-run", "jobs/tiny.yaml", cwd=repo, venv=venv))
-    assert f"code        git (no origin remote) @ {head}: exported with git archive into .launch/code/ " \
-           "when launched, into /root (no pyproject.toml or setup.py to install it with)" in dry.stderr
-    assert f"GIT_COMMIT = {head!r}\n" in dry.stdout
+    assert (f"code        git github.com:me/myproject.git @ {head}: exported with git archive into "
+            ".launch/code/ when launched, into /opt/project, the working directory") in dry.stderr
+    assert "  ships     8 files, " in dry.stderr
     assert not (repo / ".launch").exists()  # a dry run writes nothing
 
-    # The runtime, as the README says: torch first (here, the CPU build), then the extra.
+    # The runtime, as the docs say: torch first (here, the CPU build), then the extra.
     ok(run(venv / "bin/python", "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0", cwd=repo, venv=venv))
-    ok(run(venv / "bin/python", "-m", "pip", "install", "-q", "--no-compile", f"{wheel}[local]", cwd=repo, venv=venv))
-    trained = ok(run("launch", "jobs/tiny.yaml", "--local", "--set", "train.steps=4", "--set", "train.log_every=1",
-                     cwd=repo, venv=venv))
-    assert "summary: tiny finished" in trained.stderr
-    assert "  updates      4 of 4" in trained.stderr
-    assert sorted(p.name for p in (repo / ".launch").iterdir()) == ["runs", "volumes"]
-    assert (repo / ".launch" / "runs" / "tiny" / "app.py").is_file()
-    assert any((repo / ".launch" / "volumes" / "tiny-checkpoints").iterdir())
-    assert [p for p in repo.rglob(".launch") if p != repo / ".launch"] == []
-    assert ok(run("git", "status", "--porcelain", cwd=repo, venv=venv)).stdout == ""  # .launch/ ignored
+    ok(run(venv / "bin/python", "-m", "pip", "install", "-q", "--no-compile", f"{source}[local]", cwd=repo, venv=venv))
+    steps = ("--set", "train.steps=4", "--set", "train.log_every=1")
+    trained = ok(run("launch", "jobs/tiny.yaml", "--local", *steps, cwd=repo, venv=venv))
+    assert "summary: tiny finished" in trained.stderr  # the working tree has the data
+
+    # The commit does not: the shipped rehearsal fails as the container would, ...
+    shipped = run("launch", "jobs/tiny.yaml", "--local", "--shipped", "--fresh", *steps, cwd=repo, venv=venv)
+    assert shipped.returncode == 1, shipped.stderr
+    assert f"  error        {MISSING_DATA}" in shipped.stderr.splitlines()
+    assert list((repo / ".launch" / "shipped").iterdir()) == []  # each run's tree goes with it
+    # ... and passes once the file is committed, from the tree the image gets.
+    head = commit(repo, venv, "data")
+    shipped = ok(run("launch", "jobs/tiny.yaml", "--local", "--shipped", "--fresh", *steps, cwd=repo, venv=venv))
+    assert shipped.stderr.splitlines()[0].startswith(f"[launch] --shipped: commit {head[:12]} (9 files, ")
+    assert "summary: tiny finished" in shipped.stderr and "  updates      4 of 4" in shipped.stderr
+
+    # The image runs the launcher installed here, its runtime pinned to what just trained.
+    app = repo / "app.py"
+    ok(run("launch", "--dry-run", "jobs/tiny.yaml", "--out", app, cwd=repo, venv=venv))
+    image = ok(run(venv / "bin/python", "-c", IMAGE, app, ROOT / "tests", cwd=repo, venv=venv))
+    facts = json.loads(image.stdout)
+    assert facts["version"] == facts["installed"]
+    assert facts["package"].startswith(str(venv)) and "site-packages" in facts["package"]
+    assert "torch==2.13.0" in facts["install"] and "launcher" not in facts["install"]
+    assert "/opt/project/data/train.csv" in facts["code"]
+    assert facts["last"] == "RUN python -c 'import launcher.runtime.session, mypkg.recipes'"
+    assert sorted(p.name for p in (repo / ".launch").iterdir()) == ["code", "runs", "shipped", "volumes"]
+    assert ok(run("git", "status", "--porcelain", cwd=repo, venv=venv)).stdout == "?? app.py\n"

@@ -89,21 +89,6 @@ def test_user_info_is_stripped_from_every_form_of_remote(url: str, shown: str) -
     assert gitinfo.safe_url(url) == shown
 
 
-@pytest.mark.parametrize("files, packaged", [
-    ({"setup.py": "from setuptools import setup\nsetup()\n"}, True),
-    ({"pyproject.toml": '[project]\nname = "x"\nversion = "1"\n'}, True),
-    ({"pyproject.toml": '[build-system]\nrequires = ["hatchling"]\n'}, True),
-    ({"pyproject.toml": "[tool.ruff]\nline-length = 99\n"}, False),  # tools only: pip cannot build it
-    ({"pyproject.toml": "[project\n"}, False),
-    ({"train.py": "x = 1\n", "sub/pyproject.toml": '[project]\nname = "x"\n'}, False),
-])
-def test_packaging_metadata_is_read_from_the_commit(files: dict[str, str], packaged: bool, fresh) -> None:
-    head = commit(fresh, files)
-    (fresh / "setup.py").write_text("from setuptools import setup\nsetup()\n")  # not committed
-    repo = gitinfo.find_repo(fresh)
-    assert gitinfo.lookup(repo, "HEAD") == gitinfo.Commit(head, packaged)
-
-
 def test_a_ref_is_never_read_as_an_option(fresh) -> None:
     commit(fresh, {"a": "1\n"})
     repo = gitinfo.find_repo(fresh)

@@ -40,7 +40,7 @@ def modeline_target(spec: Path) -> str:
 
 NEXT = "next: launch check {0}; launch --dry-run {0}; launch {0} --local\n"
 WROTE_SCHEMA = "wrote schemas/job.schema.json (the spec's JSON Schema, for editors)\n"
-WROTE_DOCKERFILE = ("wrote Dockerfile.cuda (the training image: CUDA, Python, the launcher runtime; "
+WROTE_DOCKERFILE = ("wrote Dockerfile.cuda (the training image: CUDA, Python, uv, the runtime's dependencies; "
                     "add your dependencies to it)\n")
 
 
@@ -153,8 +153,8 @@ def test_in_a_fresh_repository_init_sets_it_up_at_its_root(launch, tmp_path, mon
         0, "", f"setting up the repository at {repo}\n"
                "wrote ../jobs/job.yaml\n"
                "wrote ../schemas/job.schema.json (the spec's JSON Schema, for editors)\n"
-               "wrote ../Dockerfile.cuda (the training image: CUDA, Python, the launcher "
-               "runtime; add your dependencies to it)\n"
+               "wrote ../Dockerfile.cuda (the training image: CUDA, Python, uv, the "
+               "runtime's dependencies; add your dependencies to it)\n"
                "added .launch/ to ../.gitignore\n" + NEXT.format("../jobs/job.yaml"))
     assert (repo / ".gitignore").read_text() == ".launch/\n"
     assert (repo / "schemas/job.schema.json").read_text() == SCHEMA.read_text()
@@ -202,7 +202,7 @@ def test_dockerfile_names_where_the_image_comes_from(launch, tmp_path, monkeypat
     assert launch("init", "job", "--dockerfile", "docker/train.Dockerfile").code == 0
     assert "image:\n  dockerfile: docker/train.Dockerfile   # relative to the repository root;" in \
         Path("jobs/job.yaml").read_text()
-    assert Path("docker/train.Dockerfile").read_text() == dockerfile.starter(Path.cwd())
+    assert Path("docker/train.Dockerfile").read_text() == dockerfile.starter(Path.cwd(), "docker/train.Dockerfile")
     assert not Path("Dockerfile.cuda").exists()
     assert launch("check", "jobs/job.yaml") == (0, "", "1 spec ok\n")
 

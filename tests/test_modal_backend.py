@@ -41,8 +41,8 @@ def test_without_credentials_one_line_and_exit_1(launch, no_account) -> None:
 def test_without_credentials_in_a_fresh_process(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODAL_CONFIG_PATH": str(tmp_path / "none.toml")}
     import sys
-    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "jobs/ppo.yaml", "--use-local-code"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", NO_CREDENTIALS)
 
 
@@ -86,7 +86,8 @@ def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monke
         "stop the job: modal app stop ppo-cartpole",
         "get result:   python -c \"import modal; print(modal.FunctionCall.from_id('fc-01TEST').get())\"",
     ]
-    assert 'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)' in seen["app"]
+    assert "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))" \
+        in seen["app"]
     assert (ROOT / ".launch/apps/ppo-cartpole.py").read_text() == seen["app"]
 
 
@@ -113,7 +114,7 @@ def test_git_code_refuses_uncommitted_changes(launch, fake_account, user_repo) -
     result = launch(str(user_repo / "jobs/ppo.yaml"))
     head = _git(user_repo, "rev-parse", "HEAD").strip()
     assert result.code == 1
-    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which installs commit "
+    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which ships commit "
                           f"{head[:12]}, but these changes are not committed and the run would miss "
                           "them: train_utils.py; commit them, or pass --use-local-code\n")
 
@@ -143,11 +144,12 @@ def image_steps(app: str) -> list[str]:
     return [line for line in app.splitlines() if line.startswith("image = image.")]
 
 
-UNPACKAGED_STEPS = [
-    'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/root", copy=True)']
-PACKAGED_STEPS = [
-    'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)',
-    'image = image.run_commands("uv pip install --system /opt/code")']
+# The commit's tree at /opt/project, whatever it holds (packaging metadata or not): one layout.
+GIT_STEP = "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))"
+
+
+def code_steps(app: str) -> list[str]:
+    return [step for step in image_steps(app) if "CODE" in step and "PYTHONPATH" not in step]
 
 
 def commit_all(repo: Path) -> str:
@@ -174,11 +176,11 @@ def test_git_code_exports_the_head_commit_for_the_image(launch, submitted, user_
     result = launch(str(user_repo / "jobs/ppo.yaml"), "--detach")
     assert result.code == 0, result.err
     assert (f"code        git https://example.com/team/repo.git @ {head}: exported with git archive "
-            "into .launch/code/ when launched, into /root (no pyproject.toml or setup.py to install "
-            "it with)") in result.err.splitlines()
+            "into .launch/code/ when launched, into /opt/project, the working directory") in result.err.splitlines()
     app = submitted["app"]
     assert (app_value(app, "GIT_URL"), app_value(app, "GIT_COMMIT")) == ("https://example.com/team/repo.git", head)
-    assert image_steps(app) == UNPACKAGED_STEPS  # no pyproject.toml or setup.py in the commit
+    assert code_steps(app) == [GIT_STEP]
+    assert 'CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT' in app
     exported = user_repo / ".launch" / "code" / head
     files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
     assert files == sorted(_git(user_repo, "ls-tree", "-r", "--name-only", "HEAD").split())
@@ -187,19 +189,16 @@ def test_git_code_exports_the_head_commit_for_the_image(launch, submitted, user_
     assert (user_repo / ".launch" / "apps" / "ppo-cartpole.py").read_text() == app
 
 
-def test_a_packaged_commit_is_installed_with_its_dependencies(launch, submitted, user_repo) -> None:
-    (user_repo / "pyproject.toml").write_text('[project]\nname = "team"\nversion = "1"\n'
-                                               'dependencies = ["numpy"]\n')
+@pytest.mark.parametrize("pyproject", ['[project]\nname = "team"\nversion = "1"\ndependencies = ["numpy"]\n',
+                                       "[tool.ruff]\nline-length = 100\n"])
+def test_a_commit_goes_into_the_one_layout_whatever_it_holds(pyproject, launch, submitted, user_repo) -> None:
+    """Not pip-installed: the tree itself is the working directory and on PYTHONPATH, so paths
+    relative to the repository open as they do there (the Dockerfile installs dependencies)."""
+    (user_repo / "pyproject.toml").write_text(pyproject)
     commit_all(user_repo)
     assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
-    assert image_steps(submitted["app"]) == PACKAGED_STEPS
-
-
-def test_a_pyproject_that_only_configures_tools_is_no_packaging(launch, submitted, user_repo) -> None:
-    (user_repo / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
-    commit_all(user_repo)
-    assert launch(str(user_repo / "jobs/ppo.yaml"), "--detach").code == 0
-    assert image_steps(submitted["app"]) == UNPACKAGED_STEPS
+    assert code_steps(submitted["app"]) == [GIT_STEP]
+    assert "uv pip install --system /opt/code" not in submitted["app"]
 
 
 @pytest.mark.parametrize("remote, shown", [
@@ -219,7 +218,7 @@ def test_any_remote_works_and_no_credentials_are_shown(remote: str, shown: str, 
     app = submitted["app"]
     assert app_value(app, "GIT_URL") == shown
     assert f"code        git {shown} @ {head}: " in result.err
-    assert image_steps(app) == UNPACKAGED_STEPS  # the image never fetches from the remote
+    assert code_steps(app) == [GIT_STEP]  # the image never fetches from the remote
     for secret in ("s3cret", "glpat", "ss@word", "token:", "oauth2", "git@"):
         assert secret not in app + result.out + result.err
 
@@ -232,11 +231,19 @@ def test_a_local_path_remote_works(launch, submitted, user_repo, tmp_path) -> No
     assert app_value(submitted["app"], "GIT_URL") == str(bare)
 
 
+def test_uncommitted_changes_are_refused_before_credentials_are_asked_for(launch, no_account, user_repo) -> None:
+    (user_repo / "train_utils.py").write_text("x = 1\n")
+    result = launch(str(user_repo / "jobs/ppo.yaml"))
+    assert result.code == 1
+    assert "these changes are not committed and the run would miss them: train_utils.py" in result.err
+    assert not (user_repo / ".launch").exists()
+
+
 def test_git_code_refuses_a_changed_tracked_file(launch, fake_account, user_repo) -> None:
     (user_repo / "Dockerfile.cuda").write_text("FROM python:3.12\n")
     result = launch(str(user_repo / "jobs/ppo.yaml"))
     head = _git(user_repo, "rev-parse", "HEAD").strip()
-    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which installs commit "
+    assert result.err == (f"{user_repo / 'jobs/ppo.yaml'}: image.code is git, which ships commit "
                           f"{head[:12]}, but these changes are not committed and the run would miss "
                           "them: Dockerfile.cuda; commit them, or pass --use-local-code\n")
     assert not (user_repo / ".launch" / "code").exists()

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from launcher import __version__, gitinfo
-from launcher.codeship import CODE_IGNORE
 from launcher.codesource import ResolvedCode, resolve
 from launcher.load import load_spec
 from launcher.render import CodeSource, environment, py, render
@@ -95,38 +94,47 @@ def image_lines(app: str) -> list[str]:
     return [line for line in app.splitlines() if line.startswith("image = ")]
 
 
-def test_code_git_installs_the_exported_commit_with_its_dependencies() -> None:
+RUNTIME_STEPS = [
+    "image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())",
+    "image = image.uv_pip_install(*runtimeship.pins(LAUNCHER_VERSION), uv_version=runtimeship.UV_VERSION)",
+    'image = image.add_local_dir(runtimeship.package_dir(), runtimeship.RUNTIME_ROOT + "/launcher", copy=True,',
+    'image = image.env({"PYTHONPATH": runtimeship.RUNTIME_ROOT + ":" + codeship.CODE_DIR}).workdir(codeship.CODE_DIR)',
+]
+
+
+def test_code_git_ships_the_exported_commit_into_the_one_layout() -> None:
     app = render(load_spec(GOLDEN / "code-local" / "spec.yaml").spec, "a.yaml", GIT)
     assert "GIT_URL = 'https://example.com/team/repo.git'\nGIT_COMMIT = '" + "0" * 40 + "'\n" in app
-    assert image_lines(app) == [
-        "image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())",
-        'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)',
-        'image = image.run_commands("uv pip install --system /opt/code")',
+    assert 'CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT\n' in app
+    assert image_lines(app) == [*RUNTIME_STEPS,
+        "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))",
+        "image = image.run_commands(\"python -c 'import launcher.runtime.session, launcher.recipes.ppo'\")",
     ]
-    assert "CODE_IGNORE" not in app and "codeship" not in app
+    assert "uv pip install --system /opt/code" not in app  # the tree is the working directory, not installed
 
 
-def test_code_git_without_packaging_metadata_goes_into_root() -> None:
-    plain = dataclasses.replace(GIT, packaged=False)
-    app = render(load_spec(GOLDEN / "code-local" / "spec.yaml").spec, "a.yaml", plain)
-    assert image_lines(app)[1:] == [
-        'image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/root", copy=True)']
-    assert "uv pip install" not in app
-
-
-def test_code_local_adds_the_repository_and_launcher_last() -> None:
+def test_code_local_ships_the_working_tree_into_the_same_layout() -> None:
     spec = load_spec(GOLDEN / "code-local" / "spec.yaml").spec
     outside = dataclasses.replace(spec, train=dataclasses.replace(spec.train, recipe="myproject.rl.ppo:Agent"))
     app = render(outside, "a.yaml", CodeSource("local"))
-    assert image_lines(app)[1:] == [
-        'image = image.add_local_dir(_repo_root(), "/root", ignore=code_ignore(_repo_root(), CODE_IGNORE))',
-        'image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)',
+    assert "CODE = _repo_root()\n" in app
+    assert image_lines(app) == [*RUNTIME_STEPS,
+        "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))",
+        "image = image.run_commands(\"python -c 'import launcher.runtime.session, myproject.rl.ppo'\")",
     ]
-    assert literal(app, "CODE_IGNORE") == CODE_IGNORE
-    assert "from launcher.codeship import code_ignore\n" in app
-    assert "GIT_URL" not in app
-    # The recipe's module is part of the repository: it changes nothing in what ships.
-    assert image_lines(render(spec, "a.yaml", CodeSource("local"))) == image_lines(app)
+    assert "GIT_URL" not in app and "add_local_python_source" not in app
+
+
+def build_commands(app: str) -> list[str]:
+    """The shell commands of the app's `run_commands` steps, read from its syntax tree."""
+    return [ast.literal_eval(node.args[0]) for node in ast.walk(ast.parse(app))
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "run_commands"]
+
+
+def test_the_last_step_imports_every_stage_module_once() -> None:
+    spec = load_spec(GOLDEN / "pipeline-digits" / "spec.yaml").spec
+    assert build_commands(render(spec, "a.yaml", GIT)) == [
+        "python -c 'import launcher.runtime.session, launcher.runtime.stage_session, launcher.recipes.digits'"]
 
 
 # Finite floats only: validation refuses nan and inf anywhere in a spec (repr(inf) is no literal).

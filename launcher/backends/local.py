@@ -53,6 +53,8 @@ class Options:
     spawn: Spawn = spawn_process
     rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
     code_root: Path | None = None  # where workers import the user's modules from: the repository
+    # --shipped: the tree the image gets, laid out; the workers run from it as from /opt/project.
+    workdir: Path | None = None
 
 
 @dataclass
@@ -137,7 +139,7 @@ class Supervisor:
         root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
         worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
                                   "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                                  "LAUNCH_LEASE": self.lease, **root,
+                                  "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
                                   # where a stage's declared inputs are (the repository)
                                   **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}},
                   self.stage)
@@ -317,6 +319,11 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
     finally:
         jobfolder.release_lease(*where, run_id)
         lock.release()
+
+
+def workdir_setting(options: Options) -> dict[str, str]:
+    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (see runtime/workdir.py)."""
+    return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 
 def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:

@@ -18,8 +18,9 @@ attempt needs (modal for the app, torch and accelerate for stage 1), then reads 
 from stdin: the app's path, the stage, and the LAUNCH_* settings that depend on the validated
 spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (this attempt's
 working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
-every stage: the call id of the job's lease), and for a pipeline's stage LAUNCH_LEASE (the
-driver's call id, whose lease the stage works under). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+every stage: the call id of the job's lease), for a pipeline's stage LAUNCH_LEASE (the
+driver's call id, whose lease the stage works under), and with `--shipped` LAUNCH_WORKDIR (the
+shipped tree it runs from, see runtime/workdir.py). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
 """
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events, faults, lifeline, process, timeline
+from launcher.runtime import events, faults, lifeline, process, timeline, workdir
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
@@ -134,6 +135,7 @@ def main(argv: list[str]) -> int:
         _arm()  # the lifeline first: a worker still importing dies with the supervisor too
         app_path, stage = handshake() if argv[0] == STDIN else \
             (Path(argv[0]), argv[1] if len(argv) > 1 else "train")
+        workdir.enter()
         return run(app_path, stage)
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))

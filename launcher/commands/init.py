@@ -106,12 +106,12 @@ def write_schema(root: Path) -> None:
 
 
 def write_dockerfile(root: Path, dockerfile: str) -> None:
-    if not write_new(root / dockerfile, dockerfiles.starter(root)):
+    if not write_new(root / dockerfile, dockerfiles.starter(root, dockerfile)):
         return
     found = dockerfiles.dependency_files(root)
     deps = f"your dependencies from {', '.join(found)}" if found else "add your dependencies to it"
-    click.echo(f"wrote {shown(root / dockerfile, root)} (the training image: CUDA, Python, the launcher "
-               f"runtime; {deps})", err=True)
+    click.echo(f"wrote {shown(root / dockerfile, root)} (the training image: CUDA, Python, uv, the "
+               f"runtime's dependencies; {deps})", err=True)
 
 
 def ignore_launch_folder(root: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from launcher.backends.local import Options, run_local, start_worker
 from launcher.spec.compose import compose
 
 
-def local(job: str, sets: tuple[str, ...], options: Options) -> int:
+def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = False,
+          use_local_code: bool = False) -> int:
+    """`shipped`: rehearse the code the image gets (see launcher.commands.shipped_run)."""
     doc = compose(Path(job), tuple(sets), display=job)
     # The first worker starts now, with the environment the merged spec gives it, and spends
     # the time this process takes to validate and render on its own imports (seconds).
@@ -34,13 +37,24 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         spec = check(doc).spec
         check_rerun(job, spec, options.rerun)
         repofiles.require_inputs(doc, spec, repo.root)
-        # Locally the code is this working tree, whatever image.code says.
-        app = render(spec, job, CodeSource("local"))
+        if shipped:
+            from launcher.commands.shipped_run import lay_out_shipped
+
+            code, workdir = lay_out_shipped(job, spec, repo, use_local_code)
+            # The workers import from the shipped tree alone: never the repository, where an
+            # untracked module would still be found.
+            options = replace(options, workdir=workdir, code_root=None)
+            app = render(spec, job, code)
+        else:
+            # Locally the code is this working tree, whatever image.code says.
+            app = render(spec, job, CodeSource("local"))
         if spec.stages:
             return run_pipeline_local(spec, app, repo.root, options, early=early)
         return run_local(spec, app, repo.root, options, early=early)
     finally:
         early.kill()  # refused, interrupted, or done: never left running
+        if options.workdir is not None:
+            shutil.rmtree(options.workdir, ignore_errors=True)
 
 
 def declared_env(doc: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from launcher import dockerfile, gitinfo, repofiles
+from launcher import dockerfile, gitinfo, repofiles, shipreport
 from launcher.codesource import CodeSource, resolve
 from launcher.cost import prices
 from launcher.errors import printable
@@ -28,6 +28,24 @@ class Rendered:
     @property
     def code_line(self) -> str:
         return self.code.describe()
+
+    def ship_lines(self) -> list[str]:
+        """The plan's lines on the shipped code, and a warning when `code: git` at HEAD would
+        miss uncommitted changes that matter to the job."""
+        lines = shipreport.ship_lines(shipreport.shipped(self.code, self.repo.root))
+        if self.code.mode == "git" and self.code.git_commit and self.loaded.spec.image.git.ref is None:
+            missed = shipreport.unshipped_changes(self.loaded.spec, spec_files(self.loaded), self.repo.root)
+            if missed:
+                shown = ", ".join(missed[:5]) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
+                lines.append(f"warning: image.code is git, which ships commit {self.code.git_commit[:12]}, "
+                             f"without these uncommitted changes: {shown}; commit them, or pass "
+                             "--use-local-code (`launch` refuses to run until then)")
+        return lines
+
+
+def spec_files(loaded: Loaded) -> list[Path]:
+    """The spec and the files it extends: every file a value came from."""
+    return sorted({Path(where.source) for where in loaded.doc.values.values() if where.line is not None})
 
 
 def render_loaded(loaded: Loaded, use_local_code: bool) -> Rendered:
@@ -54,7 +72,8 @@ def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bo
     rendered = render_loaded(load_spec(job, sets), use_local_code)
     if rendered.note:
         click.echo(printable(f"note: {rendered.note} (this dry run shows the app with local code)"), err=True)
-    click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line), err=True, nl=False)
+    click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line,
+                    rendered.ship_lines()), err=True, nl=False)
     if explain:
         click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:

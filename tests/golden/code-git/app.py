@@ -10,6 +10,8 @@ from pathlib import Path
 
 import modal
 
+from launcher import codeship, runtimeship
+
 SPEC = (
     {'checkpoint': {'async_write': 'auto',
                     'every_s': 600,
@@ -55,6 +57,9 @@ SPEC = (
 )
 SPEC_HASH = '7efe9e04fab2442141b5a661937c9d6418ecb0bef8fc9bdf490bd5594170f96d'
 DOCKERFILE = 'tests/golden/code-git/Dockerfile.train'
+# The launcher that rendered this app: the image runs this version, from the installation that
+# deploys it (which refuses another version).
+LAUNCHER_VERSION = '0.1.0'
 # Where the pinned commit came from: provenance only, the image build never fetches it.
 GIT_URL = 'https://github.com/example/launcher.git'
 GIT_COMMIT = '89abcdef0123456789abcdef0123456789abcdef'
@@ -74,11 +79,22 @@ def _repo_root() -> Path:
 
 app = modal.App('code-git')
 image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())
+# The launcher runtime, whatever the Dockerfile installed: its dependencies at the versions
+# installed where this app is deployed (and rehearsed with `launch --local`), then the launcher
+# package itself, copied from that installation and first on PYTHONPATH. No index is asked for it.
+image = image.uv_pip_install(*runtimeship.pins(LAUNCHER_VERSION), uv_version=runtimeship.UV_VERSION)
+image = image.add_local_dir(runtimeship.package_dir(), runtimeship.RUNTIME_ROOT + "/launcher", copy=True,
+                            ignore=list(runtimeship.PACKAGE_IGNORE))
+# One layout for both code modes: the shipped tree at /opt/project, the working directory, so the
+# code imports from it and relative paths (data/train.csv) open as they do in the repository.
+image = image.env({"PYTHONPATH": runtimeship.RUNTIME_ROOT + ":" + codeship.CODE_DIR}).workdir(codeship.CODE_DIR)
 # The pinned commit's tree, which `launch` exports here with `git archive`: the image build
 # needs no access to the git host, and a rerun trains exactly what was reviewed.
-# Copied in (not mounted) so that the next step can install it, with its own dependencies.
-image = image.add_local_dir(_repo_root() / ".launch" / "code" / GIT_COMMIT, "/opt/code", copy=True)
-image = image.run_commands("uv pip install --system /opt/code")
+CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT
+# Less what codeship.CODE_IGNORE and .launchignore leave out (`launch --dry-run` lists it).
+image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))
+# A broken image fails while it builds, not in the first run: the runtime and the job's code import.
+image = image.run_commands("python -c 'import launcher.runtime.session, launcher.recipes.ppo'")
 volume = modal.Volume.from_name('launcher-checkpoints', create_if_missing=True, version=2)
 
 

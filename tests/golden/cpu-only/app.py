@@ -10,7 +10,7 @@ from pathlib import Path
 
 import modal
 
-from launcher.codeship import code_ignore
+from launcher import codeship, runtimeship
 
 SPEC = (
     {'checkpoint': {'async_write': 'auto',
@@ -54,25 +54,9 @@ SPEC = (
 )
 SPEC_HASH = 'f9d8576a63616dc9e9337125b565239a66c413e088563d81222e67015007c50e'
 DOCKERFILE = 'Dockerfile.cuda'
-# Left out of the repository's files, besides what .gitignore excludes (dockerignore-style).
-CODE_IGNORE = (
-    ['.git',
-     '.launch',
-     'launcher',
-     '**/__pycache__',
-     '**/*.pyc',
-     '**/*.egg-info',
-     '**/.DS_Store',
-     '**/.venv',
-     '**/venv',
-     '**/.tox',
-     '**/.nox',
-     '**/.mypy_cache',
-     '**/.pytest_cache',
-     '**/.ruff_cache',
-     '**/.hypothesis',
-     '**/.ipynb_checkpoints']
-)
+# The launcher that rendered this app: the image runs this version, from the installation that
+# deploys it (which refuses another version).
+LAUNCHER_VERSION = '0.1.0'
 
 
 def _repo_root() -> Path:
@@ -89,10 +73,21 @@ def _repo_root() -> Path:
 
 app = modal.App('cartpole-cpu')
 image = modal.Image.from_dockerfile(_repo_root() / DOCKERFILE, context_dir=_repo_root())
-# Local code goes in last (Modal requires add_local_* steps to end the image): the repository's
-# files into /root, where Python imports from, and the launcher package that rendered this app.
-image = image.add_local_dir(_repo_root(), "/root", ignore=code_ignore(_repo_root(), CODE_IGNORE))
-image = image.add_local_python_source("launcher", ignore=CODE_IGNORE)
+# The launcher runtime, whatever the Dockerfile installed: its dependencies at the versions
+# installed where this app is deployed (and rehearsed with `launch --local`), then the launcher
+# package itself, copied from that installation and first on PYTHONPATH. No index is asked for it.
+image = image.uv_pip_install(*runtimeship.pins(LAUNCHER_VERSION), uv_version=runtimeship.UV_VERSION)
+image = image.add_local_dir(runtimeship.package_dir(), runtimeship.RUNTIME_ROOT + "/launcher", copy=True,
+                            ignore=list(runtimeship.PACKAGE_IGNORE))
+# One layout for both code modes: the shipped tree at /opt/project, the working directory, so the
+# code imports from it and relative paths (data/train.csv) open as they do in the repository.
+image = image.env({"PYTHONPATH": runtimeship.RUNTIME_ROOT + ":" + codeship.CODE_DIR}).workdir(codeship.CODE_DIR)
+# This working tree as git sees it (tracked, and untracked but not ignored).
+CODE = _repo_root()
+# Less what codeship.CODE_IGNORE and .launchignore leave out (`launch --dry-run` lists it).
+image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))
+# A broken image fails while it builds, not in the first run: the runtime and the job's code import.
+image = image.run_commands("python -c 'import launcher.runtime.session, launcher.recipes.ppo'")
 volume = modal.Volume.from_name('launcher-checkpoints', create_if_missing=True, version=2)
 
 
