@@ -78,6 +78,24 @@ def work_copy(volumes: Path, volume: str, job: str, run_id: str, what: str) -> P
     return work_root(volumes, volume) / f"{job}@{run_id}-{what}"
 
 
+def check_folders(volumes: Path, volume: str, job: str) -> None:
+    """Refuse, in one line, what the local volume cannot keep safe: a job's folder that is a link
+    (it may point out of the volume: writes through it would skip the commit, and cleaning it
+    would reach what it points to), or a volume on another filesystem than its working copies
+    (they are hard links of it)."""
+    folder = volumes / volume / job
+    if folder.is_symlink():
+        raise RunError(f"{folder}: is a symbolic link (to {os.readlink(folder)}), not a folder on "
+                       f"volume {volume}; links are never followed: replace it with a folder")
+    work = work_root(volumes, volume)
+    work.mkdir(parents=True, exist_ok=True)
+    for path in (volumes / volume, folder):
+        if path.is_dir() and path.stat().st_dev != work.stat().st_dev:
+            raise RunError(f"{path}: on another filesystem than {work}, where each attempt keeps "
+                           "its working copy (hard links of the volume): keep the volumes folder "
+                           "on one filesystem (mount it whole, or pass --volumes-dir)")
+
+
 def clean_after_dead_runs(volumes: Path, volume: str, job: str, run_id: str) -> list[str]:
     """Under the job's lock: drop working copies of this job's earlier runs, and a lease that
     names another run (it is gone: a live one would hold the lock). What was said, for the log."""

@@ -57,6 +57,7 @@ from typing import Any
 from launcher.runtime import checkpoint, events, faults, hparams, protocol, stages
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
+from launcher.runtime.storage import StorageError
 from launcher.runtime.writer import Writer
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
@@ -456,13 +457,14 @@ class DistributedCheckpointer(Checkpointer):
         if self.acc.is_main_process:
             try:
                 self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
-            except Exception as exc:
-                outcome[0] = str(exc)
+            except Exception as exc:  # the kind goes with it: a full disk is permanent on every rank
+                outcome[0] = (isinstance(exc, StorageError), str(exc))
         if not self._on_node0:
             shutil.rmtree(stage, ignore_errors=True)
         broadcast_object_list(outcome)
         if outcome[0] is not None:
-            raise checkpoint.CheckpointError(outcome[0])
+            permanent, message = outcome[0]
+            raise (StorageError if permanent else checkpoint.CheckpointError)(message)
 
     def _staging_folder(self, step: int) -> Path:
         """Rank 0 makes one on the volume and tells the others; other nodes get local scratch."""

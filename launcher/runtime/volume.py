@@ -18,19 +18,28 @@ it. `commit()` applies this working copy's own changes since its last commit or 
 one volume therefore never undo each other. The supervisor throws the working copy away when
 the attempt ends, so whatever was not committed is lost, as on Modal.
 
+Locally a commit changes nothing outside its job's folder (`job`): a working copy holds every
+job's folder, and what it lacks there (a user cleaned `@work` while the run went on, another
+run's cleanup took it) must never be taken for deletions. Before each commit and reload the
+working copy is checked to be the one this object made, and the job's folder in it the one it
+saw last: a working copy removed or replaced under it fails the attempt (a VolumeError, in one
+line) and the volume stays as it was. A storage failure (full disk, read-only) is the user's:
+a StorageError, not retried.
+
 Hard links share the file itself with the committed state: write new files and rename them
 into place (as the checkpoint store does), never rewrite an existing file in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from launcher.runtime import tree
+from launcher.runtime import events, storage, tree
 from launcher.runtime.failures import VolumeError
 
 
@@ -45,6 +54,8 @@ def guarded(operation: Callable[[], None], what: str) -> None:
     retried), never taken for the job's own."""
     try:
         operation()
+    except (VolumeError, storage.StorageError):
+        raise  # said in full already
     except Exception as exc:
         raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -53,39 +64,91 @@ class LocalVolume:
     """Modal's commit/reload semantics on a local folder: `committed` is what others see,
     `path` this process's working copy (the mount, as the runtime sees it)."""
 
-    def __init__(self, committed: Path, path: Path) -> None:
+    def __init__(self, committed: Path, path: Path, job: str | None = None) -> None:
+        """`job`: the folder (relative to the volume) that commits may change; None: all of it."""
         self.committed = committed
         self.path = path
+        self.job = job
         self.commits = 0
-        committed.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(path, ignore_errors=True)
-        self._base = tree.clone(committed, path)
+        with self._storage("cannot make a working copy of the volume"):
+            committed.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(path, ignore_errors=True)
+            self._base = tree.clone(committed, path)
+        self._seen = self._identities()
+        self.damaged = False  # said once; never committed from again
 
     def commit(self) -> None:
         """Make this working copy's changes since the last commit or reload visible to others."""
+        if self.damaged:
+            return  # said when found: the container's final commit does not say it again
+        self._check_intact("committed")
         now = tree.snapshot(self.path)
-        tree.apply(tree.diff(self._base, now), self.path, self.committed, self._scratch())
+        with self._storage("cannot commit to the volume"):
+            tree.apply(self._own(tree.diff(self._base, now)), self.path, self.committed, self._scratch())
         self._base = now
+        self._seen = self._identities()
         self.commits += 1
 
     def reload(self) -> None:
         """See the latest committed state; changes not yet committed are kept on top of it."""
-        pending = tree.diff(self._base, tree.snapshot(self.path))
-        scratch = self._scratch()
-        fresh, old = scratch / "reload", scratch / "old"
-        base = tree.clone(self.committed, fresh)
-        (scratch / "apply").mkdir()
-        tree.apply(pending, self.path, fresh, scratch / "apply")
-        os.rename(self.path, old)
-        os.rename(fresh, self.path)
-        shutil.rmtree(old, ignore_errors=True)
+        self._check_intact("reloaded")
+        pending = self._own(tree.diff(self._base, tree.snapshot(self.path)))
+        with self._storage("cannot reload the volume"):
+            scratch = self._scratch()
+            fresh, old = scratch / "reload", scratch / "old"
+            base = tree.clone(self.committed, fresh)
+            (scratch / "apply").mkdir()
+            tree.apply(pending, self.path, fresh, scratch / "apply")
+            os.rename(self.path, old)
+            os.rename(fresh, self.path)
+            shutil.rmtree(old, ignore_errors=True)
         self._base = base
+        self._seen = self._identities()
+
+    def _own(self, changes: tree.Changes) -> tree.Changes:
+        """The job's own changes; the rest is said once and never committed."""
+        if self.job is None:
+            return changes
+        kept, others = tree.inside(changes, self.job)
+        if others:
+            more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+            events.log(f"warning: {self.committed / others[0]}{more}: changed outside the folder "
+                       f"of job {self.job} in its working copy; not committed (a job commits its "
+                       "own folder only)")
+        return kept
+
+    def _identities(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """The working copy's folder and the job's folder in it, as the filesystem names them."""
+        return _identity(self.path), None if self.job is None else _identity(self.path / self.job)
+
+    def _check_intact(self, what: str) -> None:
+        """The working copy is the one this object made, the job's folder the one it saw last
+        (or none was there): anything else is not this job's changes, and is never applied."""
+        root, job = self._seen
+        now_root, now_job = self._identities()
+        if now_root is None or now_root != root or (job is not None and now_job != job):
+            self.damaged = True
+            raise VolumeError(
+                f"{self.path}: this attempt's working copy of the volume was removed or replaced "
+                f"while it ran; not {what}: the volume is as it was (the changes since its last "
+                "commit are lost; the next attempt starts from that commit)")
+
+    @contextlib.contextmanager
+    def _storage(self, what: str) -> Iterator[None]:
+        """A storage failure (full disk, read-only, another filesystem) is the user's to fix."""
+        try:
+            yield
+        except OSError as exc:
+            found = storage.error(exc, what, named=self.committed)
+            if found is None:
+                raise
+            raise found from exc
 
     @staticmethod
-    def from_environment() -> LocalVolume:
+    def from_environment(job: str | None = None) -> LocalVolume:
         """The volume a local worker was given: LAUNCH_VOLUME (committed), LAUNCH_CHECKPOINT_DIR
-        (its working copy)."""
-        return LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]))
+        (its working copy); its commits change `job`'s folder only."""
+        return LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]), job)
 
     @staticmethod
     def discard(path: Path) -> None:
@@ -99,6 +162,14 @@ class LocalVolume:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         return scratch
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _scratch_of(path: Path) -> Path:
