@@ -44,6 +44,10 @@ class CheckpointError(Exception):
     """A checkpoint could not be written, read or verified."""
 
 
+class StorageRefused(CheckpointError, StorageError):
+    """A checkpoint the storage refused (full, read-only): permanent, said path first."""
+
+
 class Incompatible(Exception):
     """A checkpoint that loads but must not be resumed (e.g. the model's config changed).
 
@@ -319,12 +323,12 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _failed(step: int, exc: BaseException, root: Path, where: Path) -> CheckpointError | StorageError:
+def _failed(step: int, exc: BaseException, root: Path, where: Path) -> CheckpointError:
     """Why the checkpoint was not written to `where` (in `root`): the storage's fault (permanent,
-    said with `root` first), or any other (a CheckpointError)."""
+    said with `root` first), or any other."""
     found = storage.error(exc, f"checkpoint after update {step} not written (earlier checkpoints "
                                "are intact)", where, named=root)
-    return found if found is not None else CheckpointError(_not_written(step, exc))
+    return StorageRefused(str(found)) if found is not None else CheckpointError(_not_written(step, exc))
 
 
 def _not_written(step: int, exc: BaseException) -> str:

@@ -57,7 +57,6 @@ from typing import Any
 from launcher.runtime import checkpoint, events, faults, hparams, protocol, stages
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.storage import StorageError
 from launcher.runtime.writer import Writer
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
@@ -458,13 +457,13 @@ class DistributedCheckpointer(Checkpointer):
             try:
                 self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
             except Exception as exc:  # the kind goes with it: a full disk is permanent on every rank
-                outcome[0] = (isinstance(exc, StorageError), str(exc))
+                outcome[0] = (isinstance(exc, checkpoint.StorageRefused), str(exc))
         if not self._on_node0:
             shutil.rmtree(stage, ignore_errors=True)
         broadcast_object_list(outcome)
         if outcome[0] is not None:
             permanent, message = outcome[0]
-            raise (StorageError if permanent else checkpoint.CheckpointError)(message)
+            raise (checkpoint.StorageRefused if permanent else checkpoint.CheckpointError)(message)
 
     def _staging_folder(self, step: int) -> Path:
         """Rank 0 makes one on the volume and tells the others; other nodes get local scratch."""

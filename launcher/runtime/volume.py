@@ -33,8 +33,10 @@ into place (as the checkpoint store does), never rewrite an existing file in pla
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -74,8 +76,8 @@ class LocalVolume:
             committed.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(path, ignore_errors=True)
             self._base = tree.clone(committed, path)
-        self._seen = self._identities()
         self.damaged = False  # said once; never committed from again
+        self._held = _Held(path, job)
 
     def commit(self) -> None:
         """Make this working copy's changes since the last commit or reload visible to others."""
@@ -86,7 +88,7 @@ class LocalVolume:
         with self._storage("cannot commit to the volume"):
             tree.apply(self._own(tree.diff(self._base, now)), self.path, self.committed, self._scratch())
         self._base = now
-        self._seen = self._identities()
+        self._held.see_job()
         self.commits += 1
 
     def reload(self) -> None:
@@ -103,7 +105,8 @@ class LocalVolume:
             os.rename(fresh, self.path)
             shutil.rmtree(old, ignore_errors=True)
         self._base = base
-        self._seen = self._identities()
+        self._held.close()
+        self._held = _Held(self.path, self.job)
 
     def _own(self, changes: tree.Changes) -> tree.Changes:
         """The job's own changes; the rest is said once and never committed."""
@@ -117,16 +120,10 @@ class LocalVolume:
                        "own folder only)")
         return kept
 
-    def _identities(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-        """The working copy's folder and the job's folder in it, as the filesystem names them."""
-        return _identity(self.path), None if self.job is None else _identity(self.path / self.job)
-
     def _check_intact(self, what: str) -> None:
         """The working copy is the one this object made, the job's folder the one it saw last
         (or none was there): anything else is not this job's changes, and is never applied."""
-        root, job = self._seen
-        now_root, now_job = self._identities()
-        if now_root is None or now_root != root or (job is not None and now_job != job):
+        if not self._held.intact():
             self.damaged = True
             raise VolumeError(
                 f"{self.path}: this attempt's working copy of the volume was removed or replaced "
@@ -164,12 +161,52 @@ class LocalVolume:
         return scratch
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+class _Held:
+    """The working copy's folder and the job's folder in it, held open: a folder removed and made
+    again under the same path is then another folder (its inode cannot be reused while held)."""
+
+    def __init__(self, path: Path, job: str | None) -> None:
+        self.paths = [path] + ([path / job] if job is not None else [])
+        self.fds: list[int | None] = [_open(p) for p in self.paths]
+        self._closer = weakref.finalize(self, _close, self.fds)
+
+    def see_job(self) -> None:
+        """The job's folder, once there (the run's first commit may have made it)."""
+        if len(self.fds) > 1 and self.fds[1] is None:
+            self.fds[1] = _open(self.paths[1])
+
+    def intact(self) -> bool:
+        return self.fds[0] is not None and all(
+            fd is None or _same(fd, path) for fd, path in zip(self.fds, self.paths))
+
+    def close(self) -> None:
+        self._closer()
+
+
+def _open(path: Path) -> int | None:
     try:
-        stat = os.lstat(path)
-    except FileNotFoundError:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return stat.st_dev, stat.st_ino
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link where a folder should be
+            return None
+        raise
+
+
+def _same(fd: int, path: Path) -> bool:
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _close(fds: list[int | None]) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def _scratch_of(path: Path) -> Path:
