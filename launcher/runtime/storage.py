@@ -25,6 +25,8 @@ from launcher.runtime.failures import PermanentError
 CAUSES = {
     errno.ENOSPC: ("no space left on device", "free space there, then launch again"),
     errno.EDQUOT: ("disk quota exceeded", "free space there, then launch again"),
+    errno.EFBIG: ("file too large for the filesystem or the process's limit (ulimit -f)",
+                  "raise the limit, then launch again"),
     errno.EROFS: ("read-only file system", "make it writable, then launch again"),
     errno.EXDEV: ("on another filesystem than the rest of the volume",
                   "keep the volumes folder on one filesystem, then launch again"),

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,8 @@ from runjob import RECIPES, checkpoints, launch_local, probe_spec, write_spec
 
 from launcher.errors import RunError
 from launcher.runtime import checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def manifests(job: Path) -> dict[str, dict]:
@@ -139,3 +145,28 @@ def test_a_volume_on_another_filesystem_is_refused_before_any_attempt(tmp_path: 
         assert list(shm.iterdir()) == []
     finally:
         shutil.rmtree(shm)
+
+
+def test_a_stage_that_cannot_write_its_data_commits_no_partial_file(tmp_path: Path) -> None:
+    """A real OS error at the OS boundary: the digits pipeline under a file-size limit (as a full
+    disk, the write fails part-way). Prepare used to commit `data/.tmp-digits.pt` and spend every
+    attempt on torch's "enforce fail at inline_container.cc"."""
+    def limited() -> None:  # in the child: writes past 64 KiB fail with EFBIG, no signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    spec = tmp_path / "digits.yaml"
+    text = (ROOT / "jobs" / "digits.yaml").read_text()
+    spec.write_text(text.replace("    retries: 1\n    config: {test_fraction", "    retries: 2\n    config: {test_fraction"))
+    volumes = tmp_path / "volumes"
+    run = subprocess.run([sys.executable, "-m", "launcher.cli", str(spec), "--local", "--volumes-dir", str(volumes)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    data = volumes / "digits" / "digits" / "data"
+    assert (f"  failed in    prepare: {data}: stages.prepare failed writing its data: file too large "
+            "for the filesystem or the process's limit (ulimit -f); a retry would fail the same way: "
+            "raise the limit, then launch again") in output
+    assert "attempts 1 (1: permanent)" in output
+    assert "inline_container" not in output and "Traceback" not in output
+    assert sorted(p.name for p in data.iterdir()) == []
