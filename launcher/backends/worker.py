@@ -142,7 +142,9 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         if os.environ.get("LAUNCH_DEBUG") == "1":
             traceback.print_exc()
-        if (found := storage.error(exc, "the attempt failed")) is not None:  # full disk, read-only
+        volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
+        found = storage.error(exc, "the attempt failed", Path(volume) if volume else None)
+        if found is not None:  # a full disk, a read-only one: no retry fixes it
             events.log(f"error: {found}")
             events.emit("failure", kind="permanent", message=str(found))
             return EXIT_PERMANENT

@@ -108,7 +108,7 @@ def test_a_full_disk_in_a_stage_spends_one_attempt(tmp_path: Path) -> None:
     run = run_forked(write_spec(tmp_path, spec), "enospc:prepare-run:1")
     assert run.code == 1
     assert "attempts 1 (1: permanent)" in run.output, run.output
-    assert ": the attempt failed: no space left on device; a retry would fail the same way" in run.output
+    assert "the attempt failed: no space left on device; a retry would fail the same way" in run.output
 
 
 def test_a_read_only_volumes_folder_is_one_located_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
