@@ -25,6 +25,7 @@ from typing import IO
 
 from launcher.errors import RunError
 from launcher.runtime import checkpoint, lease
+from launcher.runtime.volume import LocalVolume
 
 
 class JobLock:
@@ -101,10 +102,14 @@ def clean_after_dead_runs(volumes: Path, volume: str, job: str, run_id: str) -> 
     names another run (it is gone: a live one would hold the lock). What was said, for the log."""
     said = []
     work = work_root(volumes, volume)
-    if work.is_dir():
-        for copy in work.iterdir():
-            if copy.name.startswith(f"{job}@"):
-                shutil.rmtree(copy, ignore_errors=True)
+    copies = sorted(c for c in work.iterdir() if c.name.startswith(f"{job}@")) if work.is_dir() else []
+    # The lock above is a file a user can remove: a working copy in use says a run is alive.
+    if live := [c for c in copies if LocalVolume.in_use(c)]:
+        raise RunError(f"{job}: already running on volume {volume} (its working copy {live[0]} is "
+                       f"in use, although its lock in {volumes / '@locks'} is gone); wait for it "
+                       "to end or stop it")
+    for copy in copies:
+        shutil.rmtree(copy, ignore_errors=True)
     folder = volumes / volume / job
     holder = lease.read(folder)
     if holder is not None and holder.call_id != run_id:

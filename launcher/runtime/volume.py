@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import weakref
@@ -148,6 +149,20 @@ class LocalVolume:
         return LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]), job)
 
     @staticmethod
+    def in_use(path: Path) -> bool:
+        """Whether a live process holds the working copy at `path` (see _Held)."""
+        fd = _open(path)
+        if fd is None:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    @staticmethod
     def discard(path: Path) -> None:
         """Throw a working copy away (the attempt that used it is over), with its scratch."""
         for folder in (path, _scratch_of(path)):
@@ -163,12 +178,17 @@ class LocalVolume:
 
 class _Held:
     """The working copy's folder and the job's folder in it, held open: a folder removed and made
-    again under the same path is then another folder (its inode cannot be reused while held)."""
+    again under the same path is then another folder (its inode cannot be reused while held).
+    The working copy's folder is locked too (`fcntl.flock`, dropped by the kernel when every
+    process holding it is gone): another run's cleanup never takes a working copy in use."""
 
     def __init__(self, path: Path, job: str | None) -> None:
         self.paths = [path] + ([path / job] if job is not None else [])
         self.fds: list[int | None] = [_open(p) for p in self.paths]
         self._closer = weakref.finalize(self, _close, self.fds)
+        if self.fds[0] is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fds[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def see_job(self) -> None:
         """The job's folder, once there (the run's first commit may have made it)."""

@@ -52,6 +52,31 @@ def test_removing_the_working_copies_during_a_run_deletes_nothing_on_the_volume(
     assert "Traceback" not in run.output
 
 
+def test_with_its_lock_removed_a_running_job_still_refuses_a_second_run(tmp_path: Path) -> None:
+    """`rm -rf .launch/volumes/@locks` during a run, then `launch` of the job again: the second
+    run used to take the first's working copy and lease as a dead run's, and the first's next
+    commit wiped the volume. A working copy in use says its run is alive."""
+    other = write_spec(tmp_path, {**probe_spec(steps=6), "name": "other"}, name="other.yaml")
+    assert run_forked(other).code == 0
+    volumes = tmp_path / "volumes"
+    theirs = manifests(volumes / "vol" / "other")
+    again = write_spec(tmp_path / "again", probe_spec(steps=3))
+    shutil.copy(RECIPES / "vandal_recipe.py", tmp_path)
+    spec = probe_spec(steps=9, train={"recipe": "vandal_recipe:Vandal", "config": {
+        "remove": str(volumes / "@locks"), "at": 4, "relaunch": str(again), "volumes": str(volumes)}})
+    run = launch_local(write_spec(tmp_path, spec))
+    assert run.code == 0, run.output
+    code, said = (tmp_path / "relaunch.txt").read_text().split("\n", 1)
+    assert code == "1"
+    assert said.startswith(f"probe: already running on volume vol (its working copy {volumes}/@work/vol/"
+                           f"probe@"), said
+    assert said.endswith(f" is in use, although its lock in {volumes}/@locks is gone); wait for it to "
+                         "end or stop it\n"), said
+    assert manifests(volumes / "vol" / "other") == theirs
+    assert checkpoints(volumes / "vol" / "probe") == ["step-00000003", "step-00000006", "step-00000009"]
+    assert "attempts     1 (1: finished)" in run.output
+
+
 def test_a_job_folder_that_is_a_link_is_refused_and_never_followed(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / ".tmp-step-00000003-x").mkdir(parents=True)
