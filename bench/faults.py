@@ -283,12 +283,14 @@ def _namespace() -> list[str] | None:
 
 
 def _launch_mounted(folder: Path, spec: Path, mounts: str, ns: list[str]) -> tuple[int, str]:
-    """`launch SPEC --local` with `mounts` (shell commands run first, in a private namespace)."""
+    """`launch SPEC --local` with `mounts` (shell commands run first, in a private namespace);
+    then, while the mounts are still there, a `LEFTOVER path` line for each temporary file."""
     import os
     import shlex
 
-    command = (f"{mounts} && exec {shlex.quote(sys.executable)} -m launcher.cli {shlex.quote(str(spec))} "
-               f"--local --volumes-dir volumes")
+    command = (f"{mounts} && {{ {shlex.quote(sys.executable)} -m launcher.cli {shlex.quote(str(spec))} "
+               "--local --volumes-dir volumes; code=$?; find volumes -name '.tmp-*' -printf "
+               "'LEFTOVER %p\\n'; exit $code; }")
     env = {**os.environ, "PROBE_DIR": str(folder)}
     env.pop("LAUNCH_FAULT", None)
     run = subprocess.run([*ns, "sh", "-c", command], cwd=folder, env=env, capture_output=True,
@@ -296,7 +298,7 @@ def _launch_mounted(folder: Path, spec: Path, mounts: str, ns: list[str]) -> tup
     return run.returncode, run.stdout + run.stderr
 
 
-def _storage_problems(code: int, output: str, volumes: Path) -> list[str]:
+def _storage_problems(code: int, output: str) -> list[str]:
     """What a storage failure must never do: exit 3, a traceback, torch's internals, every attempt
     spent, a partial file on the volume."""
     problems = _common(code, output) + ([] if code == 1 else ["other"])
@@ -304,7 +306,7 @@ def _storage_problems(code: int, output: str, volumes: Path) -> list[str]:
         problems.append("other")
     if "(1: transient, 2: transient" in output:
         problems.append("other")  # retried although a retry fails the same way
-    if volumes.is_dir() and any(p.name.startswith(".tmp-") for p in volumes.rglob("*")):
+    if "LEFTOVER " in output:
         problems.append("left over")
     return problems
 
@@ -428,7 +430,7 @@ def volume_drills() -> int:
                     spec.write_text((ROOT / "jobs" / "digits.yaml").read_text()
                                     .replace("steps: 400", "steps: 10").replace("every_steps: 100", "every_steps: 5"))
                 code, output = _launch_mounted(place, spec, mounts, ns)
-                problems = _storage_problems(code, output, place / "volumes")
+                problems = _storage_problems(code, output)
                 error = next((line for line in output.splitlines()
                               if line.startswith(("  failed in", "  error", "volumes"))), "")
                 report(f"{what}: exit {code}: {error.strip()[:160]}", problems, output)
