@@ -140,7 +140,7 @@ class StageSession:
                                  "machine's environment") from exc
         except Exception as exc:  # a full or read-only disk: no retry frees it
             found = storage.error(exc, f"stages.{self.stage.name} failed writing its data",
-                                  self.folders.data)
+                                  self.folders.data, otherwise=self.folders.data)
             if found is None:
                 raise
             raise found from exc

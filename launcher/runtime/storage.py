@@ -77,13 +77,13 @@ def filesystem_cause(where: Path) -> int | None:
 
 
 def error(exc: BaseException, what: str, where: Path | None = None, *,
-          named: Path | None = None) -> StorageError | None:
+          named: Path | None = None, otherwise: Path | None = None) -> StorageError | None:
     """A StorageError for `exc` (what failed: `what`), or None when storage is not the cause.
 
     `where`: the folder being written. When the exception names no errno, its filesystem is
     asked (a library's write failure, OSError or RuntimeError, on a full or read-only disk);
     when it names one but no path, `where` is named if its filesystem says the same. The line
-    names `named` first, else that path."""
+    names `named` first, else that path, else `otherwise`."""
     found = errno_of(exc)
     code, path = found if found is not None else (None, None)
     if code is None and where is not None and isinstance(exc, (OSError, RuntimeError)):
@@ -94,7 +94,7 @@ def error(exc: BaseException, what: str, where: Path | None = None, *,
     if path is None and where is not None and filesystem_cause(where) == code:
         path = str(where)
     cause, remedy = CAUSES[code]
-    place = named or (Path(path) if path is not None else None)
+    place = named or (Path(path) if path is not None else otherwise)
     text = f"{what}: {cause}; a retry would fail the same way: {remedy}"
     return StorageError(f"{shown(place)}: {text}" if place is not None else text)
 
