@@ -3,6 +3,7 @@ a volume.
 
 Run: python bench/faults.py [--fuzz N] [--steps S --every E] [--no-kills] [--no-drills]
                            [--no-driver-drills] [--no-stage-drills] [--no-checkpoint-drills]
+                           [--no-volume-drills]
 
 Fuzz: cases of tests/test_fuzz.py (mutated specs, wild free text, random YAML and bytes)
 through `launch check` and, for a quarter, `launch --dry-run`, in-process; each distinct input
@@ -50,6 +51,14 @@ first save; an older launcher's checkpoints of it stop the run and stay); manife
 or with `extra` fields of the wrong type (skipped with a warning); changed `train.*` settings
 (reported); a recipe drawing from Python's `random` in two processes (two runs and a resumed one
 bit-identical).
+
+Volume drills, through real `launch --local` processes: the working copies (`@work`) or the
+locks (`@locks`, then the job launched again) removed during a run with another job on the
+volume; `checkpoint.volume` '..' and '.'; a job folder and a leftover that are links out of the
+volume; a read-only volumes folder, a volume on another filesystem and a full disk (in prepare,
+at a checkpoint) on real mounts in a private mount namespace where the machine allows one.
+Nothing of another job's may be lost, no exit 3, no traceback, no torch internals, no partial
+file left on the volume, and a storage failure spends one attempt.
 
 Prints counts and every escape; exits 1 if there was any.
 """
@@ -671,6 +680,174 @@ def checkpoint_drills() -> int:
     print(f"checkpoint drills: resume: never, unloadable recipe state, malformed manifests, train "
           f"changes, two-process random; in {time.monotonic() - start:.0f} s")
     print(tally.line("checkpoint drills"))
+
+def _namespace() -> list[str] | None:
+    """How to run a command in a private mount namespace (to mount a small, read-only or second
+    filesystem for one `launch`), or None where this machine does not allow it."""
+    for prefix in (["unshare", "--mount"], ["unshare", "--mount", "--map-root-user"]):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+                return prefix
+        except FileNotFoundError:
+            return None
+    return None
+
+
+def _launch_mounted(folder: Path, spec: Path, mounts: str, ns: list[str]) -> tuple[int, str]:
+    """`launch SPEC --local` with `mounts` (shell commands run first, in a private namespace);
+    then, while the mounts are still there, a `LEFTOVER path` line for each temporary file."""
+    import os
+    import shlex
+
+    command = (f"{mounts} && {{ {shlex.quote(sys.executable)} -m launcher.cli {shlex.quote(str(spec))} "
+               "--local --volumes-dir volumes; code=$?; find volumes -name '.tmp-*' -printf "
+               "'LEFTOVER %p\\n'; exit $code; }")
+    env = {**os.environ, "PROBE_DIR": str(folder)}
+    env.pop("LAUNCH_FAULT", None)
+    run = subprocess.run([*ns, "sh", "-c", command], cwd=folder, env=env, capture_output=True,
+                         text=True, timeout=RUN_TIMEOUT_S)
+    return run.returncode, run.stdout + run.stderr
+
+
+def _storage_problems(code: int, output: str) -> list[str]:
+    """What a storage failure must never do: exit 3, a traceback, torch's internals, every attempt
+    spent, a partial file on the volume."""
+    problems = _common(code, output) + ([] if code == 1 else ["other"])
+    if "inline_container" in output:
+        problems.append("other")
+    if "(1: transient, 2: transient" in output:
+        problems.append("other")  # retried although a retry fails the same way
+    if "LEFTOVER " in output:
+        problems.append("left over")
+    return problems
+
+
+def volume_drills() -> int:
+    """The local volume deletes nothing its job does not own, and a storage failure is the user's:
+    through real `launch --local` processes; small, read-only and second filesystems are real
+    mounts where this machine allows a private mount namespace."""
+    import shutil
+
+    from runjob import RECIPES, checkpoints, launch_local, probe_spec, write_spec
+    from test_signals import rows, start_launch, wait_for
+
+    from launcher.runtime import checkpoint
+
+    tally = Tally()
+    start = time.monotonic()
+
+    def report(what: str, problems: list[str], output: str) -> None:
+        print(f"  {what}: {', '.join(problems) or 'ok'}")
+        tally.add(problems, output)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        # @work removed during a run, another job's checkpoints on the volume.
+        work = folder / "work"
+        other = launch_local(write_spec(work, {**probe_spec(steps=6), "name": "other"}, name="other.yaml"))
+        theirs = checkpoints(work / "volumes" / "vol" / "other")
+        shutil.copy(RECIPES / "vandal_recipe.py", work)
+        run = launch_local(write_spec(work, probe_spec(steps=9, train={
+            "recipe": "vandal_recipe:Vandal",
+            "config": {"remove": str(work / "volumes" / "@work"), "at": 4}})))
+        problems = _common(run.code, run.output) + ([] if run.code == 0 and other.code == 0 else ["other"])
+        if checkpoints(work / "volumes" / "vol" / "other") != theirs or len(theirs) != 2:
+            problems.append("checkpoints lost")
+        if checkpoints(work / "volumes" / "vol" / "probe") != ["step-00000003", "step-00000006", "step-00000009"]:
+            problems.append("checkpoints lost")
+        if "resumed from step-00000003" not in run.output:
+            problems.append("wrong loads")
+        report(f"@work removed during a run: exit {run.code}", problems, run.output)
+
+        # @locks removed during a run, then the same job launched again: the lock is gone, but the
+        # first run's working copy in use refuses the second; nothing is deleted.
+        locks = folder / "locks"
+        locks.mkdir()
+        launch_local(write_spec(locks, {**probe_spec(steps=6), "name": "other"}, name="other.yaml"))
+        theirs = checkpoints(locks / "volumes" / "vol" / "other")
+        first = start_launch(locks, probe_spec(steps=400, retries={"max_retries": 0},
+                                               train={"config": {"delay_s": 0.05}}))
+        wait_for("the first run to commit a checkpoint",
+                 lambda: checkpoints(locks / "volumes" / "vol" / "probe") and len(rows(locks)) >= 8)
+        shutil.rmtree(locks / "volumes" / "@locks")
+        second = launch_local(write_spec(locks / "second", probe_spec(steps=3)), "--volumes-dir",
+                              str(locks / "volumes"))
+        code = first.wait(timeout=RUN_TIMEOUT_S)
+        output = (locks / "launch.log").read_text()
+        problems = _common(code, output) + _common(second.code, second.output)
+        if checkpoints(locks / "volumes" / "vol" / "other") != theirs or len(theirs) != 2:
+            problems.append("checkpoints lost")
+        if not checkpoint.complete(locks / "volumes" / "vol" / "probe"):
+            problems.append("checkpoints lost")
+        if code != 0 or second.code != 1 or "already running" not in second.output:
+            problems.append("other")  # two runs of one job at once
+        report(f"@locks removed, the job launched again: the first exit {code}, the second exit "
+               f"{second.code}", problems, output + second.output)
+
+        # checkpoint.volume '..' and '.': refused by check and by a run, nothing written.
+        names = folder / "names"
+        for name in ("..", "."):
+            spec = write_spec(names, probe_spec(steps=3, checkpoint={"volume": name}))
+            run = launch_local(spec)
+            problems = _common(run.code, run.output) + ([] if run.code == 1 else ["other"])
+            if not run.output.startswith(f"{spec}:") or len(run.output.strip().splitlines()) != 1:
+                problems.append("other")
+            if (names / "volumes").exists() or (names / "probe").exists():
+                problems.append("other")
+            report(f"checkpoint.volume {name!r}: exit {run.code}", problems, run.output)
+
+        # A job folder that is a link out of the volume; a `.trash-` leftover that is a link.
+        linked = folder / "linked"
+        (linked / "elsewhere").mkdir(parents=True)
+        (linked / "elsewhere" / "notes.txt").write_text("a user's file")
+        (linked / "volumes" / "vol").mkdir(parents=True)
+        (linked / "volumes" / "vol" / "probe").symlink_to(linked / "elsewhere")
+        run = launch_local(write_spec(linked, probe_spec(steps=3)))
+        problems = _common(run.code, run.output) + ([] if run.code == 1 else ["other"])
+        if [p.name for p in (linked / "elsewhere").iterdir()] != ["notes.txt"]:
+            problems.append("other")
+        report(f"a job folder linked out of the volume: exit {run.code}", problems, run.output)
+        trash = folder / "trash"
+        launch_local(write_spec(trash, probe_spec(steps=3)))
+        (trash / "outside").mkdir()
+        (trash / "volumes" / "vol" / "probe" / ".trash-step-00000001-ff").symlink_to(trash / "outside")
+        runs = [launch_local(write_spec(trash, probe_spec(steps=s))) for s in (4, 5)]
+        problems = [p for r in runs for p in _common(r.code, r.output)]
+        if [r.output.count("removed leftover .trash-") for r in runs] != [1, 0] or not (trash / "outside").is_dir():
+            problems.append("left over")
+        report("a .trash- leftover that is a link: removed once, not followed", problems,
+               runs[-1].output)
+
+        # Storage: read-only, another filesystem, a full disk (prepare's data; a checkpoint).
+        ns = _namespace()
+        if ns is None:
+            print("  storage drills on real filesystems: not run (no private mount namespace here)")
+        else:
+            drills_on = [
+                ("a read-only volumes folder", "probe", "mount --bind volumes volumes && "
+                 "mount -o remount,bind,ro volumes"),
+                ("a volume on another filesystem", "probe", "mkdir -p volumes/vol && "
+                 "mount -t tmpfs -o size=20m tmpfs volumes/vol"),
+                ("a full disk in prepare (300 KiB)", "digits", "mount -t tmpfs -o size=300k tmpfs volumes"),
+                ("a full disk at a checkpoint (600 KiB)", "digits", "mount -t tmpfs -o size=600k tmpfs volumes"),
+            ]
+            for index, (what, kind, mounts) in enumerate(drills_on):
+                place = folder / f"storage-{index}"
+                (place / "volumes").mkdir(parents=True)
+                if kind == "probe":
+                    spec = write_spec(place, probe_spec(steps=3))
+                else:
+                    spec = place / "digits.yaml"
+                    spec.write_text((ROOT / "jobs" / "digits.yaml").read_text()
+                                    .replace("steps: 400", "steps: 10").replace("every_steps: 100", "every_steps: 5"))
+                code, output = _launch_mounted(place, spec, mounts, ns)
+                problems = _storage_problems(code, output)
+                error = next((line for line in output.splitlines()
+                              if line.startswith(("  failed in", "  error", "volumes"))), "")
+                report(f"{what}: exit {code}: {error.strip()[:160]}", problems, output)
+    print(f"volume drills: @work and @locks removed during a run, '..' and '.' as volume names, "
+          f"links, read-only / other / full filesystems; in {time.monotonic() - start:.0f} s")
+    print(tally.line("volume drills"))
     return sum(tally.kinds.values())
 
 
@@ -685,6 +862,8 @@ def main() -> int:
     parser.add_argument("--no-stage-drills", action="store_true", help="skip the stage drills")
     parser.add_argument("--no-checkpoint-drills", action="store_true",
                         help="skip the drills of checkpoint ownership")
+    parser.add_argument("--no-volume-drills", action="store_true",
+                        help="skip the local volume's drills (removed folders, links, storage errors)")
     args = parser.parse_args()
     escapes = fuzz(args.fuzz) if args.fuzz else 0
     escapes += 0 if args.no_kills else kills(args.steps, args.every)
@@ -692,6 +871,7 @@ def main() -> int:
     escapes += 0 if args.no_driver_drills else driver_drills()
     escapes += 0 if args.no_stage_drills else stage_drills()
     escapes += 0 if args.no_checkpoint_drills else checkpoint_drills()
+    escapes += 0 if args.no_volume_drills else volume_drills()
     print(f"escapes: {escapes}")
     return 1 if escapes else 0
 

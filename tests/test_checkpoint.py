@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,11 +147,11 @@ def test_failed_save_removes_nothing_and_leaves_no_temp(tmp_path: Path) -> None:
 
 def test_enospc_message(tmp_path: Path) -> None:
     save(tmp_path, 100)
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(checkpoint.StorageRefused) as info:  # permanent: no retry frees the disk
         checkpoint.save(tmp_path, 200, enospc, spec_hash="abc123")
     assert str(info.value) == (
-        "checkpoint after update 200 not written: No space left on device (errno 28); "
-        "earlier checkpoints are intact"
+        f"{tmp_path}: checkpoint after update 200 not written (earlier checkpoints are intact): "
+        "no space left on device; a retry would fail the same way: free space there, then launch again"
     )
     assert names(tmp_path) == ["step-00000100"]
 
@@ -160,7 +161,8 @@ def test_enospc_while_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint, "_sha256", no_space)
-    with pytest.raises(CheckpointError, match=r"^checkpoint after update 100 not written: No space"):
+    with pytest.raises(checkpoint.StorageRefused, match=r"^/.*: checkpoint after update 100 not written "
+                                                       r"\(earlier checkpoints are intact\): no space"):
         save(tmp_path, 100)
     assert names(tmp_path) == []
 
@@ -390,3 +392,72 @@ def test_keep_last_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^keep_last must be at least 1, got 0$"):
         save(tmp_path, 100, keep_last=0)
     assert names(tmp_path) == []
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch, where: Path) -> None:
+    """The filesystem under `where` says it is full (os.statvfs, as after a write filled it)."""
+    real = os.statvfs
+
+    def statvfs(path: str | os.PathLike[str]) -> os.statvfs_result:
+        found = real(path)
+        if not Path(path).resolve().is_relative_to(where.resolve()):
+            return found
+        fields = list(found)
+        fields[4] = 0  # f_bavail
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+def test_a_full_disk_behind_a_library_s_own_message_is_said_as_a_full_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's zip writer reports a full disk without the OS error: the filesystem is asked."""
+    def torch_save(tmp: Path) -> None:
+        (tmp / "optimizer.bin").write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 960 vs 854")
+
+    save(tmp_path, 100)
+    _full_disk(monkeypatch, tmp_path)
+    with pytest.raises(checkpoint.StorageRefused) as info:
+        checkpoint.save(tmp_path, 200, torch_save, spec_hash="abc123")
+    assert str(info.value) == (
+        f"{tmp_path}: checkpoint after update 200 not written (earlier checkpoints are intact): "
+        "no space left on device; a retry would fail the same way: free space there, then launch again"
+    )
+    assert "inline_container" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000100"]  # the partial file is gone
+
+
+def test_the_same_failure_with_room_on_the_disk_is_not_called_a_full_disk(tmp_path: Path) -> None:
+    def torch_save(tmp: Path) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 960 vs 854")
+
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.save(tmp_path, 100, torch_save, spec_hash="abc123")
+    assert not isinstance(info.value, checkpoint.StorageRefused)
+
+
+def test_a_rust_library_s_os_error_is_read(tmp_path: Path) -> None:
+    def safetensors_save(tmp: Path) -> None:
+        raise RuntimeError("Error while serializing: I/O error: Read-only file system (os error 30)")
+
+    with pytest.raises(checkpoint.StorageRefused, match=r": read-only file system; a retry would fail "
+                                                       r"the same way: make it writable"):
+        checkpoint.save(tmp_path, 100, safetensors_save, spec_hash="abc123")
+
+
+def test_links_are_never_checkpoints_nor_cleaned_through(tmp_path: Path) -> None:
+    """A step folder or a leftover that is a symbolic link out of the job's folder is never
+    loaded, retained or followed: the link goes (a leftover), what it points to stays."""
+    root, outside = tmp_path / "job", tmp_path / "outside"
+    save(root, 100)
+    shutil.copytree(root / "step-00000100", outside / "step-00000900")
+    (outside / "keep.txt").write_text("not the job's")
+    (root / "step-00000900").symlink_to(outside / "step-00000900")
+    (root / ".trash-step-00000050-ab").symlink_to(outside)
+    assert [c.step for c in checkpoint.complete(root)] == [100]
+    assert checkpoint.newest_usable(root, lambda c: None, print).step == 100
+    assert checkpoint.clean_temp(root) == [".trash-step-00000050-ab"]
+    assert checkpoint.clean_temp(root) == []  # gone, not reported again on every run
+    assert (outside / "keep.txt").read_text() == "not the job's"
+    assert (outside / "step-00000900" / checkpoint.MANIFEST).is_file()

@@ -4,11 +4,16 @@ commit applies only this copy's changes (two jobs on one volume never undo each 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from launcher.runtime import tree
+from launcher.runtime.failures import VolumeError
+from launcher.runtime.storage import StorageError
 from launcher.runtime.volume import LocalVolume
 
 
@@ -105,3 +110,82 @@ def test_processes_sharing_a_working_copy_may_commit_the_same_change_twice(tmp_p
     (main.path / "job" / "lease.json").unlink()
     main.commit()
     assert files(committed) == {"job/step-3/model": "m3", "job/step-3/optimizer": "o3"}
+
+
+def test_a_commit_changes_nothing_outside_its_job_s_folder(tmp_path: Path) -> None:
+    committed = tmp_path / "vol"
+    write(committed / "other" / "step-1" / "model", "o1")
+    write(committed / "top.txt", "a user's file")
+    mine = LocalVolume(committed, tmp_path / "work", job="mine")
+    shutil.rmtree(mine.path / "other")  # someone cleaned the working copy as scratch space
+    (mine.path / "top.txt").unlink()
+    write(mine.path / "stray.txt", "written outside the job's folder")
+    write(mine.path / "mine" / "step-1" / "model", "m1")
+    mine.commit()
+    assert files(committed) == {"mine/step-1/model": "m1", "other/step-1/model": "o1",
+                                "top.txt": "a user's file"}
+
+
+def test_a_removed_working_copy_fails_the_commit_and_leaves_the_volume_as_it_was(tmp_path: Path) -> None:
+    committed = tmp_path / "vol"
+    write(committed / "other" / "data" / "x", "theirs")
+    write(committed / "mine" / "step-1" / "model", "m1")
+    volume = LocalVolume(committed, tmp_path / "work", job="mine")
+    before = files(committed)
+    shutil.rmtree(volume.path)  # `rm -rf .launch/volumes/@work` while the run goes on
+    write(volume.path / "mine" / "step-2" / "model", "m2")  # the next save makes its folders again
+    with pytest.raises(VolumeError, match=rf"^{volume.path}: this attempt's working copy of the volume "
+                                          r"was removed or replaced while it ran; not committed"):
+        volume.commit()
+    assert files(committed) == before
+    volume.commit()  # the container's final commit: said once, and still nothing applied
+    assert files(committed) == before
+
+
+def test_a_replaced_job_folder_fails_the_commit(tmp_path: Path) -> None:
+    committed = tmp_path / "vol"
+    write(committed / "mine" / "step-1" / "model", "m1")
+    write(committed / "mine" / "data" / "digits.pt", "data")
+    volume = LocalVolume(committed, tmp_path / "work", job="mine")
+    shutil.rmtree(volume.path / "mine")
+    write(volume.path / "mine" / "step-2" / "model", "m2")
+    with pytest.raises(VolumeError, match="removed or replaced"):
+        volume.commit()
+    assert files(committed) == {"mine/data/digits.pt": "data", "mine/step-1/model": "m1"}
+
+
+def test_a_removed_working_copy_fails_a_reload_too(tmp_path: Path) -> None:
+    committed = tmp_path / "vol"
+    write(committed / "mine" / "step-1" / "model", "m1")
+    volume = LocalVolume(committed, tmp_path / "work", job="mine")
+    shutil.rmtree(volume.path)
+    with pytest.raises(VolumeError, match="removed or replaced while it ran; not reloaded"):
+        volume.reload()
+    assert files(committed) == {"mine/step-1/model": "m1"}
+
+
+def test_a_job_folder_made_by_the_run_is_watched_from_its_first_commit(tmp_path: Path) -> None:
+    committed = tmp_path / "vol"
+    volume = LocalVolume(committed, tmp_path / "work", job="mine")
+    write(volume.path / "mine" / "step-1" / "model", "m1")
+    volume.commit()
+    shutil.rmtree(volume.path / "mine")
+    with pytest.raises(VolumeError):
+        volume.commit()
+    assert files(committed) == {"mine/step-1/model": "m1"}
+
+
+def test_a_read_only_volume_is_a_storage_error_naming_the_volume(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OS boundary: linking into the committed folder fails as on a read-only mount."""
+    committed = tmp_path / "vol"
+    volume = LocalVolume(committed, tmp_path / "work", job="mine")
+    write(volume.path / "mine" / "step-1" / "model", "m1")
+
+    def read_only(src: object, dst: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", read_only)
+    with pytest.raises(StorageError, match=rf"^{committed}: cannot commit to the volume: read-only file "
+                                           r"system; a retry would fail the same way: make it writable"):
+        volume.commit()

@@ -25,6 +25,7 @@ from typing import IO
 
 from launcher.errors import RunError
 from launcher.runtime import checkpoint, lease
+from launcher.runtime.volume import LocalVolume
 
 
 class JobLock:
@@ -78,15 +79,37 @@ def work_copy(volumes: Path, volume: str, job: str, run_id: str, what: str) -> P
     return work_root(volumes, volume) / f"{job}@{run_id}-{what}"
 
 
+def check_folders(volumes: Path, volume: str, job: str) -> None:
+    """Refuse, in one line, what the local volume cannot keep safe: a job's folder that is a link
+    (it may point out of the volume: writes through it would skip the commit, and cleaning it
+    would reach what it points to), or a volume on another filesystem than its working copies
+    (they are hard links of it)."""
+    folder = volumes / volume / job
+    if folder.is_symlink():
+        raise RunError(f"{folder}: is a symbolic link (to {os.readlink(folder)}), not a folder on "
+                       f"volume {volume}; links are never followed: replace it with a folder")
+    work = work_root(volumes, volume)
+    work.mkdir(parents=True, exist_ok=True)
+    for path in (volumes / volume, folder):
+        if path.is_dir() and path.stat().st_dev != work.stat().st_dev:
+            raise RunError(f"{path}: on another filesystem than {work}, where each attempt keeps "
+                           "its working copy (hard links of the volume): keep the volumes folder "
+                           "on one filesystem (mount it whole, or pass --volumes-dir)")
+
+
 def clean_after_dead_runs(volumes: Path, volume: str, job: str, run_id: str) -> list[str]:
     """Under the job's lock: drop working copies of this job's earlier runs, and a lease that
     names another run (it is gone: a live one would hold the lock). What was said, for the log."""
     said = []
     work = work_root(volumes, volume)
-    if work.is_dir():
-        for copy in work.iterdir():
-            if copy.name.startswith(f"{job}@"):
-                shutil.rmtree(copy, ignore_errors=True)
+    copies = sorted(c for c in work.iterdir() if c.name.startswith(f"{job}@")) if work.is_dir() else []
+    # The lock above is a file a user can remove: a working copy in use says a run is alive.
+    if live := [c for c in copies if LocalVolume.in_use(c)]:
+        raise RunError(f"{job}: already running on volume {volume} (its working copy {live[0]} is "
+                       f"in use, although its lock in {volumes / '@locks'} is gone); wait for it "
+                       "to end or stop it")
+    for copy in copies:
+        shutil.rmtree(copy, ignore_errors=True)
     folder = volumes / volume / job
     holder = lease.read(folder)
     if holder is not None and holder.call_id != run_id:

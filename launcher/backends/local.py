@@ -301,9 +301,13 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
     it: clean after dead runs, --fresh, the app file the workers import."""
     where = (volumes, spec.checkpoint.volume, spec.name)
     lock = jobfolder.JobLock(*where, run_id)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except OSError as exc:  # a read-only or full volumes folder: the user's to fix
+        raise RunError(_cannot_prepare(exc)) from None
     try:
         try:
+            jobfolder.check_folders(*where)
             for said in jobfolder.clean_after_dead_runs(*where, run_id):
                 click.echo(f"[launch] {said}", err=True)
             if not options.resume and (moved := jobfolder.archive(*where)) is not None:
@@ -314,7 +318,7 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
             run_dir.mkdir(parents=True, exist_ok=True)
             app_path.write_text(app_source, "utf-8")
         except OSError as exc:
-            raise RunError(f"{exc.filename}: cannot prepare the local run: {exc.strerror}") from None
+            raise RunError(_cannot_prepare(exc)) from None
         yield
     finally:
         jobfolder.release_lease(*where, run_id)
@@ -324,6 +328,10 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
 def workdir_setting(options: Options) -> dict[str, str]:
     """LAUNCH_WORKDIR for a worker that runs from the shipped tree (see runtime/workdir.py)."""
     return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
+
+
+def _cannot_prepare(exc: OSError) -> str:
+    return f"{exc.filename}: cannot prepare the local run: {exc.strerror}"
 
 
 def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:

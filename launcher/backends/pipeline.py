@@ -24,7 +24,9 @@ from launcher.backends import jobfolder
 from launcher.backends.local import (Options, Supervisor, folders, holding, new_run_id, stop_signals,
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
+from launcher.errors import RunError
 from launcher.runtime import driver, stages
+from launcher.runtime.storage import StorageError
 from launcher.runtime.volume import LocalVolume
 from launcher.spec.model import JobSpec
 
@@ -146,8 +148,11 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
     try:
         with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
-            volume = LocalVolume(volumes / spec.checkpoint.volume, work)
-            outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work).run(options.rerun)
+            try:
+                volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
+                outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work).run(options.rerun)
+            except StorageError as exc:  # the driver's own commits: a full disk is the user's
+                raise RunError(str(exc)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events, faults, lifeline, process, timeline, workdir
+from launcher.runtime import events, faults, lifeline, process, storage, timeline, workdir
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
-                                       PermanentError, Preempted)
+                                       PermanentError, Preempted, VolumeError)
 from launcher.runtime.lifecycle import run_container, run_input
 from launcher.runtime.session import Session
 from launcher.runtime.stage_session import StageSession
@@ -74,7 +74,7 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
     """
     module = import_app(app_path)
     timeline.mark("app")
-    volume = volume or LocalVolume.from_environment()
+    volume = volume or LocalVolume.from_environment(module.SPEC["name"])
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
     return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
                          steps=None, cluster=cluster, volumes=(volume,), lease=driver_lease())
@@ -106,7 +106,7 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
     module = import_app(app_path)
     timeline.mark("app")
-    volume = volume or LocalVolume.from_environment()
+    volume = volume or LocalVolume.from_environment(module.SPEC["name"])
     session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT,
                            call_id=run_id)
     return run_input(session, lambda: session.run(lease=driver_lease()), volumes=(volume,))
@@ -152,7 +152,13 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         if os.environ.get("LAUNCH_DEBUG") == "1":
             traceback.print_exc()
-        clear = isinstance(exc, CheckpointError)  # already a full sentence for the user
+        volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
+        found = storage.error(exc, "the attempt failed", Path(volume) if volume else None)
+        if found is not None:  # a full disk, a read-only one: no retry fixes it
+            events.log(f"error: {found}")
+            events.emit("failure", kind="permanent", message=str(found))
+            return EXIT_PERMANENT
+        clear = isinstance(exc, (CheckpointError, VolumeError))  # already full sentences
         message = str(exc) if clear else f"{type(exc).__name__}: {exc}"
         events.log(f"error: {message}")
         events.emit("failure", kind="transient", message=message)

@@ -67,8 +67,13 @@ def prepare(ctx: StageContext) -> dict[str, float]:
     }
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = ctx.data_dir / f".tmp-{DATA_FILE}"
-    torch.save(data, tmp)
-    os.replace(tmp, ctx.data_dir / DATA_FILE)  # never a half-written file under the real name
+    try:
+        with open(tmp, "wb") as f:  # a file, not a path: a full disk comes back as its OSError
+            torch.save(data, f)
+        os.replace(tmp, ctx.data_dir / DATA_FILE)  # never a half-written file under the real name
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nor a half-written one left to be committed
+        raise
     ctx.log(f"prepared {len(y_train)} training and {len(y_test)} test images in {ctx.data_dir}")
     return {"train_examples": len(y_train), "test_examples": len(y_test), "pixel_mean": mean,
             "pixel_std": std}

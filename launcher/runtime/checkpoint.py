@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import tree
+from launcher.runtime import storage, tree
+from launcher.runtime.storage import StorageError
 
 MANIFEST = "manifest.json"
 SET_ASIDE = "set-aside"  # under a job's folder: checkpoints a later run would have overwritten
@@ -44,6 +45,10 @@ _CHUNK = 1 << 20
 
 class CheckpointError(Exception):
     """A checkpoint could not be written, read or verified."""
+
+
+class StorageRefused(CheckpointError, StorageError):
+    """A checkpoint the storage refused (full, read-only): permanent, said path first."""
 
 
 class Incompatible(Exception):
@@ -82,15 +87,17 @@ def save(
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{step_name(step)}-", dir=root))
     except OSError as exc:
-        raise CheckpointError(_not_written(step, exc)) from exc
+        raise _failed(step, exc, root, root) from exc
     try:
         manifest = _write(tmp, step, writer, spec_hash, extra or {})
         _publish(tmp, root / step_name(step))
     except BaseException as exc:
+        # Asked before the partial files go: a full disk is full only while they are there.
+        failed = _failed(step, exc, root, tmp) if isinstance(exc, Exception) else None
         shutil.rmtree(tmp, ignore_errors=True)
-        if not isinstance(exc, Exception):
+        if failed is None:
             raise
-        raise CheckpointError(_not_written(step, exc)) from exc
+        raise failed from exc
     if keep_last is not None:
         _retain(root, step, keep_last)
     return Checkpoint(root / step_name(step), step, manifest)
@@ -193,7 +200,8 @@ def clean_temp(root: str | os.PathLike[str]) -> list[str]:
         return []
     removed = sorted(p.name for p in root.iterdir() if p.name.startswith(_LEFTOVER_PREFIXES))
     for name in removed:
-        if (root / name).is_dir():
+        # A link is removed, never followed: what it points to is not the job's.
+        if (root / name).is_dir() and not (root / name).is_symlink():
             shutil.rmtree(root / name, ignore_errors=True)
         else:
             (root / name).unlink(missing_ok=True)  # a file written to be renamed into place
@@ -296,7 +304,8 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     if not root.is_dir():
         return []
     found = [(int(m[1]), p) for p in root.iterdir() if (m := _STEP_DIR.fullmatch(p.name))]
-    return sorted((s, p) for s, p in found if p.is_dir())[::-1]
+    # A link is never a checkpoint: it may point out of the volume, and is never loaded or deleted.
+    return sorted((s, p) for s, p in found if p.is_dir() and not p.is_symlink())[::-1]
 
 
 def read_manifest(path: Path, step: int) -> dict[str, Any]:
@@ -340,6 +349,14 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, CheckpointError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _failed(step: int, exc: BaseException, root: Path, where: Path) -> CheckpointError:
+    """Why the checkpoint was not written to `where` (in `root`): the storage's fault (permanent,
+    said with `root` first), or any other."""
+    found = storage.error(exc, f"checkpoint after update {step} not written (earlier checkpoints "
+                               "are intact)", where, named=root)
+    return StorageRefused(str(found)) if found is not None else CheckpointError(_not_written(step, exc))
 
 
 def _not_written(step: int, exc: BaseException) -> str:

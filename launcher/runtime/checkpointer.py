@@ -586,13 +586,14 @@ class DistributedCheckpointer(Checkpointer):
         if self.acc.is_main_process:
             try:
                 self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
-            except Exception as exc:
-                outcome[0] = str(exc)
+            except Exception as exc:  # the kind goes with it: a full disk is permanent on every rank
+                outcome[0] = (isinstance(exc, checkpoint.StorageRefused), str(exc))
         if not self._on_node0:
             shutil.rmtree(stage, ignore_errors=True)
         broadcast_object_list(outcome)
         if outcome[0] is not None:
-            raise checkpoint.CheckpointError(outcome[0])
+            permanent, message = outcome[0]
+            raise (checkpoint.StorageRefused if permanent else checkpoint.CheckpointError)(message)
 
     def _staging_folder(self, step: int) -> Path:
         """Rank 0 makes one on the volume and tells the others; other nodes get local scratch."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, stages
+from launcher.runtime import events, faults, stages, storage
 from launcher.runtime.context import LoopContext
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
@@ -180,6 +180,12 @@ class StageSession:
             raise PermanentError(f"stages.{self.stage.name}.run: {self.stage.run} needs a module "
                                  f"that is not installed ({exc}); add it to the image and to this "
                                  "machine's environment") from exc
+        except Exception as exc:  # a full or read-only disk: no retry frees it
+            found = storage.error(exc, f"stages.{self.stage.name} failed writing its data",
+                                  self.folders.data, otherwise=self.folders.data)
+            if found is None:
+                raise
+            raise found from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
         result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,

@@ -86,6 +86,17 @@ def diff(before: Snapshot, after: Snapshot) -> Changes:
     return changes
 
 
+def inside(changes: Changes, folder: str) -> tuple[Changes, list[str]]:
+    """The changes at or under `folder` (a relative path), and the paths of those outside it."""
+    def ours(rel: str) -> bool:
+        return rel == folder or rel.startswith(folder + "/")
+
+    kept = Changes([r for r in changes.files if ours(r)], [r for r in changes.dirs if ours(r)],
+                   [r for r in changes.deleted if ours(r)])
+    others = [r for r in (*changes.files, *changes.dirs, *changes.deleted) if not ours(r)]
+    return kept, others
+
+
 def _parent(rel: str) -> str:
     return rel.rpartition("/")[0]
 

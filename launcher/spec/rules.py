@@ -127,6 +127,16 @@ def _checkpoint(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
                   "(every rank takes part in each save); use auto, which writes in the loop there")
 
 
+def _volume_name(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """'.' and '..' match the schema's pattern, but as a folder they are the volumes folder itself
+    or the one above it: checkpoints would land outside any volume, among other volumes' folders."""
+    volume = _get(raw, ("checkpoint", "volume"), str)
+    if volume in (".", ".."):
+        yield _at(doc, ("checkpoint", "volume"),
+                  f"{volume!r} is a path component, not a volume name: use letters, digits, "
+                  "'.', '_' and '-', e.g. launcher-checkpoints")
+
+
 def _recipe(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
     recipe = _get(raw, ("train", "recipe"), str)
     if recipe is not None and not RECIPE_REF.match(recipe):
@@ -252,7 +262,7 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
 
 
 RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
-                           _checkpoint, _recipe, _stage_runs, _stage_gpus,
+                           _checkpoint, _volume_name, _recipe, _stage_runs, _stage_gpus,
                            _prepare_and_gpu_snapshot, _git_url, _env_names, _config_names, _tokens,
                            _repo_paths)
 

@@ -15,8 +15,9 @@ def test_a_full_disk_keeps_old_checkpoints_and_says_so(tmp_path: Path) -> None:
     spec = probe_spec(steps=9, retries=0)
     run = run_forked(write_spec(tmp_path, spec), "enospc:written:6")
     assert run.code == 1
-    assert ("error        checkpoint after update 6 not written: No space left on device "
-            "(errno 28); earlier checkpoints are intact") in run.output
+    assert (f"error        {run.volume / 'vol' / 'probe'}: checkpoint after update 6 not written "
+            "(earlier checkpoints are intact): no space left on device; a retry would fail the same "
+            "way: free space there, then launch again") in run.output
     assert checkpoints(run.volume / "vol" / "probe") == ["step-00000003"]
     assert not [p for p in (run.volume / "vol" / "probe").iterdir() if p.name.startswith(".tmp-")]
 
