@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from launcher.backends import jobfolder
+from launcher.backends.snapshot.client import MOUNT, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import RunError
 from launcher.runtime import timeline
@@ -51,6 +52,9 @@ class Options:
     # wait, send_signal). Tests fork workers from an interpreter that has torch loaded.
     spawn: Spawn = spawn_process
     rerun: tuple[str, ...] = ()  # pipeline stages to run even when finished and unchanged
+    # The run's snapshot process, for the stages whose snapshot is not none: every attempt
+    # and every stage of the run restores it (launcher.backends.snapshot).
+    snapshots: Snapshots = field(default_factory=Snapshots)
 
 
 @dataclass
@@ -124,15 +128,24 @@ class Supervisor:
     def interrupted(self) -> bool:
         return self.stopped_by is not None
 
-    def start_worker(self, attempt: int, work: Path) -> WorkerProcess:
+    @property
+    def snapshot(self) -> str:
+        return mode(self.spec, self.stage)
+
+    def start_worker(self, attempt: int, work: Path) -> WorkerProcess | Restored:
         """The attempt's worker process, started (early, for the first attempt) and told to go:
-        which app, and this attempt's working copy of the volume."""
+        which app, and this attempt's working copy of the volume. With a snapshot, the attempt
+        is restored from its class's snapshot instead (stage 1 ran there, once)."""
+        timeline.mark("due")
         worker, self.early = self.early, None
-        if worker is None:
-            worker = start_worker(self.spec.env, self.options, attempt)
-        worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id},
-                  self.stage)
+        settings = {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
+                    "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id}
+        fresh = lambda: start_worker(self.spec.env, self.options, attempt)  # noqa: E731
+        if self.snapshot != "none":
+            return self.options.snapshots.start(worker, fresh, self.app_path, settings, self.stage,
+                                                self.snapshot, attempt)
+        worker = worker or fresh()
+        worker.go(self.app_path, settings, self.stage)
         return worker
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
@@ -151,8 +164,10 @@ class Supervisor:
         """One worker, in a working copy of the volume that is thrown away when it ends: what
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
+        # Restored attempts share their class's mount path (made afresh for each, as below).
+        name = MOUNT if self.snapshot != "none" else f"a{number}"
         work = jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
-                                   self.run_id, f"{'' if self.stage == 'train' else self.stage + '-'}a{number}")
+                                   self.run_id, f"{'' if self.stage == 'train' else self.stage + '-'}{name}")
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
@@ -167,7 +182,7 @@ class Supervisor:
             attempt.message = f"worker exited with code {code}"
         return attempt
 
-    def _run_worker(self, process: WorkerProcess, number: int, attempt: Attempt,
+    def _run_worker(self, process: WorkerProcess | Restored, number: int, attempt: Attempt,
                     display: Display) -> int:
         worker = self.worker = process.proc
         if self.interrupted:  # a stop that came while it was starting

@@ -20,6 +20,10 @@ spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (t
 working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
 every stage: the call id of the job's lease). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
+
+For a stage whose spec asks for a memory snapshot, the go says `snapshot`: the worker then
+becomes the run's zygote and serves every attempt of every such stage, each restored from its
+class's snapshot (launcher.backends.snapshot), reading one go per attempt until its input ends.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,7 +43,7 @@ from launcher.runtime import events, faults, lifeline, process, timeline
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted)
-from launcher.runtime.lifecycle import run_container, run_input
+from launcher.runtime.lifecycle import Hooks, run_container, run_input
 from launcher.runtime.session import Session
 from launcher.runtime.stage_session import StageSession
 from launcher.runtime.volume import LocalVolume, Volume
@@ -77,9 +82,9 @@ PRELOAD = ("modal", "torch", "accelerate")
 STDIN = "-"
 
 
-def handshake() -> tuple[Path, str]:
-    """Preload, then wait for the supervisor's go: the app's path, the stage, and settings for
-    LAUNCH_*."""
+def handshake() -> dict[str, Any]:
+    """Preload, then wait for the supervisor's go: the app's path, the stage, settings for
+    LAUNCH_*, and whether to serve attempts from a snapshot (launcher.backends.snapshot)."""
     for name in PRELOAD:
         importlib.import_module(name)
     timeline.mark("preloaded")
@@ -91,7 +96,17 @@ def handshake() -> tuple[Path, str]:
     # Only launcher's own settings arrive late: they are read after this, by launcher. The
     # spec's env was in this process's environment from its start.
     os.environ.update({k: v for k, v in go["env"].items() if k.startswith("LAUNCH_")})
-    return Path(go["app"]), go.get("stage", "train")
+    return go
+
+
+def container(module: ModuleType, stage: str, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
+    """The object behind the app's class for `stage` (train, prepare, evaluate), and its input."""
+    if stage == "train":
+        session = Session(module.SPEC, volume=volume, call_id=run_id)
+        # steps=None: train.steps, what the app's `train` passes on when called with steps=0
+        return session, lambda: session.train(resume=True, steps=None)
+    stage_session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
+    return stage_session, stage_session.run
 
 
 def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
@@ -99,8 +114,8 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     module = import_app(app_path)
     timeline.mark("app")
     volume = volume or LocalVolume.from_environment()
-    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT)
-    return run_input(session, session.run, volumes=(volume,))
+    session, call = container(module, stage, volume)
+    return run_input(session, call, volumes=(volume,))
 
 
 def run(app_path: Path, stage: str = "train") -> int:
@@ -119,14 +134,36 @@ def _arm() -> None:
                os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
 
 
+def serve(go: dict[str, Any]) -> int:
+    """The run's zygote: every attempt of the stages with a snapshot, each restored from its
+    class's snapshot (launcher.backends.snapshot.server)."""
+    from launcher.backends.snapshot import server
+
+    module = import_app(Path(go["app"]))
+    timeline.mark("app")
+    return server.serve(go, sys.stdin, module, container, outcome)
+
+
+def _main(argv: list[str]) -> int:
+    _arm()  # the lifeline first: a worker still importing dies with the supervisor too
+    if argv[0] != STDIN:
+        return run(Path(argv[0]), argv[1] if len(argv) > 1 else "train")
+    go = handshake()
+    if go.get("snapshot"):
+        return serve(go)
+    return run(Path(go["app"]), go.get("stage", "train"))
+
+
 def main(argv: list[str]) -> int:
     process.pause_gc()  # start-up until the end of stage 1 (launcher.runtime.process)
     timeline.mark("worker")
+    return outcome(lambda: _main(argv))
+
+
+def outcome(body: Callable[[], int]) -> int:
+    """`body`'s exit code, or the one that says how it failed (launcher.runtime.failures)."""
     try:
-        _arm()  # the lifeline first: a worker still importing dies with the supervisor too
-        app_path, stage = handshake() if argv[0] == STDIN else \
-            (Path(argv[0]), argv[1] if len(argv) > 1 else "train")
-        return run(app_path, stage)
+        return body()
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

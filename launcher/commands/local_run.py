@@ -34,6 +34,7 @@ def local(job: str, sets: tuple[str, ...], options: Options) -> int:
         return run_local(spec, app, repo.root, options, early=early)
     finally:
         early.kill()  # refused, interrupted, or done: never left running
+        options.snapshots.close()  # the run's snapshot processes too
 
 
 def declared_env(doc: dict[str, Any]) -> dict[str, str]:
