@@ -64,11 +64,12 @@ _fast: FastExit | None = None  # this worker's, once made (inherited by the proc
 
 def exit_forked(code: int) -> NoReturn:
     """End a process forked from a worker (an attempt restored from a local snapshot) as the
-    worker ends: exit handlers (the recipe's among them), then FastExit's own, last. A process
+    worker ends: SystemExit unwinds to the worker's main, the interpreter runs the exit
+    handlers (the recipe's among them), FastExit's last, which skips the teardown. A process
     forked from elsewhere (a test harness that forks workers) runs none: they are not its."""
     if _fast is not None:
         _fast.code = code
-        atexit._run_exitfuncs()  # FastExit's handler, the last to run, ends the process
+        raise SystemExit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

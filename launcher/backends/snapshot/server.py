@@ -91,8 +91,9 @@ def _flush() -> None:
             pass
 
 
-def _forked(child: Callable[[], int]) -> int:
-    """Fork; in the child run `child` and end with its code (never returning); the pid here."""
+def _forked(child: Callable[[], int], attempt: bool) -> int:
+    """Fork; the child's pid here. The child runs `child` and ends with its code: an attempt as
+    a worker ends (its exit handlers run), a snapshot process at once (it is no container)."""
     _flush()
     pid = os.fork()
     if pid:
@@ -100,13 +101,14 @@ def _forked(child: Callable[[], int]) -> int:
     code = EXIT_TRANSIENT
     try:
         code = child()
-    except BaseException:  # noqa: BLE001  a bug of ours: say it, and end this process only
+    except Exception:  # a bug of ours: say it, and end this process only
         import traceback
 
         traceback.print_exc()
-    finally:
+    if attempt:
         process.exit_forked(code)
-    raise AssertionError("unreachable")
+    _flush()
+    os._exit(code)
 
 
 @dataclass
@@ -131,7 +133,7 @@ class Snapshot:
                 other.close()
             return snapshot_main(module, command, os.fdopen(into, "r"), out, build, outcome)
 
-        pid = _forked(child)
+        pid = _forked(child, attempt=False)
         os.close(into)
         os.close(out)
         return cls(pid, os.fdopen(commands, "w"), os.fdopen(status, "r"))
@@ -227,7 +229,7 @@ def _attempt(snap: Restore, command: dict[str, Any], outcome: Outcome, commands:
         timeline.mark("worker_exit")
         return code
 
-    pid = _forked(child)
+    pid = _forked(child, attempt=True)
     _, waited = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(waited)
 
