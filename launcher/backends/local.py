@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from launcher.backends import jobfolder
-from launcher.backends.snapshot.client import MOUNT, Restored, Snapshots, mode
+from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import RunError
 from launcher.runtime import timeline
@@ -138,15 +138,29 @@ class Supervisor:
         is restored from its class's snapshot instead (stage 1 ran there, once)."""
         timeline.mark("due")
         worker, self.early = self.early, None
-        settings = {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                    "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id}
         fresh = lambda: start_worker(self.spec.env, self.options, attempt)  # noqa: E731
         if self.snapshot != "none":
-            return self.options.snapshots.start(worker, fresh, self.app_path, settings, self.stage,
-                                                self.snapshot, attempt)
+            later = self.spec.pipeline[self.spec.pipeline.index(self.stage) + 1:]
+            ahead = [self._class(s) for s in later if mode(self.spec, s) != "none"]
+            return self.options.snapshots.start(worker, fresh, self.app_path, attempt,
+                                                self._class(self.stage), ahead)
         worker = worker or fresh()
-        worker.go(self.app_path, settings, self.stage)
+        worker.go(self.app_path, self._settings(work), self.stage)
         return worker
+
+    def _settings(self, work: Path) -> dict[str, str]:
+        return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
+                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id}
+
+    def _work(self, stage: str, number: int) -> Path:
+        """Where an attempt of `stage` works: its own working copy, or (restored from a
+        snapshot) its class's mount path, the same for each of its attempts."""
+        name = MOUNT if mode(self.spec, stage) != "none" else f"a{number}"
+        return jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
+                                   self.run_id, f"{'' if stage == 'train' else stage + '-'}{name}")
+
+    def _class(self, stage: str) -> Class:
+        return Class(stage, mode(self.spec, stage), self._settings(self._work(stage, 1)))
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
         if self.options.preempt_after is None:
@@ -164,10 +178,7 @@ class Supervisor:
         """One worker, in a working copy of the volume that is thrown away when it ends: what
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
-        # Restored attempts share their class's mount path (made afresh for each, as below).
-        name = MOUNT if self.snapshot != "none" else f"a{number}"
-        work = jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
-                                   self.run_id, f"{'' if self.stage == 'train' else self.stage + '-'}{name}")
+        work = self._work(self.stage, number)
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:

@@ -13,7 +13,8 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,19 @@ def mode(spec: JobSpec, stage: str) -> str:
     """The snapshot the stage's class takes: none, cpu or gpu."""
     found = spec.stage(stage)
     return spec.snapshot if found is None else found.snapshot
+
+
+@dataclass(frozen=True)
+class Class:
+    """A stage's class as its snapshot needs it: its name, its snapshot, its LAUNCH_* settings."""
+
+    stage: str
+    snapshot: str
+    settings: Mapping[str, str]
+
+    def command(self, app: Path, attempt: int) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "app": str(app), "stage": self.stage,
+                "env": {**self.settings, "LAUNCH_ATTEMPT": str(attempt)}}
 
 
 class Restored:
@@ -111,13 +125,14 @@ class Snapshots:
     def __init__(self) -> None:
         self.server: WorkerProcess | None = None
 
-    def start(self, worker: WorkerProcess | None, fresh: Any, app: Path,
-              settings: Mapping[str, str], stage: str, snapshot: str, attempt: int) -> Restored:
+    def start(self, worker: WorkerProcess | None, fresh: Any, app: Path, attempt: int,
+              stage: Class, ahead: Sequence[Class] = ()) -> Restored:
         """Attempt `attempt` of `stage`, restored from its class's snapshot. `worker` is one
-        started early (it becomes the zygote when there is none yet); `fresh()` starts one."""
+        started early (it becomes the zygote when there is none yet); `fresh()` starts one.
+        `ahead`: the run's later stages with a snapshot, taken while this attempt works."""
         server = self._server(worker, fresh)
-        command = {"snapshot": snapshot, "app": str(app), "stage": stage,
-                   "env": {**settings, "LAUNCH_ATTEMPT": str(attempt)}}
+        command = {**stage.command(app, attempt),
+                   "ahead": [later.command(app, 1) for later in ahead]}
         assert server.proc.stdin is not None
         try:
             server.proc.stdin.write(json.dumps(command) + "\n")

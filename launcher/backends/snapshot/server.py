@@ -64,15 +64,26 @@ def serve(first: dict[str, Any], commands: IO[str], module: ModuleType, build: B
           outcome: Outcome) -> int:
     """The zygote's loop: every attempt asked for on `commands`, the first being `first`.
     Ends when the supervisor closes our input."""
+    timeline.mark("zygote", **memory())
     snapshots: dict[str, Snapshot] = {}
+
+    def take(command: dict[str, Any]) -> Snapshot:
+        snapshot = snapshots.get(command["stage"])
+        if snapshot is None or snapshot.spent:
+            snapshot = snapshots[command["stage"]] = Snapshot.fork(module, command, build, outcome,
+                                                                   others=snapshots.values())
+        return snapshot
+
+    def ahead(command: dict[str, Any]) -> None:
+        # The later stages' snapshots are taken while this attempt works (on Modal they exist
+        # before the call): once, after its stage 2, so that its own start is not slowed.
+        for later in command.get("ahead", []):
+            take(later)
+
     command: dict[str, Any] | None = first
     while command is not None:
-        stage = command["stage"]
-        snapshot = snapshots.get(stage)
-        if snapshot is None or snapshot.spent:
-            snapshot = snapshots[stage] = Snapshot.fork(module, command, build, outcome,
-                                                        others=snapshots.values())
-        events.emit(EXITED, code=snapshot.run(command))
+        snapshot = take(command)
+        events.emit(EXITED, code=snapshot.run(command, lambda c=command: ahead(c)))
         command = _next(commands)
     return EXIT_OK
 
@@ -138,16 +149,19 @@ class Snapshot:
         os.close(out)
         return cls(pid, os.fdopen(commands, "w"), os.fdopen(status, "r"))
 
-    def run(self, command: dict[str, Any]) -> int:
-        """One attempt: its exit code (the snapshot's own, if the snapshot died meanwhile)."""
+    def run(self, command: dict[str, Any], ready: Callable[[], None]) -> int:
+        """One attempt: its exit code (the snapshot's own, if the snapshot died meanwhile).
+        `ready()` is called when the attempt's stage 2 is done."""
         try:
             self.commands.write(json.dumps(command) + "\n")
             self.commands.flush()
         except BrokenPipeError:
             pass  # it died: its status pipe says so
-        line = self.status.readline()
-        if line:
+        while line := self.status.readline():
             said = json.loads(line)
+            if "code" not in said:
+                ready()
+                continue
             if said["spent"]:
                 self._reap()
             return int(said["code"])
@@ -185,6 +199,7 @@ def snapshot_main(module: ModuleType, command: dict[str, Any], commands: IO[str]
     """A class's snapshot process: stage 1 (with the settings of `command`, the attempt that
     asked for it), then one attempt per command on `commands`, that one first."""
     lifeline.rearm()  # dies with the zygote
+    timeline.mark("snapshot_start")
     _no_stdin()
     _settings(command)
     snap = stage1(module, command["stage"], command["snapshot"], build)
@@ -194,7 +209,7 @@ def snapshot_main(module: ModuleType, command: dict[str, Any], commands: IO[str]
     spent = snap.failed is not None or here
     current = _next(commands)
     while current is not None:
-        code = restored(snap, current, outcome) if here else _attempt(snap, current, outcome, commands, status)
+        code = restored(snap, current, outcome, status) if here else _attempt(snap, current, outcome, commands, status)
         os.write(status, (json.dumps({"code": code, "spent": spent}) + "\n").encode())
         if spent:
             return EXIT_OK
@@ -215,7 +230,7 @@ def stage1(module: ModuleType, stage: str, mode: str, build: Build) -> Restore:
         failed = exc
     refused = rules.problems(before, mode, stage) if failed is None else []
     process.end_of_startup()  # frozen: never scanned again, and pages stay shared after a fork
-    timeline.mark("snapshot")
+    timeline.mark("snapshot", **memory())
     return Restore(obj, call, mount, random.getstate(), failed, refused)
 
 
@@ -224,8 +239,7 @@ def _attempt(snap: Restore, command: dict[str, Any], outcome: Outcome, commands:
     def child() -> int:
         lifeline.rearm()  # dies with the snapshot process
         commands.close()
-        os.close(status)
-        code = restored(snap, command, outcome)
+        code = restored(snap, command, outcome, status)
         timeline.mark("worker_exit")
         return code
 
@@ -234,8 +248,9 @@ def _attempt(snap: Restore, command: dict[str, Any], outcome: Outcome, commands:
     return os.waitstatus_to_exitcode(waited)
 
 
-def restored(snap: Restore, command: dict[str, Any], outcome: Outcome) -> int:
-    """One attempt, from the snapshot: stage 2, the input, the exit hooks, the final commit."""
+def restored(snap: Restore, command: dict[str, Any], outcome: Outcome, status: int) -> int:
+    """One attempt, from the snapshot: stage 2, the input, the exit hooks, the final commit.
+    The zygote hears on `status` when stage 2 is done (the input begins)."""
     _settings(command)
     random.setstate(snap.rng)
     timeline.mark("restore")
@@ -249,7 +264,13 @@ def restored(snap: Restore, command: dict[str, Any], outcome: Outcome) -> int:
         assert snap.obj is not None and snap.call is not None
         volume = LocalVolume.from_environment()
         snap.mount.volume = volume
-        result = run_input(snap.obj, snap.call, volumes=(volume,), restored=True)
+        call = snap.call
+
+        def started() -> dict[str, Any]:
+            os.write(status, b"{}\n")
+            return call()
+
+        result = run_input(snap.obj, started, volumes=(volume,), restored=True)
         if result.get("status") == "permanent":
             raise PermanentError(result["error"])
         return EXIT_OK
@@ -270,3 +291,19 @@ def _no_stdin() -> None:
     os.dup2(null, 0)
     os.close(null)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115  stands for fd 0 as long as the process
+
+
+def memory() -> dict[str, float]:
+    """This process's resident memory and its proportional share of pages shared with the
+    processes it was forked from or forked (MiB; Linux, for bench/snapshot.py), {} elsewhere."""
+    found = {}
+    for path, key, name in (("/proc/self/status", "VmRSS:", "rss_mib"),
+                            ("/proc/self/smaps_rollup", "Pss:", "pss_mib")):
+        try:
+            lines = open(path).read().splitlines()  # noqa: SIM115  a tiny read
+        except OSError:
+            continue
+        kib = next((line.split()[1] for line in lines if line.startswith(key)), None)
+        if kib is not None:
+            found[name] = round(int(kib) / 1024, 1)
+    return found
