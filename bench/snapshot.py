@@ -71,6 +71,9 @@ def figures(marks: list[dict[str, Any]], start: float, end: float) -> dict[str, 
         out[name] = ready["time"] - due["time"]
         out["work"] += exited["time"] - ready["time"]
     out["first"] = out["prepare"]
+    # The first attempt from its worker's go (the imports that overlap validation left out).
+    go = next(m for m in marks if m["phase"] == "go")
+    out["first from go"] = _after(marks, go["time"], _is_stage2)["time"] - go["time"]
     zygote = next((m for m in marks if m["phase"] == "zygote"), None)
     if zygote is not None:
         spawn = next(m for m in marks if m["phase"] == "spawn")
@@ -114,6 +117,8 @@ def main() -> int:
     print(f"  {'from due to the end of stage 2':<40} {'snapshot: none':>14} {'snapshot: cpu':>14}")
     for name in ATTEMPTS:
         print(f"  {name:<40} {_cell(_med(none, name))}   {_cell(_med(cpu, name))}")
+    print(f"  {'prepare, from its worker go':<40} {_cell(_med(none, 'first from go'))}   "
+          f"{_cell(_med(cpu, 'first from go'))}")
     print(f"  {'whole command':<40} {_cell(_med(none, 'whole'))}   {_cell(_med(cpu, 'whole'))}")
     print(f"  {'stages own work (stage 2 end to exit)':<40} {_cell(_med(none, 'work'))}   {_cell(_med(cpu, 'work'))}")
     for mode, rs in runs.items():
@@ -128,14 +133,16 @@ def main() -> int:
         key = f"snapshot {name}"
         print(f"  snapshot of {name:<9} (its stage 1)    {_cell(_med(cpu, key, 'start'))}, RSS "
               f"{_med(cpu, key, 'rss_mib') or 0:.0f} MiB, PSS {_med(cpu, key, 'pss_mib') or 0:.0f} MiB")
-    later = [_med(cpu, name) or 0.0 for name in ATTEMPTS[1:] if name != "train, attempt 1"]
+    later = [_med(cpu, name) or 0.0 for name in ATTEMPTS[1:]]  # each stage after the first, and the retry
     worst = max(later)
     print(f"  later starts with the snapshot: at most {worst:.2f} s (target <= 0.50 s: "
           f"{'met' if worst <= 0.5 else f'missed by {worst - 0.5:.2f} s'})")
-    first_none, first_cpu = _med(none, "first"), _med(cpu, "first")
-    assert first_none is not None and first_cpu is not None
-    print(f"  first attempt: {first_cpu:.2f} s with the snapshot, {first_none:.2f} s without "
-          f"(target: no slower: {'met' if first_cpu <= first_none else f'missed by {first_cpu - first_none:.2f} s'})")
+    for key, what in (("first", "from due"), ("first from go", "from its worker's go")):
+        without, with_ = _med(none, key), _med(cpu, key)
+        assert without is not None and with_ is not None
+        verdict = "met" if with_ <= without else f"missed by {with_ - without:.2f} s"
+        print(f"  first attempt ({what}): {with_:.2f} s with the snapshot, {without:.2f} s without "
+              f"(target: no slower: {verdict})")
     return 0
 
 

@@ -77,8 +77,10 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
                          steps=None, cluster=cluster, volumes=(volume,))
 
 
-# What every attempt imports anyway, in the order it would: the app (modal), then stage 1.
-PRELOAD = ("modal", "torch", "accelerate")
+# What every attempt imports anyway, in the order it would: the app (modal), then stage 1
+# (torch builds its first optimizer through torch._dynamo, seconds on its own: imported here,
+# a snapshot of each class shares it instead of importing it again in its stage 1).
+PRELOAD = ("modal", "torch", "accelerate", "torch._dynamo")
 STDIN = "-"
 
 

@@ -15,6 +15,11 @@ import time
 ENV = "LAUNCH_TIMELINE"
 
 
+def enabled() -> bool:
+    """Whether marks are written (figures that cost something to gather are gathered only then)."""
+    return bool(os.environ.get(ENV))
+
+
 def mark(phase: str, **data: float) -> None:
     """`data`: figures that belong to the moment (a process's memory, say)."""
     path = os.environ.get(ENV)

@@ -295,8 +295,11 @@ def _no_stdin() -> None:
 
 def memory() -> dict[str, float]:
     """This process's resident memory and its proportional share of pages shared with the
-    processes it was forked from or forked (MiB; Linux, for bench/snapshot.py), {} elsewhere."""
-    found = {}
+    processes it was forked from or forked (MiB; Linux, for bench/snapshot.py), {} elsewhere
+    or when no timeline is kept (reading them walks the page tables)."""
+    found: dict[str, float] = {}
+    if not timeline.enabled():
+        return found
     for path, key, name in (("/proc/self/status", "VmRSS:", "rss_mib"),
                             ("/proc/self/smaps_rollup", "Pss:", "pss_mib")):
         try:
