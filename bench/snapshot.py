@@ -77,12 +77,15 @@ def figures(marks: list[dict[str, Any]], start: float, end: float) -> dict[str, 
     zygote = next((m for m in marks if m["phase"] == "zygote"), None)
     if zygote is not None:
         spawn = next(m for m in marks if m["phase"] == "spawn")
-        out["zygote"] = {"start": zygote["time"] - spawn["time"], **_memory(zygote)}
+        held = next(m for m in marks if m["phase"] == "zygote_memory")
+        out["zygote"] = {"start": zygote["time"] - spawn["time"], **_memory(held)}
     for begun in (m for m in marks if m["phase"] == "snapshot_start"):
-        taken = _after(marks, begun["time"], lambda m, pid=begun["pid"]: m["phase"] == "snapshot" and m["pid"] == pid)
-        stage1 = next(m["phase"] for m in marks if m["pid"] == begun["pid"] and m["phase"].endswith("stage1"))
+        mine = [m for m in marks if m["pid"] == begun["pid"]]
+        taken = next(m for m in mine if m["phase"] == "snapshot")
+        held = next((m for m in mine if m["phase"] == "snapshot_memory"), {})
+        stage1 = next(m["phase"] for m in mine if m["phase"].endswith("stage1"))
         name = stage1.split()[0] if " " in stage1 else "train"
-        out[f"snapshot {name}"] = {"start": taken["time"] - begun["time"], **_memory(taken)}
+        out[f"snapshot {name}"] = {"start": taken["time"] - begun["time"], **_memory(held)}
     return out
 
 

@@ -48,10 +48,11 @@ def test_a_refused_spec_stops_the_worker_started_before_validation(tmp_path: Pat
     assert [pid for pid in _alive_with(token) if pid != os.getpid()] == []
 
 
-@pytest.mark.parametrize("snapshot,restored", [("none", ([], [])),
-                                               ("cpu", (["zygote", "snapshot_start"], ["snapshot", "restore"]))])
+@pytest.mark.parametrize("snapshot,restored", [
+    ("none", ([], [], [])),
+    ("cpu", (["zygote", "snapshot_start"], ["snapshot", "restore"], ["snapshot_memory", "zygote_memory"]))])
 def test_every_phase_of_a_run_is_marked_in_order(tmp_path: Path, snapshot: str,
-                                                 restored: tuple[list[str], list[str]]) -> None:
+                                                 restored: tuple[list[str], ...]) -> None:
     timeline = tmp_path / "t.jsonl"
     run = launch_local(write_spec(tmp_path, probe_spec(steps=2, snapshot=snapshot)),
                        env={"LAUNCH_TIMELINE": str(timeline)})
@@ -62,7 +63,7 @@ def test_every_phase_of_a_run_is_marked_in_order(tmp_path: Path, snapshot: str,
     phases.remove("due")
     assert phases == [
         "command", "spawn", "worker", "preloaded", "go", "app", *restored[0], "stage1", *restored[1], "stage2", "first_step",
-        "first_step_done", "last_step_done", "committed", "result", "worker_exit", "worker_exited"]
+        "first_step_done", "last_step_done", "committed", "result", "worker_exit", *restored[2], "worker_exited"]
 
 
 # Imported by the supervisor too (to validate train.config): files are named by process.

@@ -64,7 +64,7 @@ def serve(first: dict[str, Any], commands: IO[str], module: ModuleType, build: B
           outcome: Outcome) -> int:
     """The zygote's loop: every attempt asked for on `commands`, the first being `first`.
     Ends when the supervisor closes our input."""
-    timeline.mark("zygote", **memory())
+    timeline.mark("zygote")
     snapshots: dict[str, Snapshot] = {}
 
     def take(command: dict[str, Any]) -> Snapshot:
@@ -83,7 +83,10 @@ def serve(first: dict[str, Any], commands: IO[str], module: ModuleType, build: B
     command: dict[str, Any] | None = first
     while command is not None:
         snapshot = take(command)
-        events.emit(EXITED, code=snapshot.run(command, lambda c=command: ahead(c)))
+        code = snapshot.run(command, lambda c=command: ahead(c))
+        if command is first:  # measured once, after the attempt: off its start's path
+            timeline.mark("zygote_memory", **memory())
+        events.emit(EXITED, code=code)
         command = _next(commands)
     return EXIT_OK
 
@@ -208,8 +211,12 @@ def snapshot_main(module: ModuleType, command: dict[str, Any], commands: IO[str]
     here = snap.failed is None and command["snapshot"] == "gpu" and rules.cuda_initialized()
     spent = snap.failed is not None or here
     current = _next(commands)
+    first = True
     while current is not None:
         code = restored(snap, current, outcome, status) if here else _attempt(snap, current, outcome, commands, status)
+        if first:  # measured once, after the attempt: off its start's path
+            timeline.mark("snapshot_memory", **memory())
+            first = False
         os.write(status, (json.dumps({"code": code, "spent": spent}) + "\n").encode())
         if spent:
             return EXIT_OK
@@ -230,7 +237,7 @@ def stage1(module: ModuleType, stage: str, mode: str, build: Build) -> Restore:
         failed = exc
     refused = rules.problems(before, mode, stage) if failed is None else []
     process.end_of_startup()  # frozen: never scanned again, and pages stay shared after a fork
-    timeline.mark("snapshot", **memory())
+    timeline.mark("snapshot")
     return Restore(obj, call, mount, random.getstate(), failed, refused)
 
 
