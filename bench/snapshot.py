@@ -77,7 +77,7 @@ def figures(marks: list[dict[str, Any]], start: float, end: float) -> dict[str, 
     zygote = next((m for m in marks if m["phase"] == "zygote"), None)
     if zygote is not None:
         spawn = next(m for m in marks if m["phase"] == "spawn")
-        held = next(m for m in marks if m["phase"] == "zygote_memory")
+        held = next((m for m in marks if m["phase"] == "zygote_memory"), {})
         out["zygote"] = {"start": zygote["time"] - spawn["time"], **_memory(held)}
     for begun in (m for m in marks if m["phase"] == "snapshot_start"):
         mine = [m for m in marks if m["pid"] == begun["pid"]]

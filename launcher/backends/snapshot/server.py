@@ -77,16 +77,15 @@ def serve(first: dict[str, Any], commands: IO[str], module: ModuleType, build: B
     def ahead(command: dict[str, Any]) -> None:
         # The later stages' snapshots are taken while this attempt works (on Modal they exist
         # before the call): once, after its stage 2, so that its own start is not slowed.
+        if command is first:  # measured once, while the attempt works: off every start's path
+            timeline.mark("zygote_memory", **memory())
         for later in command.get("ahead", []):
             take(later)
 
     command: dict[str, Any] | None = first
     while command is not None:
         snapshot = take(command)
-        code = snapshot.run(command, lambda c=command: ahead(c))
-        if command is first:  # measured once, after the attempt: off its start's path
-            timeline.mark("zygote_memory", **memory())
-        events.emit(EXITED, code=code)
+        events.emit(EXITED, code=snapshot.run(command, lambda c=command: ahead(c)))
         command = _next(commands)
     return EXIT_OK
 
@@ -213,10 +212,9 @@ def snapshot_main(module: ModuleType, command: dict[str, Any], commands: IO[str]
     current = _next(commands)
     first = True
     while current is not None:
-        code = restored(snap, current, outcome, status) if here else _attempt(snap, current, outcome, commands, status)
-        if first:  # measured once, after the attempt: off its start's path
-            timeline.mark("snapshot_memory", **memory())
-            first = False
+        code = restored(snap, current, outcome, status) if here else \
+            _attempt(snap, current, outcome, commands, status, measure=first)
+        first = False
         os.write(status, (json.dumps({"code": code, "spent": spent}) + "\n").encode())
         if spent:
             return EXIT_OK
@@ -242,7 +240,8 @@ def stage1(module: ModuleType, stage: str, mode: str, build: Build) -> Restore:
 
 
 def _attempt(snap: Restore, command: dict[str, Any], outcome: Outcome, commands: IO[str],
-             status: int) -> int:
+             status: int, measure: bool) -> int:
+    """Fork the attempt and wait for it; `measure`: mark this process's memory meanwhile."""
     def child() -> int:
         lifeline.rearm()  # dies with the snapshot process
         commands.close()
@@ -251,6 +250,8 @@ def _attempt(snap: Restore, command: dict[str, Any], outcome: Outcome, commands:
         return code
 
     pid = _forked(child, attempt=True)
+    if measure:
+        timeline.mark("snapshot_memory", **memory())
     _, waited = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(waited)
 
