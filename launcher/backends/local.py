@@ -8,6 +8,11 @@ without spending a retry. The supervisor holds the job's lock for the whole run 
 attempts), so a second run of the job on the volume refuses to start; the worker dies with
 the supervisor, however the supervisor ends. SIGTERM and SIGHUP stop a run as Ctrl-C does: the
 worker writes its final checkpoint, the summary prints, and `launch` exits 128 + the signal.
+
+With a memory snapshot (`snapshot: cpu` or `gpu`, per stage), the worker process an attempt
+runs in is forked from its stage's snapshot instead, taken once per run after stage 1, as a
+container is restored on Modal (launcher.backends.snapshot); the supervisor sees the same
+process face: its output, its exit code, its signals.
 """
 
 from __future__ import annotations
