@@ -178,3 +178,17 @@ def test_a_killed_launch_takes_the_snapshot_and_its_attempt_with_it(tmp_path: Pa
              deadline_s=30)
     assert len(rows(tmp_path)) < 400
     assert json.loads((tmp_path / "probe-rank0.jsonl").read_text().splitlines()[0])["pid"] == attempt
+
+
+def test_a_gpu_snapshot_with_cuda_state_runs_each_attempt_in_a_snapshot_of_its_own(tmp_path: Path) -> None:
+    # A fork cannot carry CUDA state (simulated here): the attempt runs in the snapshot process,
+    # which is then spent, and the retry takes a new snapshot (the imports are still shared).
+    source = COUNTING.replace("        super().__init__(config, seed)\n",
+                              "        super().__init__(config, seed)\n        torch.cuda._initialized = True\n", 1)
+    spec = _job(tmp_path, source, "gpu", compute={"gpu": "L4"})
+    run = launch_local(spec, env={"LAUNCH_FAULT": "kill:step:4"})
+    assert run.code == 0, run.output
+    assert _attempts(run.output) == "2 (1: transient, 2: finished)"
+    snapshots = list(map(int, _stage1s(tmp_path)))
+    assert len(snapshots) == 2
+    assert {r["pid"] for r in rows(tmp_path)} == set(snapshots)
