@@ -21,7 +21,9 @@ and the targets:
     first step      <= baseline + 0.5 s
     exit            <= final checkpoint committed + 0.2 s
     return 475      <= 2.2 x baseline
-Local figures: this machine's CPU, a local directory as the volume, no memory snapshot.
+Local figures: this machine's CPU, a local directory as the volume, the spec's snapshot as
+the local run rehearses it (a fork server, docs/snapshots.md); `bench/snapshot.py` compares
+it with fresh workers.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def main() -> int:
     med = lambda values: statistics.median(values)  # noqa: E731
     base = med(bases)
     print(f"\nmedians over {args.seeds} distinct seeds (1..{args.seeds}), `launch {args.spec} --local --set 'stages={{}}'` (train alone); "
-          f"local: {os.cpu_count()} CPU cores, no GPU, a local directory as the volume, no snapshot; "
+          f"local: {os.cpu_count()} CPU cores, no GPU, a local directory as the volume, the spec's snapshot; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"  baseline (fresh python: import torch, accelerate; Accelerator(); recipe built)  {base:.2f} s")
     print(f"  the same with the cyclic garbage collector paused, as the worker does         "

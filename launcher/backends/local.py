@@ -8,6 +8,11 @@ without spending a retry. The supervisor holds the job's lock for the whole run 
 attempts), so a second run of the job on the volume refuses to start; the worker dies with
 the supervisor, however the supervisor ends. SIGTERM and SIGHUP stop a run as Ctrl-C does: the
 worker writes its final checkpoint, the summary prints, and `launch` exits 128 + the signal.
+
+With a memory snapshot (`snapshot: cpu` or `gpu`, per stage), the worker process an attempt
+runs in is forked from its stage's snapshot instead, taken once per run after stage 1, as a
+container is restored on Modal (launcher.backends.snapshot); the supervisor sees the same
+process face: its output, its exit code, its signals.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from launcher.backends import jobfolder
+from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import RunError
 from launcher.runtime import timeline
@@ -55,6 +61,9 @@ class Options:
     code_root: Path | None = None  # where workers import the user's modules from: the repository
     # --shipped: the tree the image gets, laid out; the workers run from it as from /opt/project.
     workdir: Path | None = None
+    # The run's snapshot process, for the stages whose snapshot is not none: every attempt
+    # and every stage of the run restores it (launcher.backends.snapshot).
+    snapshots: Snapshots = field(default_factory=Snapshots)
 
 
 @dataclass
@@ -130,20 +139,43 @@ class Supervisor:
     def interrupted(self) -> bool:
         return self.stopped_by is not None
 
-    def start_worker(self, attempt: int, work: Path) -> WorkerProcess:
+    @property
+    def snapshot(self) -> str:
+        return mode(self.spec, self.stage)
+
+    def start_worker(self, attempt: int, work: Path) -> WorkerProcess | Restored:
         """The attempt's worker process, started (early, for the first attempt) and told to go:
-        which app, and this attempt's working copy of the volume."""
+        which app, and this attempt's working copy of the volume. With a snapshot, the attempt
+        is restored from its class's snapshot instead (stage 1 ran there, once)."""
+        timeline.mark("due")
         worker, self.early = self.early, None
-        if worker is None:
-            worker = start_worker(self.spec.env, self.options, attempt)
-        root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
-        worker.go(self.app_path, {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                                  "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                                  "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
-                                  # where a stage's declared inputs are (the repository)
-                                  **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}},
-                  self.stage)
+        fresh = lambda: start_worker(self.spec.env, self.options, attempt)  # noqa: E731
+        if self.snapshot != "none":
+            later = self.spec.pipeline[self.spec.pipeline.index(self.stage) + 1:]
+            ahead = [self._class(s) for s in later if mode(self.spec, s) != "none"]
+            return self.options.snapshots.start(worker, fresh, self.app_path, attempt,
+                                                self._class(self.stage), ahead)
+        worker = worker or fresh()
+        worker.go(self.app_path, self._settings(work), self.stage)
         return worker
+
+    def _settings(self, work: Path) -> dict[str, str]:
+        root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
+        return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
+                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
+                "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
+                # where a stage's declared inputs are (the repository)
+                **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}}
+
+    def _work(self, stage: str, number: int) -> Path:
+        """Where an attempt of `stage` works: its own working copy, or (restored from a
+        snapshot) its class's mount path, the same for each of its attempts."""
+        name = MOUNT if mode(self.spec, stage) != "none" else f"a{number}"
+        return jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
+                                   self.run_id, f"{'' if stage == 'train' else stage + '-'}{name}")
+
+    def _class(self, stage: str) -> Class:
+        return Class(stage, mode(self.spec, stage), self._settings(self._work(stage, 1)))
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
         if self.options.preempt_after is None:
@@ -161,8 +193,7 @@ class Supervisor:
         """One worker, in a working copy of the volume that is thrown away when it ends: what
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
-        work = jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
-                                   self.run_id, f"{'' if self.stage == 'train' else self.stage + '-'}a{number}")
+        work = self._work(self.stage, number)
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
@@ -177,7 +208,7 @@ class Supervisor:
             attempt.message = f"worker exited with code {code}"
         return attempt
 
-    def _run_worker(self, process: WorkerProcess, number: int, attempt: Attempt,
+    def _run_worker(self, process: WorkerProcess | Restored, number: int, attempt: Attempt,
                     display: Display) -> int:
         worker = self.worker = process.proc
         if self.interrupted:  # a stop that came while it was starting

@@ -22,6 +22,10 @@ every stage: the call id of the job's lease), for a pipeline's stage LAUNCH_LEAS
 driver's call id, whose lease the stage works under), and with `--shipped` LAUNCH_WORKDIR (the
 shipped tree it runs from, see runtime/workdir.py). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
 dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
+
+For a stage whose spec asks for a memory snapshot, the go says `snapshot`: the worker then
+becomes the run's zygote and serves every attempt of every such stage, each restored from its
+class's snapshot (launcher.backends.snapshot), reading one go per attempt until its input ends.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,7 +45,7 @@ from launcher.runtime import events, faults, lifeline, process, storage, timelin
 from launcher.runtime.checkpoint import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted, VolumeError)
-from launcher.runtime.lifecycle import run_container, run_input
+from launcher.runtime.lifecycle import Hooks, run_container, run_input
 from launcher.runtime.session import Session
 from launcher.runtime.stage_session import StageSession
 from launcher.runtime.volume import LocalVolume, Volume
@@ -80,14 +85,16 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
                          steps=None, cluster=cluster, volumes=(volume,), lease=driver_lease())
 
 
-# What every attempt imports anyway, in the order it would: the app (modal), then stage 1.
-PRELOAD = ("modal", "torch", "accelerate")
+# What every attempt imports anyway, in the order it would: the app (modal), then stage 1
+# (torch builds its first optimizer through torch._dynamo, seconds on its own: imported here,
+# a snapshot of each class shares it instead of importing it again in its stage 1).
+PRELOAD = ("modal", "torch", "accelerate", "torch._dynamo")
 STDIN = "-"
 
 
-def handshake() -> tuple[Path, str]:
-    """Preload, then wait for the supervisor's go: the app's path, the stage, and settings for
-    LAUNCH_*."""
+def handshake() -> dict[str, Any]:
+    """Preload, then wait for the supervisor's go: the app's path, the stage, settings for
+    LAUNCH_*, and whether to serve attempts from a snapshot (launcher.backends.snapshot)."""
     for name in PRELOAD:
         importlib.import_module(name)
     timeline.mark("preloaded")
@@ -99,7 +106,18 @@ def handshake() -> tuple[Path, str]:
     # Only launcher's own settings arrive late: they are read after this, by launcher. The
     # spec's env was in this process's environment from its start.
     os.environ.update({k: v for k, v in go["env"].items() if k.startswith("LAUNCH_")})
-    return Path(go["app"]), go.get("stage", "train")
+    return go
+
+
+def container(module: ModuleType, stage: str, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
+    """The object behind the app's class for `stage` (train, prepare, evaluate), and its input."""
+    if stage == "train":
+        session = Session(module.SPEC, volume=volume, call_id=run_id)
+        # steps=None: train.steps, what the app's `train` passes on when called with steps=0
+        return session, lambda: session.train(resume=True, steps=None, lease=driver_lease())
+    stage_session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT,
+                                 call_id=run_id)
+    return stage_session, lambda: stage_session.run(lease=driver_lease())
 
 
 def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
@@ -107,9 +125,8 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     module = import_app(app_path)
     timeline.mark("app")
     volume = volume or LocalVolume.from_environment(module.SPEC["name"])
-    session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT,
-                           call_id=run_id)
-    return run_input(session, lambda: session.run(lease=driver_lease()), volumes=(volume,))
+    session, call = container(module, stage, volume)
+    return run_input(session, call, volumes=(volume,))
 
 
 def run(app_path: Path, stage: str = "train") -> int:
@@ -128,15 +145,37 @@ def _arm() -> None:
                os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
 
 
+def serve(go: dict[str, Any]) -> int:
+    """The run's zygote: every attempt of the stages with a snapshot, each restored from its
+    class's snapshot (launcher.backends.snapshot.server)."""
+    from launcher.backends.snapshot import server
+
+    module = import_app(Path(go["app"]))
+    timeline.mark("app")
+    return server.serve(go, sys.stdin, module, container, outcome)
+
+
+def _main(argv: list[str]) -> int:
+    _arm()  # the lifeline first: a worker still importing dies with the supervisor too
+    if argv[0] != STDIN:
+        return run(Path(argv[0]), argv[1] if len(argv) > 1 else "train")
+    go = handshake()
+    workdir.enter()  # --shipped: from here on the shipped tree is the working directory
+    if go.get("snapshot"):
+        return serve(go)
+    return run(Path(go["app"]), go.get("stage", "train"))
+
+
 def main(argv: list[str]) -> int:
     process.pause_gc()  # start-up until the end of stage 1 (launcher.runtime.process)
     timeline.mark("worker")
+    return outcome(lambda: _main(argv))
+
+
+def outcome(body: Callable[[], int]) -> int:
+    """`body`'s exit code, or the one that says how it failed (launcher.runtime.failures)."""
     try:
-        _arm()  # the lifeline first: a worker still importing dies with the supervisor too
-        app_path, stage = handshake() if argv[0] == STDIN else \
-            (Path(argv[0]), argv[1] if len(argv) > 1 else "train")
-        workdir.enter()
-        return run(app_path, stage)
+        return body()
     except Preempted as exc:
         events.emit("failure", kind="preempted", message=str(exc))
         return EXIT_PREEMPTED

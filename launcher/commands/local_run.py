@@ -55,6 +55,7 @@ def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = Fal
         early.kill()  # refused, interrupted, or done: never left running
         if options.workdir is not None:
             shutil.rmtree(options.workdir, ignore_errors=True)
+        options.snapshots.close()  # the run's snapshot processes too
 
 
 def declared_env(doc: dict[str, Any]) -> dict[str, str]:

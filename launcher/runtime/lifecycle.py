@@ -59,12 +59,14 @@ def run_container(obj: Container, *, resume: bool = True, steps: int | None = No
 
 
 def run_input(obj: Hooks, call: Callable[[], dict[str, Any]],
-              volumes: Sequence[Volume] = ()) -> dict[str, Any]:
+              volumes: Sequence[Volume] = (), restored: bool = False) -> dict[str, Any]:
     """Enter hooks, one input (`call`, a method of `obj`), the exit hooks, then a commit of
     `volumes`: a stage's class (launcher.runtime.stage_session) goes through the same container
-    order with its `run`."""
+    order with its `run`. `restored`: `obj` ran stage 1 before a snapshot this process was
+    restored from (launcher.backends.snapshot), so it starts at stage 2."""
     try:
-        obj.stage1()  # before the memory snapshot (when the spec asks for one)
+        if not restored:
+            obj.stage1()  # before the memory snapshot (when the spec asks for one)
         obj.stage2()  # after the restore
         return call()
     finally:

@@ -10,7 +10,8 @@ supervision, racing the next run. Two independent lines hold it:
   to it; the worker gets the read end (its number in LAUNCH_LIFELINE_FD) and, when the
   supervisor dies, reads EOF and kills itself. Stdin stays free for whatever else uses it.
 
-Processes forked from the worker (one per GPU, by Accelerate's launcher) call `rearm()`: the
+Processes forked from the worker (one per GPU, by Accelerate's launcher; a local snapshot's
+processes and the attempts restored from them, launcher/backends/snapshot) call `rearm()`: the
 parent-death signal does not survive a fork, and each watches the same pipe. In a Modal
 container nothing is armed in the main process (Modal supervises it); the forked per-GPU
 processes still die with it.
@@ -45,9 +46,11 @@ def arm(parent: int, pipe: int | None = None) -> None:
 def rearm() -> None:
     """In a process forked by the worker (or by a Modal container): die with that one too.
     Nothing to do in that process itself (a launcher that runs one process in place)."""
+    global _owner
     if os.getpid() == _owner:
         return
     _die_with(_owner)
+    _owner = os.getpid()  # the processes this one forks (a local snapshot's attempts) die with it
     if _watch_fd is not None:
         _watch(_watch_fd)
 

@@ -20,6 +20,7 @@ import atexit
 import gc
 import os
 import sys
+from typing import NoReturn
 
 
 def pause_gc() -> None:
@@ -42,8 +43,10 @@ class FastExit:
     """
 
     def __init__(self) -> None:
+        global _fast
         self.code: int | None = None
         atexit.register(self._exit)
+        _fast = self
 
     def _exit(self) -> None:
         if self.code is None:  # an unexpected end (a traceback): let Python finish as usual
@@ -54,3 +57,22 @@ class FastExit:
             except (OSError, ValueError):  # closed, or the reader went away
                 pass
         os._exit(self.code)
+
+
+_fast: FastExit | None = None  # this worker's, once made (inherited by the processes it forks)
+
+
+def exit_forked(code: int) -> NoReturn:
+    """End a process forked from a worker (an attempt restored from a local snapshot) as the
+    worker ends: SystemExit unwinds to the worker's main, the interpreter runs the exit
+    handlers (the recipe's among them), FastExit's last, which skips the teardown. A process
+    forked from elsewhere (a test harness that forks workers) runs none: they are not its."""
+    if _fast is not None:
+        _fast.code = code
+        raise SystemExit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -15,11 +15,17 @@ import time
 ENV = "LAUNCH_TIMELINE"
 
 
-def mark(phase: str) -> None:
+def enabled() -> bool:
+    """Whether marks are written (figures that cost something to gather are gathered only then)."""
+    return bool(os.environ.get(ENV))
+
+
+def mark(phase: str, **data: float) -> None:
+    """`data`: figures that belong to the moment (a process's memory, say)."""
     path = os.environ.get(ENV)
     if not path:
         return
-    line = json.dumps({"phase": phase, "time": time.time(), "pid": os.getpid()}) + "\n"
+    line = json.dumps({"phase": phase, "time": time.time(), "pid": os.getpid(), **data}) + "\n"
     # One write on a file opened for appending: lines of concurrent processes never mix.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
