@@ -194,4 +194,7 @@ def test_a_stage_that_cannot_write_its_data_commits_no_partial_file(tmp_path: Pa
             "raise the limit, then launch again") in output
     assert "attempts 1 (1: permanent)" in output
     assert "inline_container" not in output and "Traceback" not in output
-    assert sorted(p.name for p in data.iterdir()) == []
+    # Prepare writes aside and publishes whole: neither the data folder nor its staging folder
+    # holds a partial file on the volume.
+    staging = volumes / "digits" / "digits" / "stages" / "prepare" / ".data-next"
+    assert [p.name for folder in (data, staging) if folder.exists() for p in folder.iterdir()] == []
