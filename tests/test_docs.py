@@ -199,7 +199,7 @@ def test_every_relative_link_resolves_from_its_own_folder(doc: str) -> None:
 
 def test_the_link_check_sees_the_links() -> None:
     assert relative_links((ROOT / "docs" / "in-your-repo.md").read_text("utf-8")) == [
-        "../launcher/runtime/recipe.py", "spec.md", "ci.md"]
+        "../launcher/runtime/recipe/protocol.py", "spec.md", "ci.md"]
     assert relative_links("[a](x.md#part) [b](https://e.com/y.md) [c](#top)") == ["x.md"]
 
 

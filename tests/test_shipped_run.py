@@ -15,7 +15,7 @@ from launcher import codeship, gitinfo
 from launcher.commands.shipped_run import lay_out_shipped
 from launcher.errors import RunError
 from launcher.load import load_spec
-from launcher.runtime import workdir
+from launcher.runtime.lifecycle import workdir
 
 SPEC = """\
 version: 1

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from launcher.runtime import events
-from launcher.runtime.volume import Volume
+from launcher.runtime.storage.volume import Volume
 
 
 class Hooks(Protocol):
@@ -61,8 +61,8 @@ def run_container(obj: Container, *, resume: bool = True, steps: int | None = No
 def run_input(obj: Hooks, call: Callable[[], dict[str, Any]],
               volumes: Sequence[Volume] = ()) -> dict[str, Any]:
     """Enter hooks, one input (`call`, a method of `obj`), the exit hooks, then a commit of
-    `volumes`: a stage's class (launcher.runtime.stage_session) goes through the same container
-    order with its `run`."""
+    `volumes`: a stage's class (launcher.runtime.pipeline.stage_session) goes through the same
+    container order with its `run`."""
     try:
         obj.stage1()  # before the memory snapshot (when the spec asks for one)
         obj.stage2()  # after the restore
