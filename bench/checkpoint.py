@@ -37,9 +37,9 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 from launcher.load import load_spec  # noqa: E402
 from launcher.runtime.events import PREFIX  # noqa: E402
-from launcher.runtime.lifecycle import run_container  # noqa: E402
-from launcher.runtime.session import Session  # noqa: E402
-from launcher.runtime.volume import LocalVolume  # noqa: E402
+from launcher.runtime.lifecycle.container import run_container  # noqa: E402
+from launcher.runtime.storage.volume import LocalVolume  # noqa: E402
+from launcher.runtime.train.session import Session  # noqa: E402
 
 
 def spec_file(folder: Path, background: bool, every: int, steps: int, layers: int,

@@ -731,7 +731,7 @@ def volume_drills() -> int:
     from runjob import RECIPES, checkpoints, launch_local, probe_spec, write_spec
     from test_signals import rows, start_launch, wait_for
 
-    from launcher.runtime import checkpoint
+    from launcher.runtime.checkpoint import store
 
     tally = Tally()
     start = time.monotonic()
@@ -777,7 +777,7 @@ def volume_drills() -> int:
         problems = _common(code, output) + _common(second.code, second.output)
         if checkpoints(locks / "volumes" / "vol" / "other") != theirs or len(theirs) != 2:
             problems.append("checkpoints lost")
-        if not checkpoint.complete(locks / "volumes" / "vol" / "probe"):
+        if not store.complete(locks / "volumes" / "vol" / "probe"):
             problems.append("checkpoints lost")
         if code != 0 or second.code != 1 or "already running" not in second.output:
             problems.append("other")  # two runs of one job at once

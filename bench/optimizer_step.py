@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from accelerate.utils import is_lomo_available  # noqa: E402
 
 from launcher.recipes.ppo import PPO  # noqa: E402
-from launcher.runtime.accelerator import Accelerator  # noqa: E402
+from launcher.runtime.train.accelerator import Accelerator  # noqa: E402
 
 NAME = "lomo_optim"
 

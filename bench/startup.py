@@ -46,13 +46,13 @@ SOLVED = 475.0
 BASELINE = """
 import sys, time
 {gc}import torch, accelerate
-from launcher.runtime.session import import_recipe
+from launcher.runtime.train.session import import_recipe
 accelerator = accelerate.Accelerator(cpu=not torch.cuda.is_available())
 recipe = import_recipe({recipe!r})({config!r}, {seed!r})
 print(time.time(), flush=True)
 """
-# The same script with the collector paused, as the worker starts (launcher.runtime.process):
-# what is left between it and the launch is what launcher itself adds.
+# The same script with the collector paused, as the worker starts
+# (launcher.runtime.lifecycle.process): what is left between it and the launch is what launcher itself adds.
 NO_GC = "import gc; gc.disable()\n"
 
 # (label, from mark, to mark): the phases of a launch up to its first step, then its tail.

@@ -16,7 +16,7 @@ import click
 
 from launcher import __version__
 from launcher.errors import LauncherError, printable
-from launcher.runtime import timeline
+from launcher.runtime.lifecycle import timeline
 
 EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
 

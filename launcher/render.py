@@ -68,7 +68,8 @@ def environment() -> jinja2.Environment:
 def import_check(spec: JobSpec) -> str:
     """The image's last step: import the runtime, then the recipe's and the stages' modules (and
     so the user's package), as the container will."""
-    runtime = ["launcher.runtime.session"] + (["launcher.runtime.stage_session"] if spec.stages else [])
+    runtime = ["launcher.runtime.train.session",
+               *(["launcher.runtime.pipeline.stage_session"] if spec.stages else [])]
     modules = [ref.split(":")[0] for ref in [spec.train.recipe, *(s.run for s in spec.stages)]]
     return "python -c " + shlex.quote("import " + ", ".join(dict.fromkeys(runtime + modules)))
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from launcher.backends import worker
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.storage.volume import LocalVolume
 
 
 class FakeCluster:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from launcher.runtime.accelerator import Accelerator, settle_absent
+from launcher.runtime.train.accelerator import Accelerator, settle_absent
 
 
 class Searches:

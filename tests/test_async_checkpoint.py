@@ -24,12 +24,12 @@ import torch
 from runjob import checkpoints, launch_local, probe_spec, write_spec
 
 from launcher.load import load_spec
-from launcher.runtime import checkpoint, writer
-from launcher.runtime.accelerator import Accelerator
-from launcher.runtime.checkpointer import checkpointer
-from launcher.runtime.snapshot import HostCopies
-from launcher.runtime.context import LoopContext
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.checkpoint import store, writer
+from launcher.runtime.checkpoint.manager import checkpointer
+from launcher.runtime.checkpoint.snapshot import HostCopies
+from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.accelerator import Accelerator
+from launcher.runtime.train.context import LoopContext
 
 
 class Tally:
@@ -114,7 +114,7 @@ def trained(steps: int, **options: Any) -> tuple[Rich, Accelerator]:
 
 
 def digests(folder: Path) -> dict[str, str]:
-    manifest = json.loads((folder / checkpoint.MANIFEST).read_text())
+    manifest = json.loads((folder / store.MANIFEST).read_text())
     return {name: entry["sha256"] for name, entry in manifest["files"].items()}
 
 
@@ -144,7 +144,7 @@ def test_a_background_checkpoint_is_the_synchronous_one_bit_for_bit(spec, tmp_pa
     background.save(3, {})
     for _ in range(2):  # weights, optimizer, scheduler, RNG and recipe state all move on
         recipe.train_step()
-    assert checkpoint.complete(tmp_path / "async") == []  # held back until now
+    assert store.complete(tmp_path / "async") == []  # held back until now
     held.set()
     background.wait()
     names = digests(tmp_path / "sync" / "step-00000003")
@@ -191,7 +191,7 @@ def test_a_second_save_waits_for_the_write_before_it(spec, tmp_path: Path, held,
     second.join()
     background.close()
     assert digests(tmp_path / "async" / "step-00000003") == digests(tmp_path / "sync" / "step-00000003")
-    assert [c.step for c in checkpoint.complete(tmp_path / "async")] == [4, 3]
+    assert [c.step for c in store.complete(tmp_path / "async")] == [4, 3]
 
 
 def test_a_failed_background_write_is_raised_once_by_the_next_save(spec, tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_a_failed_background_write_is_raised_once_by_the_next_save(spec, tmp_pat
     shutil.rmtree(tmp_path / "blocked")
     (tmp_path / "blocked").write_text("a file where the checkpoint folder should be")
     saved.save(1, {})
-    with pytest.raises(checkpoint.CheckpointError, match="checkpoint after update 1 not written"):
+    with pytest.raises(store.CheckpointError, match="checkpoint after update 1 not written"):
         saved.save(2, {})
     saved.close()  # the error was reported once; closing does not raise it again
     assert saved.written == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.runtime import checkpoint
-from launcher.runtime.checkpoint import CheckpointError
+from launcher.runtime.checkpoint import store
+from launcher.runtime.checkpoint.store import CheckpointError
 
 
 def writer_for(step: int):
@@ -27,8 +27,8 @@ def writer_for(step: int):
     return write
 
 
-def save(root: Path, step: int, **kwargs) -> checkpoint.Checkpoint:
-    return checkpoint.save(root, step, writer_for(step), spec_hash="abc123", **kwargs)
+def save(root: Path, step: int, **kwargs) -> store.Checkpoint:
+    return store.save(root, step, writer_for(step), spec_hash="abc123", **kwargs)
 
 
 def names(root: Path) -> list[str]:
@@ -45,7 +45,7 @@ class Recorder:
         self.loaded: list[str] = []
         self.warnings: list[str] = []
 
-    def load(self, ckpt: checkpoint.Checkpoint) -> None:
+    def load(self, ckpt: store.Checkpoint) -> None:
         self.loaded.append(ckpt.path.name)
 
     def warn(self, message: str) -> None:
@@ -54,17 +54,17 @@ class Recorder:
 
 def test_round_trip(tmp_path: Path) -> None:
     saved = [save(tmp_path, step) for step in (100, 200, 300)]
-    found = checkpoint.complete(tmp_path)
+    found = store.complete(tmp_path)
     assert found == saved[::-1]
     assert [c.path.name for c in found] == ["step-00000300", "step-00000200", "step-00000100"]
     assert names(tmp_path) == ["step-00000100", "step-00000200", "step-00000300"]
     for ckpt in found:
-        checkpoint.verify(ckpt)
+        store.verify(ckpt)
     assert (found[0].path / "custom" / "recipe.pkl").read_bytes() == b"recipe 300"
 
 
 def test_manifest_content(tmp_path: Path) -> None:
-    ckpt = checkpoint.save(
+    ckpt = store.save(
         tmp_path, 100, writer_for(100), spec_hash="abc123", extra={"hidden": 64}
     )
     on_disk = json.loads((tmp_path / "step-00000100" / "manifest.json").read_text())
@@ -88,7 +88,7 @@ def test_manifest_content(tmp_path: Path) -> None:
 
 def test_large_file_hashed_in_chunks(tmp_path: Path) -> None:
     data = os.urandom(3 * (1 << 20) + 17)
-    ckpt = checkpoint.save(
+    ckpt = store.save(
         tmp_path, 1, lambda tmp: (tmp / "big.bin").write_bytes(data), spec_hash="h"
     )
     assert ckpt.manifest["files"]["big.bin"]["sha256"] == hashlib.sha256(data).hexdigest()
@@ -96,7 +96,7 @@ def test_large_file_hashed_in_chunks(tmp_path: Path) -> None:
 
 def test_module_imports_stdlib_only() -> None:
     code = (
-        "import sys, launcher.runtime.checkpoint as c\n"
+        "import sys, launcher.runtime.checkpoint.store as c\n"
         "c._versions()\n"
         "bad = {'torch', 'accelerate', 'click', 'jinja2', 'jsonschema'} & set(sys.modules)\n"
         "assert not bad, bad\n"
@@ -114,14 +114,14 @@ def test_retention_runs_only_after_the_new_checkpoint_is_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save(tmp_path, 100)
-    discard = checkpoint._discard
+    discard = store._discard
     seen: list[list[int]] = []
 
     def spy(path: Path) -> None:
-        seen.append([c.step for c in checkpoint.complete(tmp_path)])
+        seen.append([c.step for c in store.complete(tmp_path)])
         discard(path)
 
-    monkeypatch.setattr(checkpoint, "_discard", spy)
+    monkeypatch.setattr(store, "_discard", spy)
     save(tmp_path, 200, keep_last=1)
     assert seen == [[200, 100]]
     assert names(tmp_path) == ["step-00000200"]
@@ -139,16 +139,16 @@ def test_failed_save_removes_nothing_and_leaves_no_temp(tmp_path: Path) -> None:
     for step in (100, 200):
         save(tmp_path, step, keep_last=2)
     with pytest.raises(CheckpointError):
-        checkpoint.save(tmp_path, 300, enospc, spec_hash="abc123", keep_last=2)
+        store.save(tmp_path, 300, enospc, spec_hash="abc123", keep_last=2)
     assert names(tmp_path) == ["step-00000100", "step-00000200"]
-    for ckpt in checkpoint.complete(tmp_path):
-        checkpoint.verify(ckpt)
+    for ckpt in store.complete(tmp_path):
+        store.verify(ckpt)
 
 
 def test_enospc_message(tmp_path: Path) -> None:
     save(tmp_path, 100)
-    with pytest.raises(checkpoint.StorageRefused) as info:  # permanent: no retry frees the disk
-        checkpoint.save(tmp_path, 200, enospc, spec_hash="abc123")
+    with pytest.raises(store.StorageRefused) as info:  # permanent: no retry frees the disk
+        store.save(tmp_path, 200, enospc, spec_hash="abc123")
     assert str(info.value) == (
         f"{tmp_path}: checkpoint after update 200 not written (earlier checkpoints are intact): "
         "no space left on device; a retry would fail the same way: free space there, then launch again"
@@ -160,9 +160,9 @@ def test_enospc_while_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     def no_space(path: Path, *, fsync: bool = False) -> str:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoint, "_sha256", no_space)
-    with pytest.raises(checkpoint.StorageRefused, match=r"^/.*: checkpoint after update 100 not written "
-                                                       r"\(earlier checkpoints are intact\): no space"):
+    monkeypatch.setattr(store, "_sha256", no_space)
+    with pytest.raises(store.StorageRefused, match=r"^/.*: checkpoint after update 100 not written "
+                                                  r"\(earlier checkpoints are intact\): no space"):
         save(tmp_path, 100)
     assert names(tmp_path) == []
 
@@ -172,7 +172,7 @@ def test_non_os_error_from_writer(tmp_path: Path) -> None:
         raise RuntimeError("CUDA error: out of memory")
 
     with pytest.raises(CheckpointError) as info:
-        checkpoint.save(tmp_path, 100, broken, spec_hash="abc123")
+        store.save(tmp_path, 100, broken, spec_hash="abc123")
     assert str(info.value) == (
         "checkpoint after update 100 not written: RuntimeError: CUDA error: out of memory; "
         "earlier checkpoints are intact"
@@ -185,17 +185,17 @@ def test_interrupt_during_write_removes_temp_and_propagates(tmp_path: Path) -> N
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(tmp_path, 100, interrupted, spec_hash="abc123")
+        store.save(tmp_path, 100, interrupted, spec_hash="abc123")
     assert names(tmp_path) == []
 
 
 def test_resave_replaces_existing_step(tmp_path: Path) -> None:
     save(tmp_path, 100)
-    checkpoint.save(
+    store.save(
         tmp_path, 100, lambda tmp: (tmp / "new.bin").write_bytes(b"new"), spec_hash="second"
     )
     assert names(tmp_path) == ["step-00000100"]
-    (ckpt,) = checkpoint.complete(tmp_path)
+    (ckpt,) = store.complete(tmp_path)
     assert ckpt.manifest["spec_hash"] == "second"
     assert sorted(ckpt.manifest["files"]) == ["new.bin"]
     assert sorted(p.name for p in ckpt.path.iterdir()) == ["manifest.json", "new.bin"]
@@ -204,10 +204,10 @@ def test_resave_replaces_existing_step(tmp_path: Path) -> None:
 def test_failed_resave_keeps_the_old_one(tmp_path: Path) -> None:
     save(tmp_path, 100)
     with pytest.raises(CheckpointError):
-        checkpoint.save(tmp_path, 100, enospc, spec_hash="second")
-    (ckpt,) = checkpoint.complete(tmp_path)
+        store.save(tmp_path, 100, enospc, spec_hash="second")
+    (ckpt,) = store.complete(tmp_path)
     assert ckpt.manifest["spec_hash"] == "abc123"
-    checkpoint.verify(ckpt)
+    store.verify(ckpt)
 
 
 def test_writer_may_not_write_the_manifest(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_writer_may_not_write_the_manifest(tmp_path: Path) -> None:
         (tmp / "manifest.json").write_text("{}")
 
     with pytest.raises(CheckpointError, match=r"^checkpoint after update 1 not written: File exists"):
-        checkpoint.save(tmp_path, 1, sneaky, spec_hash="h")
+        store.save(tmp_path, 1, sneaky, spec_hash="h")
     assert names(tmp_path) == []
 
 
@@ -226,8 +226,8 @@ def test_killed_mid_write_is_never_returned(tmp_path: Path) -> None:
     (partial / "model.safetensors").write_bytes(b"half")
     (tmp_path / ".trash-step-00000050-abcd").mkdir()
     rec = Recorder()
-    assert [c.step for c in checkpoint.complete(tmp_path)] == [100]
-    assert checkpoint.newest_usable(tmp_path, rec.load, rec.warn).step == 100
+    assert [c.step for c in store.complete(tmp_path)] == [100]
+    assert store.newest_usable(tmp_path, rec.load, rec.warn).step == 100
     assert rec.warnings == []
 
 
@@ -236,18 +236,18 @@ def test_clean_temp(tmp_path: Path) -> None:
     (tmp_path / ".tmp-step-00000200-x1y2" / "sub").mkdir(parents=True)
     (tmp_path / ".trash-step-00000050-abcd").mkdir()
     (tmp_path / ".tmp-lease.json-123").write_text("{}")
-    assert checkpoint.clean_temp(tmp_path) == [
+    assert store.clean_temp(tmp_path) == [
         ".tmp-lease.json-123", ".tmp-step-00000200-x1y2", ".trash-step-00000050-abcd"]
     assert names(tmp_path) == ["step-00000100"]
-    assert checkpoint.clean_temp(tmp_path) == []
+    assert store.clean_temp(tmp_path) == []
 
 
 def test_missing_root(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     rec = Recorder()
-    assert checkpoint.clean_temp(missing) == []
-    assert checkpoint.complete(missing) == []
-    assert checkpoint.newest_usable(missing, rec.load, rec.warn) is None
+    assert store.clean_temp(missing) == []
+    assert store.complete(missing) == []
+    assert store.newest_usable(missing, rec.load, rec.warn) is None
     assert rec.warnings == []
 
 
@@ -297,7 +297,7 @@ def test_corrupt_newest_falls_back(tmp_path: Path, corrupt, reason: str) -> None
         save(tmp_path, step)
     corrupt(tmp_path / "step-00000300")
     rec = Recorder()
-    found = checkpoint.newest_usable(tmp_path, rec.load, rec.warn)
+    found = store.newest_usable(tmp_path, rec.load, rec.warn)
     assert found is not None and found.step == 200
     assert rec.loaded == ["step-00000200"]
     assert rec.warnings == [
@@ -308,13 +308,13 @@ def test_verify_names_the_file(tmp_path: Path) -> None:
     ckpt = save(tmp_path, 100)
     delete_file(ckpt.path)
     with pytest.raises(CheckpointError, match=r"^custom/recipe\.pkl is missing$"):
-        checkpoint.verify(ckpt)
+        store.verify(ckpt)
 
 
 def test_verify_tolerates_extra_files(tmp_path: Path) -> None:
     ckpt = save(tmp_path, 100)
     (ckpt.path / "notes.txt").write_text("added later")
-    checkpoint.verify(ckpt)
+    store.verify(ckpt)
 
 
 def test_load_failure_falls_back(tmp_path: Path) -> None:
@@ -322,12 +322,12 @@ def test_load_failure_falls_back(tmp_path: Path) -> None:
         save(tmp_path, step)
     rec = Recorder()
 
-    def load(ckpt: checkpoint.Checkpoint) -> None:
+    def load(ckpt: store.Checkpoint) -> None:
         if ckpt.path.name == "step-00000200":
             raise RuntimeError("size mismatch for fc.weight")
         rec.load(ckpt)
 
-    found = checkpoint.newest_usable(tmp_path, load, rec.warn)
+    found = store.newest_usable(tmp_path, load, rec.warn)
     assert found is not None and found.step == 100
     assert rec.warnings == [
         "checkpoint step-00000200 skipped: RuntimeError: size mismatch for fc.weight; "
@@ -340,7 +340,7 @@ def test_nothing_loadable(tmp_path: Path) -> None:
     truncate(tmp_path / "step-00000200")
     delete_manifest(tmp_path / "step-00000100")
     rec = Recorder()
-    assert checkpoint.newest_usable(tmp_path, rec.load, rec.warn) is None
+    assert store.newest_usable(tmp_path, rec.load, rec.warn) is None
     assert rec.loaded == []
     assert rec.warnings == [
         "checkpoint step-00000200 skipped: model.safetensors has 5 bytes, the manifest says "
@@ -354,29 +354,29 @@ def test_steps_loaded_before_and_failed_are_passed_over(tmp_path: Path) -> None:
     for step in (100, 200, 300):
         save(tmp_path, step)
     rec = Recorder()
-    found = checkpoint.newest_usable(tmp_path, rec.load, rec.warn, skip={300, 200})
+    found = store.newest_usable(tmp_path, rec.load, rec.warn, skip={300, 200})
     assert found is not None and found.step == 100 and rec.warnings == []
-    assert checkpoint.earlier_than(tmp_path, 200, skip={100}) is False
-    assert checkpoint.earlier_than(tmp_path, 300, skip={100}) is True
+    assert store.earlier_than(tmp_path, 200, skip={100}) is False
+    assert store.earlier_than(tmp_path, 300, skip={100}) is True
 
 
 def test_an_incompatible_checkpoint_stops_the_search(tmp_path: Path) -> None:
     for step in (100, 200):
         save(tmp_path, step)
 
-    def refuse(ckpt: checkpoint.Checkpoint) -> None:
-        raise checkpoint.Incompatible(f"cannot resume from {ckpt.path.name}")
+    def refuse(ckpt: store.Checkpoint) -> None:
+        raise store.Incompatible(f"cannot resume from {ckpt.path.name}")
 
-    with pytest.raises(checkpoint.Incompatible, match="^cannot resume from step-00000200$"):
-        checkpoint.newest_usable(tmp_path, refuse, Recorder().warn)
+    with pytest.raises(store.Incompatible, match="^cannot resume from step-00000200$"):
+        store.newest_usable(tmp_path, refuse, Recorder().warn)
 
 
 def test_checkpoints_at_a_volume_s_top_level_are_named(tmp_path: Path) -> None:
     for step in (100, 200):
         save(tmp_path, step)
     save(tmp_path / "job", 300)
-    assert checkpoint.top_level(tmp_path) == ["step-00000100", "step-00000200"]
-    assert checkpoint.top_level(tmp_path / "job") == ["step-00000300"]
+    assert store.top_level(tmp_path) == ["step-00000100", "step-00000200"]
+    assert store.top_level(tmp_path / "job") == ["step-00000300"]
 
 
 def test_complete_skips_broken_manifests(tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_complete_skips_broken_manifests(tmp_path: Path) -> None:
     garble_manifest(tmp_path / "step-00000200")
     (tmp_path / "step-00000300").mkdir()  # a directory with no manifest at all
     (tmp_path / "step-00000400").write_text("a file, not a checkpoint")
-    assert [c.step for c in checkpoint.complete(tmp_path)] == [100]
+    assert [c.step for c in store.complete(tmp_path)] == [100]
 
 
 def test_keep_last_must_be_positive(tmp_path: Path) -> None:
@@ -418,8 +418,8 @@ def test_a_full_disk_behind_a_library_s_own_message_is_said_as_a_full_disk(
 
     save(tmp_path, 100)
     _full_disk(monkeypatch, tmp_path)
-    with pytest.raises(checkpoint.StorageRefused) as info:
-        checkpoint.save(tmp_path, 200, torch_save, spec_hash="abc123")
+    with pytest.raises(store.StorageRefused) as info:
+        store.save(tmp_path, 200, torch_save, spec_hash="abc123")
     assert str(info.value) == (
         f"{tmp_path}: checkpoint after update 200 not written (earlier checkpoints are intact): "
         "no space left on device; a retry would fail the same way: free space there, then launch again"
@@ -433,17 +433,17 @@ def test_the_same_failure_with_room_on_the_disk_is_not_called_a_full_disk(tmp_pa
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 960 vs 854")
 
     with pytest.raises(CheckpointError) as info:
-        checkpoint.save(tmp_path, 100, torch_save, spec_hash="abc123")
-    assert not isinstance(info.value, checkpoint.StorageRefused)
+        store.save(tmp_path, 100, torch_save, spec_hash="abc123")
+    assert not isinstance(info.value, store.StorageRefused)
 
 
 def test_a_rust_library_s_os_error_is_read(tmp_path: Path) -> None:
     def safetensors_save(tmp: Path) -> None:
         raise RuntimeError("Error while serializing: I/O error: Read-only file system (os error 30)")
 
-    with pytest.raises(checkpoint.StorageRefused, match=r": read-only file system; a retry would fail "
-                                                       r"the same way: make it writable"):
-        checkpoint.save(tmp_path, 100, safetensors_save, spec_hash="abc123")
+    with pytest.raises(store.StorageRefused, match=r": read-only file system; a retry would fail "
+                                                  r"the same way: make it writable"):
+        store.save(tmp_path, 100, safetensors_save, spec_hash="abc123")
 
 
 def test_links_are_never_checkpoints_nor_cleaned_through(tmp_path: Path) -> None:
@@ -455,9 +455,9 @@ def test_links_are_never_checkpoints_nor_cleaned_through(tmp_path: Path) -> None
     (outside / "keep.txt").write_text("not the job's")
     (root / "step-00000900").symlink_to(outside / "step-00000900")
     (root / ".trash-step-00000050-ab").symlink_to(outside)
-    assert [c.step for c in checkpoint.complete(root)] == [100]
-    assert checkpoint.newest_usable(root, lambda c: None, print).step == 100
-    assert checkpoint.clean_temp(root) == [".trash-step-00000050-ab"]
-    assert checkpoint.clean_temp(root) == []  # gone, not reported again on every run
+    assert [c.step for c in store.complete(root)] == [100]
+    assert store.newest_usable(root, lambda c: None, print).step == 100
+    assert store.clean_temp(root) == [".trash-step-00000050-ab"]
+    assert store.clean_temp(root) == []  # gone, not reported again on every run
     assert (outside / "keep.txt").read_text() == "not the job's"
-    assert (outside / "step-00000900" / checkpoint.MANIFEST).is_file()
+    assert (outside / "step-00000900" / store.MANIFEST).is_file()

@@ -16,10 +16,10 @@ from runjob import checkpoints, probe_spec, write_spec
 
 from launcher.load import load_spec
 from launcher.recipes.ppo import PPO
-from launcher.runtime.checkpointer import LoadFailed, Restored, checkpointer
-from launcher.runtime.context import LoopContext
+from launcher.runtime.checkpoint.manager import LoadFailed, Restored, checkpointer
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.context import LoopContext
 
 
 class Counter:
@@ -271,7 +271,7 @@ def test_ppo_learning_rate_from_the_spec_on_resume(manager, tmp_path: Path) -> N
 
 
 def test_a_scheduler_keeps_its_place_with_the_new_base_rate() -> None:
-    from launcher.runtime import hparams
+    from launcher.runtime.checkpoint import hparams
 
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -411,7 +411,7 @@ def test_recipe_state_that_cannot_be_reloaded_is_refused_at_the_first_save(manag
 
 def test_checkpoints_that_can_never_be_loaded_stop_the_run_and_stay(manager, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from launcher.runtime import checkpointer as module
+    from launcher.runtime.checkpoint import manager as module
 
     volume = volume_at(tmp_path)
     with monkeypatch.context() as older:  # a launcher that did not check at the first save

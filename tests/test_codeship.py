@@ -159,7 +159,7 @@ def test_the_ppo_recipe_runs_stage_1_from_what_the_image_holds(tmp_path, monkeyp
         target = image / PurePosixPath(remote).relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(local.read_bytes())
-    stage1 = ("import json, sys, launcher; from launcher.runtime.session import Session; "
+    stage1 = ("import json, sys, launcher; from launcher.runtime.train.session import Session; "
               "s = Session(json.loads(sys.argv[1])); s.stage1(); "
               "print(launcher.__file__, type(s.recipe).__name__, s.init_error)")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LAUNCH_REPO_ROOT")}

@@ -199,7 +199,7 @@ def test_every_relative_link_resolves_from_its_own_folder(doc: str) -> None:
 
 def test_the_link_check_sees_the_links() -> None:
     assert relative_links((ROOT / "docs" / "in-your-repo.md").read_text("utf-8")) == [
-        "../launcher/runtime/recipe.py", "spec.md", "ci.md"]
+        "../launcher/runtime/recipe/protocol.py", "spec.md", "ci.md"]
     assert relative_links("[a](x.md#part) [b](https://e.com/y.md) [c](#top)") == ["x.md"]
 
 
@@ -264,3 +264,17 @@ def test_the_ci_workflow_installs_launcher_from_a_wheel_the_repository_keeps() -
     configs = [b for b in yaml_blocks(text) if isinstance(b, dict) and "repos" in b]
     assert configs[0]["repos"][0]["repo"] == "local"  # the installed `launch`, no remote to fetch
     assert configs[0]["repos"][0]["hooks"][0]["language"] == "system"
+
+
+def test_the_architecture_map_names_every_runtime_package_and_launch_setting() -> None:
+    """docs/architecture.md stays a true map: a new package under launcher/runtime/ or a new
+    LAUNCH_* variable in the code must appear there too."""
+    text = (ROOT / "docs" / "architecture.md").read_text("utf-8")
+    runtime = ROOT / "launcher" / "runtime"
+    packages = {f"runtime/{p.parent.name}/" for p in runtime.glob("*/__init__.py")}
+    sources = [*(ROOT / "launcher").rglob("*.py"), ROOT / "templates" / "modal_app.py.j2"]
+    settings = {name for path in sources
+                for name in re.findall(r"LAUNCH_[A-Z][A-Z_]*[A-Z]", path.read_text("utf-8"))}
+    assert {"runtime/checkpoint/", "runtime/train/"} <= packages and "LAUNCH_VOLUME" in settings
+    assert sorted(p for p in packages if f"`{p}`" not in text) == []
+    assert sorted(s for s in settings if f"`{s}`" not in text) == []

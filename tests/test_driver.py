@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from launcher.runtime import driver, stages
+from launcher.runtime.pipeline import driver, stages
 from launcher.spec import yamlpos
 from launcher.spec.validate import validate
 
@@ -186,7 +186,7 @@ def test_the_driver_and_the_stage_results_need_neither_torch_nor_the_cli() -> No
     # The driver runs in a small CPU container, and the supervisor reads results without torch.
     import subprocess
     import sys
-    code = ("import sys, launcher.runtime.driver, launcher.runtime.stages\n"
+    code = ("import sys, launcher.runtime.pipeline.driver, launcher.runtime.pipeline.stages\n"
             "bad = {'torch', 'accelerate', 'sklearn', 'click', 'jinja2', 'jsonschema'} & set(sys.modules)\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

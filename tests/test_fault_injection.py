@@ -25,7 +25,7 @@ from launcher.spec.model import JobSpec
 MODAL_PATH = """
 import importlib.util, sys
 from pathlib import Path
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.storage.volume import LocalVolume
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)

@@ -202,6 +202,6 @@ def test_a_new_users_repository_from_init_to_the_shipped_rehearsal(venv: Path, s
     assert facts["package"].startswith(str(venv)) and "site-packages" in facts["package"]
     assert "torch==2.13.0" in facts["install"] and "launcher" not in facts["install"]
     assert "/opt/project/data/train.csv" in facts["code"]
-    assert facts["last"] == "RUN python -c 'import launcher.runtime.session, mypkg.recipes'"
+    assert facts["last"] == "RUN python -c 'import launcher.runtime.train.session, mypkg.recipes'"
     assert sorted(p.name for p in (repo / ".launch").iterdir()) == ["code", "runs", "shipped", "volumes"]
     assert ok(run("git", "status", "--porcelain", cwd=repo, venv=venv)).stdout == "?? app.py\n"

@@ -89,8 +89,8 @@ def test_no_import_cycle_inside_launcher() -> None:
 
 def test_the_graph_holds_every_module_and_each_one_imports() -> None:
     names = modules(PACKAGE)
-    assert {"launcher.runtime.session", "launcher.runtime.loop", "launcher.runtime.checkpointer",
-            "launcher.backends.worker", "launcher.cli"} <= set(names)
+    assert {"launcher.runtime.train.session", "launcher.runtime.train.loop",
+            "launcher.runtime.checkpoint.manager", "launcher.backends.worker", "launcher.cli"} <= set(names)
     for name in names:
         importlib.import_module(name)
 
@@ -110,6 +110,28 @@ def test_the_checker_finds_a_cycle_through_a_type_checking_import(tmp_path: Path
 
 def test_the_runtime_seams_point_one_way() -> None:
     edges = graph(PACKAGE)
-    assert "launcher.runtime.session" not in edges["launcher.runtime.loop"]
-    for part in ("checkpointer", "context", "volume", "lifecycle"):
-        assert {"launcher.runtime.loop", "launcher.runtime.session"} & edges[f"launcher.runtime.{part}"] == set()
+    assert "launcher.runtime.train.session" not in edges["launcher.runtime.train.loop"]
+    for part in ("checkpoint.manager", "train.context", "storage.volume", "lifecycle.container"):
+        assert {"launcher.runtime.train.loop", "launcher.runtime.train.session"} \
+            & edges[f"launcher.runtime.{part}"] == set()
+
+
+def runtime_packages(edges: dict[str, set[str]], name: str) -> set[str]:
+    """The runtime's packages (checkpoint, train, ...) that the modules of package `name` import."""
+    inside = [m for m in edges if m.startswith(f"launcher.runtime.{name}.")]
+    return {d.split(".")[2] for m in inside for d in edges[m]
+            if d.startswith("launcher.runtime.") and d.count(".") >= 3} - {name}
+
+
+def test_the_runtime_packages_are_layered() -> None:
+    edges = graph(PACKAGE)
+    # The volume and a process's lifecycle are the bottom layer: they know no checkpoint, no
+    # training and no pipeline; the checkpoint manager knows its loop only through the
+    # LoopContext it is handed, and no pipeline's driver or stage session.
+    assert runtime_packages(edges, "storage") == set()
+    assert runtime_packages(edges, "lifecycle") == {"storage"}
+    assert runtime_packages(edges, "recipe") == set()
+    assert {d for m in edges if m.startswith("launcher.runtime.checkpoint.") for d in edges[m]
+            if d.startswith(("launcher.runtime.train.", "launcher.runtime.pipeline."))} == {
+        "launcher.runtime.train.context", "launcher.runtime.train.accelerator",
+        "launcher.runtime.pipeline.stages"}

@@ -22,10 +22,10 @@ from modal._partial_function import _find_callables_for_obj, _PartialFunctionFla
 
 from launcher.backends import worker
 from launcher.load import load_spec
-from launcher.runtime.lifecycle import run_container
-from launcher.runtime.session import Session
-from launcher.runtime.stage_session import StageSession
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.lifecycle.container import run_container
+from launcher.runtime.pipeline.stage_session import StageSession
+from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.session import Session
 from regen_golden import GOLDEN, ROOT, golden_cases, render_case
 
 CLUSTER = object()  # what modal.Cluster.from_context() gives inside a clustered container
@@ -283,7 +283,7 @@ def test_no_private_modal_name_in_launcher_or_the_template() -> None:
 
 
 def test_the_runtime_backends_and_generated_apps_reach_into_no_private_attribute() -> None:
-    files = [*sorted((ROOT / "launcher" / "runtime").glob("*.py")),
+    files = [*sorted((ROOT / "launcher" / "runtime").rglob("*.py")),
              *sorted((ROOT / "launcher" / "backends").glob("*.py")),
              *sorted(GOLDEN.glob("*/app.py"))]
     found = [f"{path.relative_to(ROOT)}: {hit}" for path in files

@@ -18,7 +18,7 @@ from runjob import RECIPES, checkpoints, probe_spec, write_spec
 
 from launcher.load import load_spec
 from launcher.render import CodeSource, render
-from launcher.runtime.rendezvous import PORT, rendezvous
+from launcher.runtime.lifecycle.rendezvous import PORT, rendezvous
 
 
 def test_rendezvous_comes_from_the_cluster_context() -> None:

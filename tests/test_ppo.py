@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from jsonschema import Draft202012Validator
 
 from launcher.recipes.ppo import PPO, PPOConfig, gae
-from launcher.runtime.recipe import Recipe
+from launcher.runtime.recipe.protocol import Recipe
 
 # Small enough that a few updates take well under a second.
 SMALL = {

@@ -10,7 +10,7 @@ import pytest
 
 from launcher.errors import SpecError
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.session import import_recipe
+from launcher.runtime.train.session import import_recipe
 from launcher.spec import yamlpos
 from launcher.spec.refs import RefError, import_ref, module_file
 from launcher.spec.validate import validate

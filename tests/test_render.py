@@ -108,7 +108,7 @@ def test_code_git_ships_the_exported_commit_into_the_one_layout() -> None:
     assert 'CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT\n' in app
     assert image_lines(app) == [*RUNTIME_STEPS,
         "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))",
-        "image = image.run_commands(\"python -c 'import launcher.runtime.session, launcher.recipes.ppo'\")",
+        "image = image.run_commands(\"python -c 'import launcher.runtime.train.session, launcher.recipes.ppo'\")",
     ]
     assert "uv pip install --system /opt/code" not in app  # the tree is the working directory, not installed
 
@@ -120,7 +120,7 @@ def test_code_local_ships_the_working_tree_into_the_same_layout() -> None:
     assert "CODE = _repo_root()\n" in app
     assert image_lines(app) == [*RUNTIME_STEPS,
         "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))",
-        "image = image.run_commands(\"python -c 'import launcher.runtime.session, myproject.rl.ppo'\")",
+        "image = image.run_commands(\"python -c 'import launcher.runtime.train.session, myproject.rl.ppo'\")",
     ]
     assert "GIT_URL" not in app and "add_local_python_source" not in app
 
@@ -134,7 +134,7 @@ def build_commands(app: str) -> list[str]:
 def test_the_last_step_imports_every_stage_module_once() -> None:
     spec = load_spec(GOLDEN / "pipeline-digits" / "spec.yaml").spec
     assert build_commands(render(spec, "a.yaml", GIT)) == [
-        "python -c 'import launcher.runtime.session, launcher.runtime.stage_session, launcher.recipes.digits'"]
+        "python -c 'import launcher.runtime.train.session, launcher.runtime.pipeline.stage_session, launcher.recipes.digits'"]
 
 
 # Finite floats only: validation refuses nan and inf anywhere in a spec (repr(inf) is no literal).

@@ -72,7 +72,7 @@ def test_the_image_runs_the_launcher_that_rendered_it(code, repo, monkeypatch) -
     # No step asks an index for the launcher by name.
     runs = [c for s in steps for c in s.commands if c.startswith("RUN")]
     assert not [c for c in runs for word in shlex.split(c) if re.match(r"(modal-)?launcher\b", word)]
-    assert runs[-1] == "RUN python -c 'import launcher.runtime.session, launcher.recipes.ppo'"
+    assert runs[-1] == "RUN python -c 'import launcher.runtime.train.session, launcher.recipes.ppo'"
 
 
 def test_an_app_rendered_by_another_launcher_version_is_refused_where_it_deploys(repo, monkeypatch) -> None:

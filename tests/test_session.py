@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from launcher.load import load_spec
 from launcher.runtime.failures import VolumeError
-from launcher.runtime.session import Session
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.session import Session
 
 
 @pytest.fixture
@@ -279,7 +279,7 @@ def test_a_recipe_without_state_dict_breaks_the_protocol(make_session, tmp_path,
     shown = file.name if file.parent == Path.cwd() else str(file)
     assert result == {"status": "permanent", "error": (
         f"{shown}:{line}: train.recipe probe_recipe:Probe has no state_dict(); a recipe "
-        "needs setup, train_step, state_dict and load_state_dict (see launcher/runtime/recipe.py)")}
+        "needs setup, train_step, state_dict and load_state_dict (see launcher/runtime/recipe/protocol.py)")}
 
 
 def test_a_volume_failure_at_start_up_is_retried_not_permanent(make_session, monkeypatch) -> None:
@@ -295,7 +295,7 @@ def test_a_volume_failure_at_start_up_is_retried_not_permanent(make_session, mon
 
 
 def test_a_warm_pipeline_train_reads_the_data_prepare_committed_after_it_booted(make_session, tmp_path) -> None:
-    from launcher.runtime import stages
+    from launcher.runtime.pipeline import stages
 
     shutil.copy(RECIPES / "probe_stages.py", tmp_path / "probe_stages.py")
     pipeline = {"prepare": {"run": "probe_stages:prepare"}}

@@ -15,7 +15,7 @@ from launcher import codeship, gitinfo
 from launcher.commands.shipped_run import lay_out_shipped
 from launcher.errors import RunError
 from launcher.load import load_spec
-from launcher.runtime import workdir
+from launcher.runtime.lifecycle import workdir
 
 SPEC = """\
 version: 1
@@ -94,8 +94,8 @@ def test_a_worker_runs_from_the_shipped_tree_and_not_from_where_launch_ran(repo,
     shipped = repo / ".launch" / "shipped" / "tiny"
     export = codeship.export(repo, git(repo, "rev-parse", "HEAD"))
     codeship.lay_out(export, codeship.shipped_commit_folder(export), shipped)
-    probe = ("import os; from launcher.runtime import workdir; workdir.enter(); print(os.getcwd()); "
-             "import mypkg; print(mypkg.__file__); import mypkg.extra")
+    probe = ("import os; from launcher.runtime.lifecycle import workdir; workdir.enter(); "
+             "print(os.getcwd()); import mypkg; print(mypkg.__file__); import mypkg.extra")
     env = {**os.environ, "LAUNCH_WORKDIR": str(shipped)}
     done = subprocess.run([sys.executable, "-c", probe], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=120)

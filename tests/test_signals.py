@@ -93,7 +93,7 @@ def test_a_killed_launch_takes_its_workers_with_it(tmp_path: Path, snapshot: str
 
 LIFELINE_CHILD = """
 import os, sys, time
-from launcher.runtime import lifeline
+from launcher.runtime.lifecycle import lifeline
 pipe = os.environ.get("LAUNCH_LIFELINE_FD")
 lifeline.arm(int(sys.argv[1]), int(pipe) if pipe else None)
 print("armed", flush=True)

@@ -15,9 +15,9 @@ from runjob import RECIPES, probe_spec, write_spec
 
 from launcher.load import load_spec
 from launcher.runtime.lease import Lease
-from launcher.runtime.session import Session
-from launcher.runtime.stage_session import StageSession
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.pipeline.stage_session import StageSession
+from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.session import Session
 
 HELD = "probe: already running on volume vol: call fc-driver ("
 

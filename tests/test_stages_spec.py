@@ -9,8 +9,8 @@ import pytest
 
 from launcher.errors import RunError
 from launcher.plan import plan
-from launcher.runtime import stages
 from launcher.runtime.failures import PermanentError
+from launcher.runtime.pipeline import stages
 from launcher.spec import yamlpos
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import DRIVER_MARGIN_S, check_rerun, driver_timeout_s, longest_s

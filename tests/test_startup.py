@@ -17,7 +17,7 @@ from runjob import launch_local, probe_spec, write_spec
 
 from launcher.backends.local import Options, Supervisor
 from launcher.load import load_spec
-from launcher.runtime.session import Session
+from launcher.runtime.train.session import Session
 
 
 def _alive_with(token: str) -> list[int]:

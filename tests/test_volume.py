@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from launcher.runtime import tree
 from launcher.runtime.failures import VolumeError
-from launcher.runtime.storage import StorageError
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.storage import tree
+from launcher.runtime.storage.disk import StorageError
+from launcher.runtime.storage.volume import LocalVolume
 
 
 def files(root: Path) -> dict[str, str]:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import IO
 
 from launcher.errors import RunError
-from launcher.runtime import checkpoint, lease
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime import lease
+from launcher.runtime.checkpoint import store
+from launcher.runtime.storage.volume import LocalVolume
 
 
 class JobLock:
@@ -147,7 +148,7 @@ def top_level_notice(volumes: Path, volume: str, job: str) -> str | None:
     """Checkpoints an older launcher left at the volume's top level: never loaded; say how to
     move them into this job's folder."""
     root = volumes / volume
-    found = checkpoint.top_level(root)
+    found = store.top_level(root)
     if not found:
         return None
     names = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")

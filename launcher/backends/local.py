@@ -37,10 +37,10 @@ from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import RunError
-from launcher.runtime import timeline
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.lifecycle import timeline
+from launcher.runtime.storage.volume import LocalVolume
 from launcher.spec.refs import CODE_ROOT
 
 if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
@@ -357,7 +357,7 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
 
 
 def workdir_setting(options: Options) -> dict[str, str]:
-    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (see runtime/workdir.py)."""
+    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (runtime/lifecycle/workdir.py)."""
     return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 

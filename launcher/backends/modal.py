@@ -127,7 +127,7 @@ def follow(sub: Submission) -> int:
 
 def pipeline_report(result: dict[str, Any]) -> str:
     """The driver's result: each stage's outcome and metrics, and the stage that failed."""
-    from launcher.runtime.stages import describe
+    from launcher.runtime.pipeline.stages import describe
 
     lines = [f"job {'finished' if result.get('status') == 'finished' else 'failed'}"
              + (f" in stage {result['failed_stage']}" if result.get("failed_stage") else "")]

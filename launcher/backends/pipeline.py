@@ -1,6 +1,6 @@
 """`launch JOB --local` for a spec with `stages:`: the pipeline's driver on this machine.
 
-The very driver that runs on Modal (`launcher.runtime.driver.Driver`) runs here, in its own
+The very driver that runs on Modal (`launcher.runtime.pipeline.driver.Driver`) runs here, in its own
 working copy of the volume, with the run's id as its call id: it takes the job's lease, records
 its stage calls and decides which stage runs. Only its stage caller is local: `Pipeline`
 (a `StageCaller`) runs a stage's call as that stage's supervisor (backends/local.py): one
@@ -25,9 +25,9 @@ from launcher.backends.local import (Options, Supervisor, folders, holding, new_
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
 from launcher.errors import RunError
-from launcher.runtime import driver, stages
-from launcher.runtime.storage import StorageError
-from launcher.runtime.volume import LocalVolume
+from launcher.runtime.pipeline import driver, stages
+from launcher.runtime.storage.disk import StorageError
+from launcher.runtime.storage.volume import LocalVolume
 from launcher.spec.model import JobSpec
 
 

@@ -5,11 +5,12 @@
 
 It imports the rendered app (so `--local` runs that very file: its SPEC literal, its image and
 volume declarations), builds the `Session` its Modal class delegates to from the app's own
-SPEC with a local volume (a working copy of the volume's folder, see runtime/volume.py), and
-runs the session's hooks in Modal's container order (`launcher.runtime.lifecycle`), then the
-final commit. The exit code tells the supervisor how the attempt ended (see
-launcher.runtime.failures). With STAGE (`prepare` or `evaluate`), it runs that stage's class
-instead (`launcher.runtime.stage_session`), through the same hooks.
+SPEC with a local volume (a working copy of the volume's folder, see
+runtime/storage/volume.py), and runs the session's hooks in Modal's container order
+(`launcher.runtime.lifecycle.container`), then the final commit. The exit code tells the
+supervisor how the attempt ended (see launcher.runtime.failures). With STAGE (`prepare` or
+`evaluate`), it runs that stage's class instead (`launcher.runtime.pipeline.stage_session`),
+through the same hooks.
 
 With `-`, the supervisor starts the worker before the app exists: as soon as it knows the
 spec's `env:` (the worker's environment, fixed at its start as in a container), before it
@@ -20,8 +21,8 @@ spec and the run: LAUNCH_VOLUME (the committed folder), LAUNCH_CHECKPOINT_DIR (t
 working copy), LAUNCH_RUN_DIR, and LAUNCH_RUN_ID (the run's id, the same for every attempt and
 every stage: the call id of the job's lease), for a pipeline's stage LAUNCH_LEASE (the
 driver's call id, whose lease the stage works under), and with `--shipped` LAUNCH_WORKDIR (the
-shipped tree it runs from, see runtime/workdir.py). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
-dies with the supervisor, see runtime/lifeline.py) and, for tests only, LAUNCH_FAULT.
+shipped tree it runs from, see runtime/lifecycle/workdir.py). From its start it has LAUNCH_SUPERVISOR_PID and LAUNCH_LIFELINE_FD (the worker
+dies with the supervisor, see runtime/lifecycle/lifeline.py) and, for tests only, LAUNCH_FAULT.
 
 For a stage whose spec asks for a memory snapshot, the go says `snapshot`: the worker then
 becomes the run's zygote and serves every attempt of every such stage, each restored from its
@@ -41,14 +42,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launcher.runtime import events, faults, lifeline, process, storage, timeline, workdir
-from launcher.runtime.checkpoint import CheckpointError
+from launcher.runtime import events, faults
+from launcher.runtime.checkpoint.store import CheckpointError
 from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
                                        PermanentError, Preempted, VolumeError)
-from launcher.runtime.lifecycle import Hooks, run_container, run_input
-from launcher.runtime.session import Session
-from launcher.runtime.stage_session import StageSession
-from launcher.runtime.volume import LocalVolume, Volume
+from launcher.runtime.lifecycle import lifeline, process, timeline, workdir
+from launcher.runtime.lifecycle.container import Hooks, run_container, run_input
+from launcher.runtime.pipeline.stage_session import StageSession
+from launcher.runtime.storage import disk
+from launcher.runtime.storage.volume import LocalVolume, Volume
+from launcher.runtime.train.session import Session
 
 
 def import_app(path: Path) -> ModuleType:
@@ -167,7 +170,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    process.pause_gc()  # start-up until the end of stage 1 (launcher.runtime.process)
+    process.pause_gc()  # start-up until the end of stage 1 (launcher.runtime.lifecycle.process)
     timeline.mark("worker")
     return outcome(lambda: _main(argv))
 
@@ -192,7 +195,7 @@ def outcome(body: Callable[[], int]) -> int:
         if os.environ.get("LAUNCH_DEBUG") == "1":
             traceback.print_exc()
         volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
-        found = storage.error(exc, "the attempt failed", Path(volume) if volume else None)
+        found = disk.error(exc, "the attempt failed", Path(volume) if volume else None)
         if found is not None:  # a full disk, a read-only one: no retry fixes it
             events.log(f"error: {found}")
             events.emit("failure", kind="permanent", message=str(found))

@@ -9,8 +9,8 @@ the app's path, the stage to run (train, or a pipeline's prepare or evaluate), t
 this attempt's working copy of it, the run's id.
 
 The worker dies with the supervisor, however the supervisor ends: it holds the read end of a
-pipe nobody writes to (LAUNCH_LIFELINE_FD, see runtime/lifeline.py) and reads EOF there when
-the write end, ours, closes.
+pipe nobody writes to (LAUNCH_LIFELINE_FD, see runtime/lifecycle/lifeline.py) and reads EOF
+there when the write end, ours, closes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import timeline
+from launcher.runtime.lifecycle import timeline
 
 ARGV = (sys.executable, "-m", "launcher.backends.worker", "-")
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from launcher.runtime.stages import StageContext
+from launcher.runtime.pipeline.stages import StageContext
 
 DATA_FILE = "digits.pt"
 CLASSES = 10

@@ -355,8 +355,8 @@ EVAL_SEED_OFFSET = 1 << 40
 @torch.no_grad()
 def evaluate(ctx: Any) -> dict[str, float]:
     """The greedy policy (argmax of the actor) for one episode in each of ``episodes`` fresh
-    CartPole-v1 environments; ``ctx`` is a launcher.runtime.stages.StageContext with the newest
-    checkpoint loaded into ``ctx.recipe``."""
+    CartPole-v1 environments; ``ctx`` is a launcher.runtime.pipeline.stages.StageContext with the
+    newest checkpoint loaded into ``ctx.recipe``."""
     properties = EVAL_SCHEMA["properties"]
     cfg = {name: prop["default"] for name, prop in properties.items()} | dict(ctx.config)
     policy = ctx.accelerator.unwrap_model(ctx.recipe.model)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from launcher.runtime import timeline
+from launcher.runtime.lifecycle import timeline
 
 PREFIX = "@@launch "
 

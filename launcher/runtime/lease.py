@@ -40,7 +40,7 @@ from typing import Any
 
 from launcher.runtime import events
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.volume import Volume, guarded
+from launcher.runtime.storage.volume import Volume, guarded
 
 LEASE = "lease.json"
 STALE_INTERVALS = 3

@@ -18,13 +18,13 @@ from forkrun import run_forked
 from runjob import RECIPES, checkpoints, launch_local, probe_spec, write_spec
 
 from launcher.errors import RunError
-from launcher.runtime import checkpoint
+from launcher.runtime.checkpoint import store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def manifests(job: Path) -> dict[str, dict]:
-    return {c.path.name: c.manifest for c in checkpoint.complete(job)}
+    return {c.path.name: c.manifest for c in store.complete(job)}
 
 
 def test_removing_the_working_copies_during_a_run_deletes_nothing_on_the_volume(tmp_path: Path) -> None:
@@ -46,8 +46,8 @@ def test_removing_the_working_copies_during_a_run_deletes_nothing_on_the_volume(
                            "last commit are lost; the next attempt starts from that commit))"), run.output
     assert "resumed from step-00000003" in run.output
     assert manifests(volume / "other") == theirs
-    for ckpt in checkpoint.complete(volume / "other"):
-        checkpoint.verify(ckpt)
+    for ckpt in store.complete(volume / "other"):
+        store.verify(ckpt)
     assert checkpoints(volume / "probe") == ["step-00000003", "step-00000006", "step-00000009"]
     assert "Traceback" not in run.output
 
@@ -108,7 +108,7 @@ def test_a_checkpoint_or_leftover_that_is_a_link_is_never_followed(tmp_path: Pat
     again = run_forked(spec_path)
     assert again.code == 0, again.output
     assert "removed leftover" not in again.output  # the link went with the first run
-    assert (outside / "step-00000009" / checkpoint.MANIFEST).is_file()
+    assert (outside / "step-00000009" / store.MANIFEST).is_file()
     assert (job / "step-00000009").is_symlink()  # not the job's to delete either
 
 

@@ -16,7 +16,7 @@ code, signal it); `server` is the worker's side (the zygote's loop, the snapshot
 the restored attempt); `rules` refuses a stage 1 that leaves behind what a snapshot does
 not carry (CUDA state under `snapshot: cpu`, running threads, open sockets).
 
-Every process dies with the one that forked it, however that one ends (runtime/lifeline.py),
+Every process dies with the one that forked it, however that one ends (runtime/lifecycle/lifeline.py),
 so a `kill -9` of `launch` takes them all.
 """
 

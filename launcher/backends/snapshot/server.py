@@ -29,10 +29,11 @@ from types import ModuleType
 from typing import IO, Any
 
 from launcher.backends.snapshot import ATTEMPT, EXITED, rules
-from launcher.runtime import events, faults, lifeline, process, timeline
+from launcher.runtime import events, faults
 from launcher.runtime.failures import EXIT_OK, EXIT_TRANSIENT, PermanentError
-from launcher.runtime.lifecycle import Hooks, run_input
-from launcher.runtime.volume import LocalVolume, Volume
+from launcher.runtime.lifecycle import lifeline, process, timeline
+from launcher.runtime.lifecycle.container import Hooks, run_input
+from launcher.runtime.storage.volume import LocalVolume, Volume
 
 # The object behind the app's class for a stage (built on a volume), and its one input.
 Build = Callable[[ModuleType, str, Volume], tuple[Hooks, Callable[[], dict[str, Any]]]]

@@ -94,7 +94,7 @@ CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT
 # Less what codeship.CODE_IGNORE and .launchignore leave out (`launch --dry-run` lists it).
 image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))
 # A broken image fails while it builds, not in the first run: the runtime and the job's code import.
-image = image.run_commands("python -c 'import launcher.runtime.session, launcher.recipes.ppo'")
+image = image.run_commands("python -c 'import launcher.runtime.train.session, launcher.recipes.ppo'")
 volume = modal.Volume.from_name('launcher-checkpoints', create_if_missing=True, version=2)
 
 
@@ -131,7 +131,7 @@ class Trainer:
     @modal.enter(snap=True)
     def stage1(self) -> None:
         # Heavy imports and the recipe built on CPU.
-        from launcher.runtime.session import Session
+        from launcher.runtime.train.session import Session
 
         # The call id names this run in the job's lease: a retry of this call takes it over.
         self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id)

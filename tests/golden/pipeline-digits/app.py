@@ -131,7 +131,7 @@ CODE = _repo_root() / ".launch" / "code" / GIT_COMMIT
 # Less what codeship.CODE_IGNORE and .launchignore leave out (`launch --dry-run` lists it).
 image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'git'))
 # A broken image fails while it builds, not in the first run: the runtime and the job's code import.
-image = image.run_commands(("python -c 'import launcher.runtime.session, launcher.runtime.stage_session, "
+image = image.run_commands(("python -c 'import launcher.runtime.train.session, launcher.runtime.pipeline.stage_session, "
  "launcher.recipes.digits'"))
 volume = modal.Volume.from_name('digits', create_if_missing=True, version=2)
 
@@ -169,7 +169,7 @@ class Trainer:
     @modal.enter(snap=True)
     def stage1(self) -> None:
         # Heavy imports and the recipe built on CPU.
-        from launcher.runtime.session import Session
+        from launcher.runtime.train.session import Session
 
         # The call id names this run in the job's lease: a retry of this call takes it over.
         self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id)
@@ -217,7 +217,7 @@ class Prepare:
 
     @modal.enter(snap=False)
     def stage1(self) -> None:
-        from launcher.runtime.stage_session import StageSession
+        from launcher.runtime.pipeline.stage_session import StageSession
 
         self.session = StageSession(SPEC, 'prepare', volume=volume, commit=CODE_COMMIT,
                                     call_id=modal.current_function_call_id)
@@ -263,7 +263,7 @@ class Evaluate:
 
     @modal.enter(snap=True)
     def stage1(self) -> None:
-        from launcher.runtime.stage_session import StageSession
+        from launcher.runtime.pipeline.stage_session import StageSession
 
         self.session = StageSession(SPEC, 'evaluate', volume=volume, commit=CODE_COMMIT,
                                     call_id=modal.current_function_call_id)
@@ -301,8 +301,9 @@ class Evaluate:
 def pipeline(rerun: list[str] | None = None) -> dict:
     """The driver (what `launch` spawns): prepare -> train -> evaluate, each stage a call
     on its own class, so the pipeline runs on without the machine that launched it. It holds the
-    job's lease under its call id; `launch --local` runs this same driver (launcher.runtime.driver)."""
-    from launcher.runtime.driver import ModalCaller, run_pipeline
+    job's lease under its call id; `launch --local` runs this same driver
+    (launcher.runtime.pipeline.driver)."""
+    from launcher.runtime.pipeline.driver import ModalCaller, run_pipeline
 
     methods = {
         'train': Trainer().train,

@@ -26,7 +26,7 @@ from typing import Any
 from launcher.runtime.failures import PermanentError
 
 METHODS = ("setup", "train_step", "state_dict", "load_state_dict")
-_LAUNCHER = Path(__file__).resolve().parent.parent
+_LAUNCHER = Path(__file__).resolve().parents[2]  # launcher/runtime/recipe/checks.py
 _LIBRARIES = {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
               if (p := sysconfig.get_paths().get(key))}
 
@@ -60,7 +60,7 @@ def check_class(recipe_cls: type, ref: str) -> None:
         names = ", ".join(f"{name}()" for name in missing)
         raise ProtocolError(f"{where(recipe_cls)}: train.recipe {ref} has no {names}; a recipe "
                             "needs setup, train_step, state_dict and load_state_dict (see "
-                            "launcher/runtime/recipe.py)")
+                            "launcher/runtime/recipe/protocol.py)")
 
 
 def metrics(recipe: Any, returned: Any, update: int) -> dict[str, float]:

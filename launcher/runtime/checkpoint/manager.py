@@ -14,7 +14,7 @@ It owns the checkpoint work: what goes into one (Accelerate's `save_state`, each
 recipe state, a manifest `extra` naming the job, its recipe, its resolved train config and
 the world size), the checks on resume, retention, and the distributed protocol (global
 rank 0 picks the checkpoint and every rank loads it; every rank stages its part, rank 0
-alone publishes and commits). Storage is the stdlib store in `checkpoint.py`; durability is
+alone publishes and commits). Storage is the stdlib store in `store.py`; durability is
 the volume's `commit()`, and each commit carries a heartbeat of the job's lease.
 
 Resuming takes two steps. Picking checks a checkpoint without changing anything: its files
@@ -67,10 +67,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults, hparams, protocol, stages
-from launcher.runtime.context import LoopContext
+from launcher.runtime import events, faults
+from launcher.runtime.checkpoint import hparams, store
+from launcher.runtime.checkpoint.writer import Writer
 from launcher.runtime.failures import PermanentError
-from launcher.runtime.writer import Writer
+from launcher.runtime.pipeline import stages
+from launcher.runtime.recipe import checks
+from launcher.runtime.train.context import LoopContext
 
 NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
 # A job name reused for another job: its folder holds the old job's checkpoints.
@@ -158,13 +161,13 @@ def _malformed(extra: dict[str, Any]) -> str | None:
     for key, types in _EXTRA_TYPES.items():
         value = extra.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            return f"{checkpoint.MANIFEST} is malformed: extra.{key} is {json.dumps(value)[:40]}"
+            return f"{store.MANIFEST} is malformed: extra.{key} is {json.dumps(value)[:40]}"
     return None
 
 
 def _extra(path: Path, step: int) -> dict[str, Any]:
     """The manifest's `extra` of a checkpoint that was picked (so checked) before."""
-    extra = checkpoint.read_manifest(path, step).get("extra", {})
+    extra = store.read_manifest(path, step).get("extra", {})
     return {} if _malformed(extra) else extra
 
 
@@ -198,7 +201,7 @@ class Checkpointer:
     def _background(self, setting: bool | str) -> bool:
         if setting is False:
             return False
-        from launcher.runtime import snapshot
+        from launcher.runtime.checkpoint import snapshot
 
         if snapshot.supported(self.acc):
             return True
@@ -213,7 +216,7 @@ class Checkpointer:
         """Load the newest usable checkpoint not in `skip`; LoadFailed if loading it failed."""
         picked = self._pick(skip)
         if picked is None:
-            present = checkpoint.top_level(self.ctx.checkpoints)
+            present = store.top_level(self.ctx.checkpoints)
             events.log(f"no checkpoint could be loaded ({len(present)} skipped, see above): starting "
                        "fresh; they are set aside at the first save, none overwritten or deleted"
                        if present else "no checkpoint: starting fresh")
@@ -221,7 +224,7 @@ class Checkpointer:
         path, step = picked
         error = self._agree(self._load(path))
         if error is not None:
-            then = "the previous one" if checkpoint.earlier_than(self.ctx.checkpoints, step, skip) \
+            then = "the previous one" if store.earlier_than(self.ctx.checkpoints, step, skip) \
                 else "a fresh start"
             _warn(f"checkpoint {path.name} skipped: loading it failed part-way ({error}); "
                   f"the recipe is rebuilt before {then}")
@@ -234,7 +237,7 @@ class Checkpointer:
         return Restored(step, extra)
 
     def newest_step(self) -> int | None:
-        newest = checkpoint.complete(self.ctx.checkpoints)
+        newest = store.complete(self.ctx.checkpoints)
         return newest[0].step if newest else None
 
     def save(self, step: int, extra: dict[str, Any]) -> None:
@@ -250,7 +253,7 @@ class Checkpointer:
         if self.background:
             self._save_later(step, extra, started)
         else:
-            self._save(step, [_to_cpu(protocol.recipe_state(self.ctx.recipe))], extra)
+            self._save(step, [_to_cpu(checks.recipe_state(self.ctx.recipe))], extra)
             self._written(step, started)
         self.seconds += time.perf_counter() - started
 
@@ -258,10 +261,10 @@ class Checkpointer:
         """Refuse, before the first checkpoint is written, recipe state that no resume could
         load: found at resume, it would cost every checkpoint of the run."""
         recipe = self.ctx.recipe
-        error = self._agree(reload_error(_to_cpu(protocol.recipe_state(recipe))))
+        error = self._agree(reload_error(_to_cpu(checks.recipe_state(recipe))))
         if error is not None:
             raise PermanentError(
-                f"{protocol.where(type(recipe).state_dict)}: {type(recipe).__name__}.state_dict() "
+                f"{checks.where(type(recipe).state_dict)}: {type(recipe).__name__}.state_dict() "
                 f"holds what torch.load(weights_only=True) refuses ({error}), so no checkpoint of "
                 f"it could ever be resumed; {PLAIN}")
         self._reloadable = True
@@ -274,7 +277,7 @@ class Checkpointer:
 
     def _save_later(self, step: int, extra: dict[str, Any], started: float) -> None:
         """Copy now, in this thread; write, publish and commit on the writer thread."""
-        from launcher.runtime import snapshot
+        from launcher.runtime.checkpoint import snapshot
 
         first = self._copies is None
         if first:
@@ -282,7 +285,7 @@ class Checkpointer:
             self._staging = Path(tempfile.mkdtemp(prefix="launch-snapshots-"))
         assert self._staging is not None
         # A copy, not a view: the recipe may change its tensors in place while this is written.
-        states = [self._copies.copy(protocol.recipe_state(self.ctx.recipe), ("recipe",))]
+        states = [self._copies.copy(checks.recipe_state(self.ctx.recipe), ("recipe",))]
         snap = snapshot.take(self.acc, self._copies, self._staging)
         if first:
             events.log(f"checkpoints are written in the background; a copy of the state takes "
@@ -351,44 +354,44 @@ class Checkpointer:
 
     def _pick_here(self, skip: Collection[int]) -> tuple[Path, int] | None:
         try:
-            found = checkpoint.newest_usable(self.ctx.checkpoints, self._check, _warn, skip)
-        except checkpoint.Incompatible as exc:
+            found = store.newest_usable(self.ctx.checkpoints, self._check, _warn, skip)
+        except store.Incompatible as exc:
             raise PermanentError(str(exc)) from exc
         return (found.path, found.step) if found else None
 
-    def _check(self, ckpt: checkpoint.Checkpoint) -> None:
+    def _check(self, ckpt: store.Checkpoint) -> None:
         """Whether this job may resume from `ckpt` at all; Incompatible if not."""
         extra = ckpt.manifest.get("extra", {})
         if (malformed := _malformed(extra)) is not None:
-            raise checkpoint.CheckpointError(malformed)  # skipped with a warning
+            raise store.CheckpointError(malformed)  # skipped with a warning
         name = f"cannot resume from {ckpt.path.name}"
         spec = self.ctx.spec
         for key, mine in (("job", spec.name), ("recipe", spec.train.recipe)):
             theirs = extra.get(key)  # absent: made before manifests named them
             if theirs is not None and theirs != mine:
-                raise checkpoint.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
-                                              f"a checkpoint of another job is never loaded: {FRESH}")
+                raise store.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
+                                         f"a checkpoint of another job is never loaded: {FRESH}")
         if not self.ctx.reads_only:
             self._check_world_size(name, int(extra.get("world_size", 1)))
         changed = _changes(extra.get("model_config", {}), self.model_config(),
                            set(extra.get("model_config", {})) | set(self.model_config()))
         if changed:
-            raise checkpoint.Incompatible(
+            raise store.Incompatible(
                 f"{name}: the model changed (train.config: {'; '.join(changed)}); {NEVER}")
         if self.checks_data and extra.get("data_digest") != self.data_digest:
-            raise checkpoint.Incompatible(stages.stale_data(ckpt.step, extra.get("data_digest"),
-                                                            self.data_digest))
+            raise store.Incompatible(stages.stale_data(ckpt.step, extra.get("data_digest"),
+                                                       self.data_digest))
         self._check_recipe_shapes(ckpt, name, extra)
 
     def _check_world_size(self, name: str, saved: int) -> None:
         if saved != self.acc.num_processes:
-            raise checkpoint.Incompatible(
+            raise store.Incompatible(
                 f"{name}: it was written by {saved} processes and this run has "
                 f"{self.acc.num_processes}; each process resumes its own recipe state (its "
                 f"environments, its random streams), so the process count (compute.gpu_count x "
                 f"compute.nodes, or --processes) must stay {saved}, or {NEVER}")
 
-    def _check_recipe_shapes(self, ckpt: checkpoint.Checkpoint, name: str, extra: dict[str, Any]) -> None:
+    def _check_recipe_shapes(self, ckpt: store.Checkpoint, name: str, extra: dict[str, Any]) -> None:
         """The saved recipe state has the shapes this recipe's state has: if not, its config
         changed (num_envs, say) and loading it would fail half-way or, worse, not at all.
         Tensors empty (the recipe fills them as it trains) are not compared."""
@@ -398,16 +401,16 @@ class Checkpointer:
         try:
             saved = _shapes(torch.load(mine, weights_only=True))
         except pickle.UnpicklingError as exc:  # every checkpoint of this recipe alike: permanent
-            raise checkpoint.Incompatible(
+            raise store.Incompatible(
                 f"{name}: its recipe state holds what torch.load(weights_only=True) refuses "
                 f"({_unpickling_cause(exc)}), and so does every checkpoint written with it; in "
                 f"{type(self.ctx.recipe).__name__}.state_dict(), {PLAIN}; then start afresh "
                 f"(--fresh with --local, or checkpoint.resume: never: either sets these "
                 f"checkpoints aside, deleting none)") from exc
         try:
-            current = _shapes(_to_cpu(protocol.recipe_state(self.ctx.recipe)))
-        except protocol.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
-            raise checkpoint.Incompatible(str(exc)) from exc
+            current = _shapes(_to_cpu(checks.recipe_state(self.ctx.recipe)))
+        except checks.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
+            raise store.Incompatible(str(exc)) from exc
         # A tensor empty until training fills it (an epoch's sample order, say) has no shape
         # to compare, saved or now.
         differ = [f"{k}: saved {saved[k]}, now {current[k]}" for k in sorted(saved)
@@ -418,8 +421,8 @@ class Checkpointer:
             changed = _changes(extra.get("train_config", {}), config, config)
             why = f"train.config changed ({'; '.join(changed)})" if changed else \
                 "the recipe or its config changed"
-            raise checkpoint.Incompatible(f"{name}: the recipe's state has other shapes "
-                                          f"({'; '.join(differ[:3])}): {why}; {NEVER}")
+            raise store.Incompatible(f"{name}: the recipe's state has other shapes "
+                                     f"({'; '.join(differ[:3])}): {why}; {NEVER}")
 
     # -- loading: changes this process's state ---------------------------------------------------
 
@@ -433,7 +436,7 @@ class Checkpointer:
             state = torch.load(path / f"recipe-{self.acc.process_index}.pt", weights_only=True)
             self.ctx.recipe.load_state_dict(state)
         except Exception as exc:
-            where = protocol.user_frame(exc.__traceback__, type(self.ctx.recipe))
+            where = checks.user_frame(exc.__traceback__, type(self.ctx.recipe))
             return f"{where + ': ' if where else ''}{type(exc).__name__}: {exc}"
         hparams.restore(built)
         return None
@@ -493,21 +496,21 @@ class Checkpointer:
         root = self.ctx.checkpoints
         if not self._cleared:
             self._set_aside_newer(root)
-        checkpoint.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
+        store.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
         faults.point("published", step)
         self._mirror_logs()
         self._commit()
         faults.point("committed", step)
         try:
-            checkpoint.retain(root, step, self.ctx.spec.checkpoint.keep_last)
-        except checkpoint.CheckpointError as exc:
+            store.retain(root, step, self.ctx.spec.checkpoint.keep_last)
+        except store.CheckpointError as exc:
             _warn(str(exc))
 
     def _set_aside_newer(self, root: Path) -> None:
         """Checkpoints after the one this run started from (all of them, when it started
         fresh) are an earlier run's, or ones that failed to load: this run would overwrite
         them step by step and its retention delete them. Moved aside instead, under the lease."""
-        moved = checkpoint.set_aside(root, self.start_step)
+        moved = store.set_aside(root, self.start_step)
         self._cleared = True
         if moved is not None:
             folder, names = moved
@@ -562,7 +565,7 @@ class DistributedCheckpointer(Checkpointer):
         if choice[1] is not None:
             raise PermanentError(choice[1])
         step = int(choice[0])
-        return (self.ctx.checkpoints / checkpoint.step_name(step), step) if step else None
+        return (self.ctx.checkpoints / store.step_name(step), step) if step else None
 
     def _agree(self, error: str | None) -> str | None:
         """Every rank loaded or none did: the first rank's failure is everyone's."""
@@ -587,13 +590,13 @@ class DistributedCheckpointer(Checkpointer):
             try:
                 self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
             except Exception as exc:  # the kind goes with it: a full disk is permanent on every rank
-                outcome[0] = (isinstance(exc, checkpoint.StorageRefused), str(exc))
+                outcome[0] = (isinstance(exc, store.StorageRefused), str(exc))
         if not self._on_node0:
             shutil.rmtree(stage, ignore_errors=True)
         broadcast_object_list(outcome)
         if outcome[0] is not None:
             permanent, message = outcome[0]
-            raise (checkpoint.StorageRefused if permanent else checkpoint.CheckpointError)(message)
+            raise (store.StorageRefused if permanent else store.CheckpointError)(message)
 
     def _staging_folder(self, step: int) -> Path:
         """Rank 0 makes one on the volume and tells the others; other nodes get local scratch."""
@@ -607,8 +610,8 @@ class DistributedCheckpointer(Checkpointer):
                 where[0] = tempfile.mkdtemp(prefix=f".tmp-stage-{step:08d}-", dir=root)
         broadcast_object_list(where)
         if where[0] is None:
-            raise checkpoint.CheckpointError(f"checkpoint after update {step} not written: cannot "
-                                             "create a staging folder; earlier checkpoints are intact")
+            raise store.CheckpointError(f"checkpoint after update {step} not written: cannot "
+                                        "create a staging folder; earlier checkpoints are intact")
         return Path(where[0]) if self._on_node0 else Path(tempfile.mkdtemp(prefix="launch-scratch-"))
 
     def _move_in(self, stage: Path, tmp: Path, step: int, states: list[Any]) -> None:

@@ -3,7 +3,7 @@
 The loop gets a `LoopContext` (spec, recipe, folders, volume, stage timings) and talks to
 three things through their own faces: the recipe (`setup`, `train_step`), Accelerate's
 trackers (`init_trackers`, `log`, `end_training`), and the checkpoint manager
-(`checkpointer.py`: `resume`, `save`, `wait`, `close`), which owns everything about
+(`checkpoint/manager.py`: `resume`, `save`, `wait`, `close`), which owns everything about
 checkpoints, the distributed protocol included. It decides *when* to checkpoint (the
 cadence, a stop signal, the end); never *how*. It knows nothing of the session that made
 it, and nothing it talks to knows the loop.
@@ -18,11 +18,15 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, protocol, results, stages, timeline
-from launcher.runtime.checkpointer import Checkpointer, LoadFailed, checkpointer
-from launcher.runtime.context import LoopContext
+from launcher.runtime import events, faults
+from launcher.runtime.checkpoint.manager import Checkpointer, LoadFailed, checkpointer
 from launcher.runtime.failures import PermanentError, Preempted
-from launcher.runtime.signals import StopFlag
+from launcher.runtime.lifecycle import timeline
+from launcher.runtime.lifecycle.signals import StopFlag
+from launcher.runtime.pipeline import stages
+from launcher.runtime.recipe import checks
+from launcher.runtime.train import results
+from launcher.runtime.train.context import LoopContext
 
 RETURN_KEY = "return_mean100"  # the recipe metric the summary reports as "return"
 
@@ -57,7 +61,7 @@ class Loop:
         """The Accelerator and `recipe.setup`: device placement and `accelerator.prepare`."""
         import torch
 
-        from launcher.runtime.accelerator import Accelerator
+        from launcher.runtime.train.accelerator import Accelerator
 
         tracker = self.spec.train.tracker
         if tracker == "wandb" and importlib.util.find_spec("wandb") is None:
@@ -144,8 +148,8 @@ class Loop:
             self.failed = True  # mid-update state is not a consistent checkpoint
             self._settle()
             if isinstance(exc, Exception) and self.updates == 0:
-                raise protocol.before_first_update(exc, f"in update {self.step + 1} of {total}",
-                                                   type(self.ctx.recipe)) from exc
+                raise checks.before_first_update(exc, f"in update {self.step + 1} of {total}",
+                                                 type(self.ctx.recipe)) from exc
             raise
         finally:
             self.acc.end_training()
@@ -200,7 +204,7 @@ class Loop:
 
     def _update(self, total: int) -> dict[str, float]:
         update = self.step + 1
-        metrics = protocol.metrics(self.ctx.recipe, self.ctx.recipe.train_step(self.step), update)
+        metrics = checks.metrics(self.ctx.recipe, self.ctx.recipe.train_step(self.step), update)
         self.step = update
         self.updates += 1
         faults.point("step", self.step)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import storage, tree
-from launcher.runtime.storage import StorageError
+from launcher.runtime.storage import disk, tree
+from launcher.runtime.storage.disk import StorageError
 
 MANIFEST = "manifest.json"
 SET_ASIDE = "set-aside"  # under a job's folder: checkpoints a later run would have overwritten
@@ -354,8 +354,8 @@ def _reason(exc: BaseException) -> str:
 def _failed(step: int, exc: BaseException, root: Path, where: Path) -> CheckpointError:
     """Why the checkpoint was not written to `where` (in `root`): the storage's fault (permanent,
     said with `root` first), or any other."""
-    found = storage.error(exc, f"checkpoint after update {step} not written (earlier checkpoints "
-                               "are intact)", where, named=root)
+    found = disk.error(exc, f"checkpoint after update {step} not written (earlier checkpoints "
+                            "are intact)", where, named=root)
     return StorageRefused(str(found)) if found is not None else CheckpointError(_not_written(step, exc))
 
 

@@ -6,7 +6,7 @@
     shutdown() @modal.exit()             a final checkpoint + commit if anything is unsaved
 
 Each Modal hook calls the session hook of the same name and nothing else; locally,
-`launcher.runtime.lifecycle` calls the same hooks in the same order. The session owns the
+`launcher.runtime.lifecycle.container` calls the same hooks in the same order. The session owns the
 container's state across calls: the spec, the volume, the job's folder on it
 (`<mount>/<job name>`: checkpoints, the lease, mirrored tracker files), the recipe (built in
 stage 1, rebuilt after a failed update or a failed load) and its loop, stage timings, and the
@@ -23,9 +23,9 @@ once in the container's main process and `train` forks one worker per GPU throug
 Accelerate's `notebook_launcher`; each worker inherits the CPU-built recipe, so stage 1 is
 not repeated, and does its own stage 2 (device placement needs its own process).
 
-Failures: an exception before an attempt's first update completes is permanent (protocol.py),
-so is a broken protocol; `train` returns a permanent failure instead of raising, since Modal
-retries every exception.
+Failures: an exception before an attempt's first update completes is permanent
+(recipe/checks.py), so is a broken protocol; `train` returns a permanent failure instead of
+raising, since Modal retries every exception.
 
 Imports neither click, Jinja nor jsonschema.
 """
@@ -41,14 +41,19 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import checkpoint, events, faults, lifeline, process, protocol, results, stages
-from launcher.runtime.checkpointer import LoadFailed
-from launcher.runtime.context import LoopContext
+from launcher.runtime import events, faults
+from launcher.runtime.checkpoint import store
+from launcher.runtime.checkpoint.manager import LoadFailed
 from launcher.runtime.failures import PermanentError, Preempted, VolumeError
 from launcher.runtime.lease import Lease
-from launcher.runtime.loop import Loop
-from launcher.runtime.stages import StageFolders
-from launcher.runtime.volume import Volume, guarded
+from launcher.runtime.lifecycle import lifeline, process
+from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.recipe import checks
+from launcher.runtime.storage.volume import Volume, guarded
+from launcher.runtime.train import results
+from launcher.runtime.train.context import LoopContext
+from launcher.runtime.train.loop import Loop
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -73,7 +78,7 @@ def build_recipe(spec: JobSpec, recipe_cls: type) -> Any:
     try:
         return recipe_cls(dict(spec.train.config), spec.train.seed)
     except (TypeError, ValueError, KeyError) as exc:
-        where = protocol.user_frame(exc.__traceback__, recipe_cls)
+        where = checks.user_frame(exc.__traceback__, recipe_cls)
         raise PermanentError(f"{where + ': ' if where else ''}train.config: "
                              f"{spec.train.recipe} rejected it: {exc}") from exc
 
@@ -148,7 +153,7 @@ class Session:
         except VolumeError:
             raise  # the volume's own failure: a retry may well succeed
         except Exception as exc:
-            raise protocol.before_first_update(exc, when, self.recipe_cls) from exc
+            raise checks.before_first_update(exc, when, self.recipe_cls) from exc
 
     @contextlib.contextmanager
     def _deferring_permanent(self, when: str) -> Iterator[None]:
@@ -179,7 +184,7 @@ class Session:
             import torch.utils.tensorboard  # noqa: F401  slow to import; snapshot it too
 
         self.recipe_cls = import_recipe(self.spec.train.recipe)
-        protocol.check_class(self.recipe_cls, self.spec.train.recipe)
+        checks.check_class(self.recipe_cls, self.spec.train.recipe)
         self.recipe = self._build_recipe()  # seeded first
         if self.spec.snapshot == "gpu" and not self.distributed:
             # A GPU snapshot keeps device memory too: place the model before it is taken,
@@ -235,14 +240,14 @@ class Session:
             self.lease.join(self.driver)
         else:
             self.lease.acquire(self.call_id() or self.own_id)
-        for name in checkpoint.clean_temp(self.job_dir):
+        for name in store.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
-        newest = checkpoint.complete(self.job_dir) if self._resumes(resume) else []
+        newest = store.complete(self.job_dir) if self._resumes(resume) else []
         if newest:
             try:
-                checkpoint.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
-            except checkpoint.CheckpointError as exc:
+                store.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
+            except store.CheckpointError as exc:
                 events.log(f"warning: {exc}")
         faults.point("lease")
 
@@ -314,7 +319,7 @@ class Session:
     def _train_distributed(self, resume: bool, total: int, cluster: Any) -> dict[str, Any]:
         from accelerate import notebook_launcher
 
-        from launcher.runtime.rendezvous import rendezvous
+        from launcher.runtime.lifecycle.rendezvous import rendezvous
 
         where = rendezvous(cluster, self.spec.compute.nodes)
         with self._starting("at the start of train"):

@@ -9,7 +9,7 @@
                                           and marker committed
     shutdown()  @modal.exit()             nothing left open
 
-The same hooks run locally through `launcher.runtime.lifecycle`, one worker per attempt.
+The same hooks run locally through `launcher.runtime.lifecycle.container`, one worker per attempt.
 Imports neither click, Jinja nor jsonschema.
 """
 
@@ -25,14 +25,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults, stages, storage
-from launcher.runtime.context import LoopContext
+from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
-from launcher.runtime.loop import Loop
-from launcher.runtime.session import build_recipe, import_recipe, prepared
-from launcher.runtime.stages import StageContext, StageFolders
-from launcher.runtime.volume import Volume, guarded
+from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.stages import StageContext, StageFolders
+from launcher.runtime.storage import disk
+from launcher.runtime.storage.volume import Volume, guarded
+from launcher.runtime.train.context import LoopContext
+from launcher.runtime.train.loop import Loop
+from launcher.runtime.train.session import build_recipe, import_recipe, prepared
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -181,8 +183,8 @@ class StageSession:
                                  f"that is not installed ({exc}); add it to the image and to this "
                                  "machine's environment") from exc
         except Exception as exc:  # a full or read-only disk: no retry frees it
-            found = storage.error(exc, f"stages.{self.stage.name} failed writing its data",
-                                  self.folders.data, otherwise=self.folders.data)
+            found = disk.error(exc, f"stages.{self.stage.name} failed writing its data",
+                               self.folders.data, otherwise=self.folders.data)
             if found is None:
                 raise
             raise found from exc

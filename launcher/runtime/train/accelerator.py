@@ -2,7 +2,7 @@
 
 `accelerator.save_state` saves the models, optimizers, schedulers and dataloaders a recipe
 prepared, and the objects it registered, in that order; Accelerate keeps those lists to
-itself. A background checkpoint (`launcher.runtime.snapshot`) must copy exactly those
+itself. A background checkpoint (`launcher.runtime.checkpoint.snapshot`) must copy exactly those
 objects' state, in the training thread, and no public API names them; so this subclass
 notes each object as it passes through the public `prepare_*` methods (which `prepare`
 calls) and `register_for_checkpointing`, and forgets them in `free_memory`, as Accelerate

@@ -42,8 +42,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from launcher.runtime import events, storage, tree
+from launcher.runtime import events
 from launcher.runtime.failures import VolumeError
+from launcher.runtime.storage import disk, tree
 
 
 class Volume(Protocol):
@@ -57,7 +58,7 @@ def guarded(operation: Callable[[], None], what: str) -> None:
     retried), never taken for the job's own."""
     try:
         operation()
-    except (VolumeError, storage.StorageError):
+    except (VolumeError, disk.StorageError):
         raise  # said in full already
     except Exception as exc:
         raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
@@ -137,7 +138,7 @@ class LocalVolume:
         try:
             yield
         except OSError as exc:
-            found = storage.error(exc, what, named=self.committed)
+            found = disk.error(exc, what, named=self.committed)
             if found is None:
                 raise
             raise found from exc

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from launcher.runtime import events
-from launcher.runtime.volume import Volume
+from launcher.runtime.storage.volume import Volume
 
 
 class Hooks(Protocol):
@@ -61,9 +61,9 @@ def run_container(obj: Container, *, resume: bool = True, steps: int | None = No
 def run_input(obj: Hooks, call: Callable[[], dict[str, Any]],
               volumes: Sequence[Volume] = (), restored: bool = False) -> dict[str, Any]:
     """Enter hooks, one input (`call`, a method of `obj`), the exit hooks, then a commit of
-    `volumes`: a stage's class (launcher.runtime.stage_session) goes through the same container
-    order with its `run`. `restored`: `obj` ran stage 1 before a snapshot this process was
-    restored from (launcher.backends.snapshot), so it starts at stage 2."""
+    `volumes`: a stage's class (launcher.runtime.pipeline.stage_session) goes through the same
+    container order with its `run`. `restored`: `obj` ran stage 1 before a snapshot this process
+    was restored from (launcher.backends.snapshot), so it starts at stage 2."""
     try:
         if not restored:
             obj.stage1()  # before the memory snapshot (when the spec asks for one)

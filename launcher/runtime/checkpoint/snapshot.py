@@ -31,7 +31,7 @@ from accelerate.checkpointing import save_accelerator_state, save_custom_state
 from accelerate.utils import DistributedType
 
 from launcher.runtime import events
-from launcher.runtime.accelerator import Accelerator
+from launcher.runtime.train.accelerator import Accelerator
 
 
 def supported(acc: Any) -> bool:

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime.lease import Lease
-from launcher.runtime.stages import StageFolders
-from launcher.runtime.volume import Volume
+from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.storage.volume import Volume
 from launcher.spec.model import JobSpec
 
 
 @dataclass(frozen=True)
 class LoopContext:
     spec: JobSpec
-    recipe: Any  # a launcher.runtime.recipe.Recipe, built on CPU in stage 1
+    recipe: Any  # a launcher.runtime.recipe.protocol.Recipe, built on CPU in stage 1
     checkpoints: Path  # the job's own folder on the volume: <mount>/<job name>
     run_dir: Path  # tracker files, on local disk (an open file on a Volume blocks its reload)
     volume: Volume

@@ -31,10 +31,11 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from launcher.runtime import events, stages
+from launcher.runtime import events
 from launcher.runtime.lease import Lease, LeaseHeld
-from launcher.runtime.stages import StageFolders
-from launcher.runtime.volume import Volume, guarded
+from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.storage.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import driver_timeout_s
 
