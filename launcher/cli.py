@@ -15,10 +15,10 @@ from pathlib import Path
 import click
 
 from launcher import __version__
-from launcher.errors import LauncherError, printable
+from launcher.errors import EXIT_BUG, LauncherError, printable
 from launcher.runtime import timeline
 
-EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
+EXIT_USER, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
 
 
 class _DefaultToRun(click.Group):

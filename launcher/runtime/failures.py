@@ -6,19 +6,104 @@ decisions, and the summary names the class of each attempt's end.
 
 from __future__ import annotations
 
+import datetime
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
 EXIT_OK = 0
 EXIT_TRANSIENT = 1  # anything unexpected: retried with the spec's backoff
 EXIT_PERMANENT = 65  # cannot succeed on a retry: not retried
 EXIT_PREEMPTED = 75  # stopped on a signal after a final checkpoint: restarted, no retry spent
+EXIT_BUG = 70  # a bug in launcher (sysexits' EX_SOFTWARE): not retried, the CLI exits 3
+ERROR_LOG = "errors.log"  # beside the run's tracker files: every traceback, in full
+BUG = "internal error (a bug in launcher)"
 
 
 class PermanentError(Exception):
     """A failure that a retry cannot fix: bad recipe, bad config, a diverged loss."""
 
 
+class LauncherBug(PermanentError):
+    """An exception that launcher's own code raised and no input explains (a TypeError, an
+    AttributeError...): a retry would hit it again, and it is ours to fix, not the user's."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> LauncherBug:
+        return exc if isinstance(exc, LauncherBug) else cls(f"{BUG}: {type(exc).__name__}: {exc}")
+
+
 class VolumeError(Exception):
     """The volume itself failed (a reload or commit): infrastructure, retried like any transient
-    failure, even before the first update (where an error of the job's own is permanent)."""
+    failure, even before the first update (where an error of the job's own is permanent).
+    `errno` is the failed operation's, if it had one (ENOSPC: the volume is full)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class RemoteTraceback(Exception):
+    """Another process's traceback, as text: the `__cause__` of the exception rebuilt from it
+    (an exception object may not pickle; its traceback never does)."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}"
+
+
+class RankError(Exception):
+    """Another rank's failure that is neither permanent nor a bug, rebuilt with its type's name
+    (`kind`), message and errno; its traceback is the `__cause__`."""
+
+    def __init__(self, message: str, kind: str = "", errno: int | None = None) -> None:
+        super().__init__(f"{kind}: {message}" if kind else message)
+        self.kind = kind
+        self.errno = errno
+
+
+def describe(exc: BaseException, bug: bool = False) -> dict[str, Any]:
+    """`exc` as plain data that crosses a process boundary (a broadcast, a result file):
+    its type's name, message, errno, class of failure and full traceback. `bug`: a launcher
+    bug that is not yet a LauncherBug (see protocol.launchers_bug)."""
+    return {"kind": type(exc).__name__, "message": str(exc), "errno": getattr(exc, "errno", None),
+            "permanent": isinstance(exc, PermanentError),
+            "bug": bug or isinstance(exc, LauncherBug),
+            "traceback": "".join(traceback.format_exception(exc))}
+
+
+def rebuilt(described: dict[str, Any]) -> Exception:
+    """The exception `describe` described, as this process raises it: a bug stays a bug, a
+    permanent failure permanent, anything else a RankError (retried); each keeps its errno, and
+    its traceback as the `__cause__`."""
+    message = described["message"]
+    error: Exception
+    if described["bug"]:
+        error = LauncherBug(message if described["permanent"] else
+                            f"{BUG}: {described['kind']}: {message}")
+    elif described["permanent"]:
+        error = PermanentError(message)
+    else:
+        error = RankError(message, described["kind"], described["errno"])
+    error.__cause__ = RemoteTraceback(described["traceback"])
+    return error
+
+
+def keep_traceback(exc: BaseException, folder: Path) -> Path:
+    """Append `exc`'s full traceback (its causes included) to the run's error log in `folder`,
+    once per exception, as pre-commit keeps pre-commit.log; the log's path."""
+    kept = getattr(exc, "launch_log", None)
+    if kept is not None:
+        return Path(kept)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / ERROR_LOG
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"### {when} pid {os.getpid()} python {sys.version.split()[0]}\n"
+                  f"{''.join(traceback.format_exception(exc))}\n")
+    exc.launch_log = str(log)  # type: ignore[attr-defined]  # kept: never twice
+    return log
 
 
 class Preempted(Exception):
@@ -27,5 +112,5 @@ class Preempted(Exception):
 
 def classify(exit_code: int | None) -> str:
     """The failure class of a worker's exit code (a negative code is a kill by signal)."""
-    return {EXIT_OK: "finished", EXIT_PERMANENT: "permanent",
+    return {EXIT_OK: "finished", EXIT_PERMANENT: "permanent", EXIT_BUG: "bug",
             EXIT_PREEMPTED: "preempted"}.get(exit_code, "transient")

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from launcher.runtime.failures import PermanentError
+from launcher.runtime.failures import LauncherBug, PermanentError
 
 METHODS = ("setup", "train_step", "state_dict", "load_state_dict")
 _LAUNCHER = Path(__file__).resolve().parent.parent
@@ -126,10 +126,36 @@ def user_frame(tb: TracebackType | None, recipe_cls: type | None = None) -> str 
     return f"{_short(frames[-1].filename)}:{frames[-1].lineno}" if frames else None
 
 
+# What only a mistake in code raises: met in launcher's own code, it is launcher's bug. Other
+# exceptions there (OSError, RuntimeError from torch.distributed...) are the platform's.
+_MISTAKES = (AttributeError, TypeError, KeyError, IndexError, NameError, AssertionError)
+
+
+def launchers_bug(exc: BaseException) -> bool:
+    """Whether `exc` is a bug in launcher: a mistake in code (a TypeError, say) whose innermost
+    frame outside the standard library and installed packages is launcher's own, not a recipe's
+    nor other user code's."""
+    if isinstance(exc, LauncherBug):
+        return True
+    if not isinstance(exc, _MISTAKES) or isinstance(exc, PermanentError):
+        return False
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith("<"):  # <frozen importlib._bootstrap> and the like
+            continue
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(_LAUNCHER):  # before the libraries: launcher may be installed
+            return not path.is_relative_to(_LAUNCHER / "recipes")
+        if not any(path.is_relative_to(lib) for lib in _LIBRARIES):
+            return False  # the user's code (or generated code) raised it, or passed it on
+    return False
+
+
 def before_first_update(exc: BaseException, when: str, recipe_cls: type | None) -> PermanentError:
     """An exception before the attempt's first update completed, as a permanent failure."""
     if isinstance(exc, PermanentError):
         return exc
+    if launchers_bug(exc):
+        return LauncherBug.of(exc)
     place = user_frame(exc.__traceback__, recipe_cls)
     text = f"{type(exc).__name__}: {exc}".rstrip(": ")
     return PermanentError(f"{place + ': ' if place else ''}{text} ({when}, before the first update "

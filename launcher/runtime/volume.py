@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from launcher.runtime import tree
-from launcher.runtime.failures import VolumeError
+from launcher.runtime import protocol, tree
+from launcher.runtime.failures import LauncherBug, VolumeError
 
 
 class Volume(Protocol):
@@ -42,11 +42,15 @@ class Volume(Protocol):
 
 def guarded(operation: Callable[[], None], what: str) -> None:
     """Run a volume's `commit` or `reload`: its failure is the volume's (a VolumeError, which is
-    retried), never taken for the job's own."""
+    retried, with the failure's errno), never taken for the job's own; a bug in launcher's own
+    volume code is a LauncherBug, which no retry fixes."""
     try:
         operation()
     except Exception as exc:
-        raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        if protocol.launchers_bug(exc):
+            raise LauncherBug.of(exc) from exc
+        raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}",
+                          getattr(exc, "errno", None)) from exc
 
 
 class LocalVolume:

@@ -1,0 +1,106 @@
+"""Errors keep their cause: a launcher bug is told from the user's and the platform's errors,
+a volume's failure keeps its errno, and rank 0's failure reaches every rank with its type,
+errno and traceback."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import accelerate.utils
+import pytest
+
+from launcher.runtime import checkpoint, failures, protocol
+from launcher.runtime.checkpointer import DistributedCheckpointer
+from launcher.runtime.failures import LauncherBug, PermanentError, RankError, VolumeError
+from launcher.runtime.volume import LocalVolume, guarded
+
+
+def _full_disk() -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _caught(call: Any) -> BaseException:
+    with pytest.raises(BaseException) as info:
+        call()
+    return info.value
+
+
+def test_a_volume_failure_is_retried_and_keeps_its_errno_and_cause() -> None:
+    error = _caught(lambda: guarded(_full_disk, "checkpoint.volume vol: commit"))
+    assert isinstance(error, VolumeError) and error.errno == errno.ENOSPC
+    assert isinstance(error.__cause__, OSError)
+    assert str(error) == "checkpoint.volume vol: commit failed: OSError: [Errno 28] No space left on device"
+
+
+def test_a_bug_in_launchers_volume_code_is_a_bug_not_the_volumes_failure() -> None:
+    broken = LocalVolume.__new__(LocalVolume)  # no working copy: its commit trips over itself
+    error = _caught(lambda: guarded(broken.commit, "checkpoint.volume vol: commit"))
+    assert isinstance(error, LauncherBug) and isinstance(error.__cause__, AttributeError)
+    assert str(error).startswith("internal error (a bug in launcher): AttributeError: ")
+
+
+def test_the_users_mistake_is_not_launchers_bug(tmp_path: Path) -> None:
+    user = tmp_path / "users_code.py"
+    user.write_text("def fails(d):\n    return d['missing']\n")
+    code = compile(user.read_text(), str(user), "exec")
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    assert not protocol.launchers_bug(_caught(lambda: namespace["fails"]({})))
+    # The same mistake in launcher's own code is its bug; a platform error there is not.
+    assert protocol.launchers_bug(_caught(lambda: checkpoint.step_name(None)))  # type: ignore[arg-type]
+    assert not protocol.launchers_bug(_caught(_full_disk))
+
+
+def test_a_description_crosses_a_process_boundary_with_type_errno_and_traceback() -> None:
+    described = pickle.loads(pickle.dumps(failures.describe(_caught(_full_disk))))
+    error = failures.rebuilt(described)
+    assert isinstance(error, RankError) and not isinstance(error, PermanentError)
+    assert (error.kind, error.errno) == ("OSError", errno.ENOSPC)
+    assert str(error) == "OSError: [Errno 28] No space left on device"
+    assert "in _full_disk" in str(error.__cause__) and "Traceback" in str(error.__cause__)
+    assert isinstance(failures.rebuilt(failures.describe(PermanentError("x.py:3: bad"))), PermanentError)
+    bug = failures.rebuilt(failures.describe(KeyError("k"), bug=True))
+    assert isinstance(bug, LauncherBug) and str(bug) == "internal error (a bug in launcher): KeyError: 'k'"
+
+
+def _rank(index: int, tmp_path: Path) -> DistributedCheckpointer:
+    manager = DistributedCheckpointer.__new__(DistributedCheckpointer)
+    manager.ctx = SimpleNamespace(checkpoints=tmp_path / "job")  # type: ignore[assignment]
+    manager.acc = SimpleNamespace(is_main_process=index == 0, process_index=index, local_process_index=index)
+    return manager
+
+
+def _broadcast_from_rank0(monkeypatch: pytest.MonkeyPatch, sent: list[Any]) -> None:
+    """This process is another rank: a broadcast brings what rank 0 sent."""
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", lambda objects: objects.__setitem__(
+        slice(None), sent))
+
+
+def test_rank_0s_full_disk_reaches_the_other_ranks_with_its_errno(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _broadcast_from_rank0(monkeypatch, [None, failures.describe(_caught(_full_disk))])
+    error = _caught(lambda: _rank(1, tmp_path)._staging_folder(6))
+    assert isinstance(error, checkpoint.CheckpointError)
+    assert str(error) == ("checkpoint after update 6 not written: cannot create a staging folder "
+                          "(OSError: [Errno 28] No space left on device); earlier checkpoints are intact")
+    assert isinstance(error.__cause__, RankError) and error.__cause__.errno == errno.ENOSPC
+
+
+def test_rank_0s_failure_to_pick_is_its_own_there_and_keeps_its_class_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[Any] = []
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", lambda objects: sent.extend(objects))
+    rank0 = _rank(0, tmp_path)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(rank0, "_pick_here", lambda skip: (_ for _ in ()).throw(full))
+    assert _caught(lambda: rank0._pick(())) is full  # the very exception: type, errno, cause
+    # ...told to the other ranks first, which would otherwise wait for the broadcast forever.
+    assert sent[1]["kind"] == "OSError" and sent[1]["errno"] == errno.ENOSPC
+    refused = failures.describe(PermanentError("cannot resume from step-00000003: ..."))
+    _broadcast_from_rank0(monkeypatch, [0, refused])
+    error = _caught(lambda: _rank(1, tmp_path)._pick(()))
+    assert type(error) is PermanentError and str(error) == "cannot resume from step-00000003: ..."
