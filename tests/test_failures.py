@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import pickle
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import accelerate.utils
 import pytest
 
-from launcher.runtime import checkpoint, failures, protocol
+from launcher.load import load_spec
+from launcher.runtime import checkpoint, failures, faults, protocol
 from launcher.runtime.checkpointer import DistributedCheckpointer
 from launcher.runtime.failures import LauncherBug, PermanentError, RankError, VolumeError
+from launcher.runtime.session import Session
 from launcher.runtime.volume import LocalVolume, guarded
 
 
@@ -104,3 +107,59 @@ def test_rank_0s_failure_to_pick_is_its_own_there_and_keeps_its_class_elsewhere(
     _broadcast_from_rank0(monkeypatch, [0, refused])
     error = _caught(lambda: _rank(1, tmp_path)._pick(()))
     assert type(error) is PermanentError and str(error) == "cannot resume from step-00000003: ..."
+
+
+class _Done:
+    """A Modal call that has returned `result`, and the log follower `launch` starts beside it."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def get(self) -> Any:
+        return self.result
+
+    def terminate(self) -> None:
+        pass
+
+
+def test_a_bug_on_modal_is_reported_as_one_and_exits_3(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from launcher.backends import modal as backend
+
+    error = ("internal error (a bug in launcher): TypeError: x; the traceback is in "
+             "vol:probe/runs/errors.log (checkpoint.volume)")
+    monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: _Done(
+        {"status": "permanent", "error": error, "bug": True}))
+    monkeypatch.setattr(backend.subprocess, "Popen", lambda argv: _Done(None))
+    assert backend.follow(backend.Submission("probe", "fc-1")) == 3
+    assert capsys.readouterr().err == f"job failed, not retried: {error}\n"
+
+
+@pytest.fixture
+def injected_bug():
+    """A bug in launcher's own code at update 2 (faults.py raises a TypeError there)."""
+    faults.arm("bug:step:2")
+    yield
+    faults.arm(None)
+
+
+def test_on_modal_a_bug_is_permanent_and_its_traceback_is_kept_on_the_volume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, injected_bug: None) -> None:
+    from runjob import probe_spec, write_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROBE_DIR", str(tmp_path))
+    monkeypatch.delenv("LAUNCH_RUN_DIR", raising=False)  # as on Modal: logs mirrored to the volume
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "container-tmp"))
+    volume = LocalVolume(tmp_path / "volume", tmp_path / "mount")
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
+    spec = load_spec(write_spec(tmp_path, probe_spec(steps=4))).spec
+    session = Session(spec.to_dict(), volume=volume, call_id=lambda: "fc-1")
+    session.stage1()
+    session.stage2()
+    result = session.train()
+    assert result == {"status": "permanent", "bug": True, "error": (
+        "internal error (a bug in launcher): TypeError: an injected bug in launcher at step; the "
+        "traceback is in vol:probe/runs/errors.log (checkpoint.volume)")}
+    kept = (tmp_path / "volume" / "probe" / "runs" / "errors.log").read_text()  # committed
+    assert "TypeError: an injected bug in launcher at step" in kept and "Traceback" in kept
