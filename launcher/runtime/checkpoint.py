@@ -49,7 +49,7 @@ class CheckpointError(Exception):
 class Incompatible(Exception):
     """A checkpoint that loads but must not be resumed (e.g. the model's config changed).
 
-    `latest_loadable` lets it through instead of falling back: an older checkpoint of the
+    `newest_usable` lets it through instead of falling back: an older checkpoint of the
     same run would be just as incompatible, and silently training from it would be wrong.
     """
 
@@ -155,7 +155,7 @@ def set_aside(root: str | os.PathLike[str], after: int) -> tuple[Path, list[str]
     newer = sorted(p for s, p in _step_dirs(root) if s > after)
     if not newer:
         return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     target = root / SET_ASIDE / f"{stamp}-{secrets.token_hex(3)}"
     try:
         target.mkdir(parents=True)
@@ -208,7 +208,7 @@ def _write(
         "format": FORMAT,
         "step": step,
         "spec_hash": spec_hash,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "files": _hash_tree(tmp),
         "versions": _versions(),
         "extra": extra,
