@@ -99,6 +99,38 @@ def prepared(loop: Loop | None, new_loop: Callable[[], Loop], rebuild: Callable[
             loop = None
 
 
+def failed_result(exc: BaseException, run_dir: Path,
+                  mirror: tuple[Path, str] | None = None) -> dict[str, Any] | None:
+    """`exc` as a permanent failure's result, its traceback kept in the run's error log; None:
+    it is transient (or a preemption), to be raised and retried."""
+    if isinstance(exc, Preempted):
+        return None
+    log = _keep_traceback(exc, run_dir, mirror)
+    if protocol.launchers_bug(exc):
+        where = f"; the traceback is in {log}" if log else ""
+        return {"status": "permanent", "error": f"{LauncherBug.of(exc)}{where}", "bug": True}
+    if isinstance(exc, PermanentError):
+        return {"status": "permanent", "error": str(exc)}
+    return None
+
+
+def _keep_traceback(exc: BaseException, run_dir: Path, mirror: tuple[Path, str] | None) -> str | None:
+    """Keep `exc`'s traceback in the run's error log, and on Modal in `mirror` too: the job's
+    folder on the volume, with how to name it (committed with the lease's release, or the
+    container's final commit); where to read it. A log that cannot be written never hides the
+    failure itself."""
+    try:
+        log = keep_traceback(exc, run_dir)
+        if mirror is None:
+            return str(log)
+        mirror[0].mkdir(parents=True, exist_ok=True)
+        copy_as_new_file(str(log), str(mirror[0] / ERROR_LOG))
+    except OSError as error:
+        events.log(f"warning: the traceback was not kept: {error}")
+        return None
+    return f"{mirror[1]}/{ERROR_LOG} (checkpoint.volume)"
+
+
 class _Unmounted:
     """No volume was given: only stage 1 can run."""
 
@@ -283,33 +315,9 @@ class Session:
         return result
 
     def _failed(self, exc: BaseException) -> dict[str, Any] | None:
-        """`exc`, its traceback kept, as a permanent failure's result; None: it is transient
-        (or a preemption)."""
-        if isinstance(exc, Preempted):
-            return None
-        log = self._keep_traceback(exc)
-        if protocol.launchers_bug(exc):
-            where = f"; the traceback is in {log}" if log else ""
-            return {"status": "permanent", "error": f"{LauncherBug.of(exc)}{where}", "bug": True}
-        if isinstance(exc, PermanentError):
-            return {"status": "permanent", "error": str(exc)}
-        return None
-
-    def _keep_traceback(self, exc: BaseException) -> str | None:
-        """Keep `exc`'s traceback in the run's error log, and on Modal in the job's folder on the
-        volume too (committed with the lease's release, or the container's final commit); where
-        to read it. A log that cannot be written never hides the failure itself."""
-        try:
-            log = keep_traceback(exc, self.run_dir)
-            if self.log_mirror is None:
-                return str(log)
-            self.log_mirror.mkdir(parents=True, exist_ok=True)
-            copy_as_new_file(str(log), str(self.log_mirror / ERROR_LOG))
-        except OSError as error:
-            events.log(f"warning: the traceback was not kept: {error}")
-            return None
-        mirror = self.log_mirror.relative_to(self.root).as_posix()
-        return f"{self.spec.checkpoint.volume}:{mirror}/{ERROR_LOG} (checkpoint.volume)"
+        mirror = None if self.log_mirror is None else \
+            (self.log_mirror, f"{self.spec.checkpoint.volume}:{self.log_mirror.relative_to(self.root).as_posix()}")
+        return failed_result(exc, self.run_dir, mirror)
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         with self._starting("at the start of train"):
