@@ -66,6 +66,9 @@ def test_a_description_crosses_a_process_boundary_with_type_errno_and_traceback(
     assert str(error) == "OSError: [Errno 28] No space left on device"
     assert "in _full_disk" in str(error.__cause__) and "Traceback" in str(error.__cause__)
     assert isinstance(failures.rebuilt(failures.describe(PermanentError("x.py:3: bad"))), PermanentError)
+    wrapped = checkpoint.CheckpointError("checkpoint after update 3 not written")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert failures.describe(wrapped)["errno"] == errno.ENOSPC  # the errno of its cause
     bug = failures.rebuilt(failures.describe(KeyError("k"), bug=True))
     assert isinstance(bug, LauncherBug) and str(bug) == "internal error (a bug in launcher): KeyError: 'k'"
 

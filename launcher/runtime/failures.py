@@ -67,10 +67,20 @@ def describe(exc: BaseException, bug: bool = False) -> dict[str, Any]:
     """`exc` as plain data that crosses a process boundary (a broadcast, a result file):
     its type's name, message, errno, class of failure and full traceback. `bug`: a launcher
     bug that is not yet a LauncherBug (see protocol.launchers_bug)."""
-    return {"kind": type(exc).__name__, "message": str(exc), "errno": getattr(exc, "errno", None),
+    return {"kind": type(exc).__name__, "message": str(exc), "errno": _errno(exc),
             "permanent": isinstance(exc, PermanentError),
             "bug": bug or isinstance(exc, LauncherBug),
             "traceback": "".join(traceback.format_exception(exc))}
+
+
+def _errno(exc: BaseException | None) -> int | None:
+    """The errno of `exc` or of the first of its causes that has one (a CheckpointError raised
+    from the OSError of a full disk: ENOSPC)."""
+    while exc is not None:
+        if isinstance(getattr(exc, "errno", None), int):
+            return exc.errno  # type: ignore[attr-defined]
+        exc = exc.__cause__
+    return None
 
 
 def rebuilt(described: dict[str, Any]) -> Exception:

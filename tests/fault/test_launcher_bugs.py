@@ -47,3 +47,16 @@ def test_a_platform_error_is_still_retried_with_its_errno_and_traceback(tmp_path
     assert ("[launch] attempt 1: transient (OSError: [Errno 28] No space left on device; the "
             "traceback is in ") in run.output
     assert "OSError: [Errno 28] No space left on device" in _kept_traceback(run.output)
+
+
+def test_rank_0s_full_disk_reaches_rank_1_with_its_errno_and_traceback(tmp_path: Path) -> None:
+    from runjob import launch_local  # real processes: Accelerate's workers, two ranks
+
+    run = launch_local(write_spec(tmp_path, probe_spec(steps=6, retries=0)), "--processes", "2",
+                       env={"LAUNCH_FAULT": "enospc:written:3"})  # fires on rank 0 alone
+    assert run.code == 1, run.output
+    kept = _kept_traceback(run.output).split("\n### ")
+    rank1 = next(entry for entry in kept if "RankError" in entry)
+    assert ("launcher.runtime.failures.RankError: CheckpointError: checkpoint after update 3 not "
+            "written: No space left on device (errno 28); earlier checkpoints are intact") in rank1
+    assert "OSError: [Errno 28] No space left on device" in rank1  # rank 0's own traceback
