@@ -40,6 +40,45 @@ def test_a_launcher_bug_before_the_first_update_is_a_bug_not_the_users(tmp_path:
     assert "TypeError: an injected bug in launcher at stage2" in _kept_traceback(run.output)
 
 
+USERS_MISTAKES = '''\
+from probe_recipe import Probe
+
+
+class InSetup(Probe):
+    def setup(self, accelerator):
+        super().setup(accelerator)
+        self.config["missing"]
+
+
+class InStep(Probe):
+    def train_step(self, step):
+        if step == 2:
+            self.config["missing"]
+        return super().train_step(step)
+'''
+
+
+def _mistaken(folder: Path, recipe: str) -> Path:
+    spec = write_spec(folder, probe_spec(steps=4, train={"recipe": f"mistaken:{recipe}"}))
+    (folder / "mistaken.py").write_text(USERS_MISTAKES)
+    return spec
+
+
+def test_the_users_key_error_before_the_first_update_is_theirs_and_permanent(tmp_path: Path) -> None:
+    run = run_forked(_mistaken(tmp_path, "InSetup"))
+    assert run.code == 1, run.output
+    assert "attempts     1 (1: permanent)" in run.output
+    assert ("error        mistaken.py:7: KeyError: 'missing' (in stage 2, before the first update "
+            "completed: not retried, a retry would fail the same way)") in run.output
+
+
+def test_the_users_key_error_after_the_first_update_is_theirs_and_retried(tmp_path: Path) -> None:
+    run = run_forked(_mistaken(tmp_path, "InStep"))  # every attempt fails at update 3
+    assert run.code == 1, run.output
+    assert "attempts     3 (1: transient, 2: transient, 3: transient)" in run.output
+    assert "a bug in launcher" not in run.output
+
+
 def test_a_platform_error_is_still_retried_with_its_errno_and_traceback(tmp_path: Path) -> None:
     run = run_forked(write_spec(tmp_path, probe_spec(steps=6)), "enospc:step:2")
     assert run.code == 0, run.output
