@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import pickle
+import sysconfig
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,13 +47,18 @@ def test_a_bug_in_launchers_volume_code_is_a_bug_not_the_volumes_failure() -> No
     assert str(error).startswith("internal error (a bug in launcher): AttributeError: ")
 
 
-def test_the_users_mistake_is_not_launchers_bug(tmp_path: Path) -> None:
-    user = tmp_path / "users_code.py"
-    user.write_text("def fails(d):\n    return d['missing']\n")
-    code = compile(user.read_text(), str(user), "exec")
+def _mistake_in(filename: str) -> BaseException:
+    """A KeyError raised by code that lives in `filename`."""
     namespace: dict[str, Any] = {}
-    exec(code, namespace)
-    assert not protocol.launchers_bug(_caught(lambda: namespace["fails"]({})))
+    exec(compile("def fails(d):\n    return d['missing']\n", filename, "exec"), namespace)
+    return _caught(lambda: namespace["fails"]({}))
+
+
+def test_the_users_mistake_is_not_launchers_bug(tmp_path: Path) -> None:
+    assert not protocol.launchers_bug(_mistake_in(str(tmp_path / "users_code.py")))
+    # A recipe may be an installed package: its mistakes are not launcher's either.
+    installed = Path(sysconfig.get_paths()["purelib"]) / "users_package" / "recipe.py"
+    assert not protocol.launchers_bug(_mistake_in(str(installed)))
     # The same mistake in launcher's own code is its bug; a platform error there is not.
     assert protocol.launchers_bug(_caught(lambda: checkpoint.step_name(None)))  # type: ignore[arg-type]
     assert not protocol.launchers_bug(_caught(_full_disk))

@@ -27,8 +27,9 @@ from launcher.runtime.failures import LauncherBug, PermanentError
 
 METHODS = ("setup", "train_step", "state_dict", "load_state_dict")
 _LAUNCHER = Path(__file__).resolve().parent.parent
-_LIBRARIES = {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
-              if (p := sysconfig.get_paths().get(key))}
+_STDLIB, _PACKAGES = ({Path(p).resolve() for key in keys if (p := sysconfig.get_paths().get(key))}
+                      for keys in (("stdlib", "platstdlib"), ("purelib", "platlib")))
+_LIBRARIES = _STDLIB | _PACKAGES
 
 
 class ProtocolError(PermanentError):
@@ -132,9 +133,9 @@ _MISTAKES = (AttributeError, TypeError, KeyError, IndexError, NameError, Asserti
 
 
 def launchers_bug(exc: BaseException) -> bool:
-    """Whether `exc` is a bug in launcher: a mistake in code (a TypeError, say) whose innermost
-    frame outside the standard library and installed packages is launcher's own, not a recipe's
-    nor other user code's."""
+    """Whether `exc` is a bug in launcher: a mistake in code (a TypeError, say) raised by
+    launcher's own code, or by the standard library it called; not in a recipe, nor in any
+    installed package (a user's recipe may be one; torch calls the user's code back)."""
     if isinstance(exc, LauncherBug):
         return True
     if not isinstance(exc, _MISTAKES) or isinstance(exc, PermanentError):
@@ -143,11 +144,16 @@ def launchers_bug(exc: BaseException) -> bool:
         if frame.filename.startswith("<"):  # <frozen importlib._bootstrap> and the like
             continue
         path = Path(frame.filename).resolve()
-        if path.is_relative_to(_LAUNCHER):  # before the libraries: launcher may be installed
+        if path.is_relative_to(_LAUNCHER):  # before the packages: launcher may be installed
             return not path.is_relative_to(_LAUNCHER / "recipes")
-        if not any(path.is_relative_to(lib) for lib in _LIBRARIES):
-            return False  # the user's code (or generated code) raised it, or passed it on
+        if not _in_stdlib(path):
+            return False  # the user's code, generated code or a package raised it
     return False
+
+
+def _in_stdlib(path: Path) -> bool:
+    return any(path.is_relative_to(lib) for lib in _STDLIB) and \
+        not any(path.is_relative_to(lib) for lib in _PACKAGES)
 
 
 def before_first_update(exc: BaseException, when: str, recipe_cls: type | None) -> PermanentError:
