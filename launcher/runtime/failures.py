@@ -1,7 +1,12 @@
 """How an attempt ended, as the supervisor (local) or Modal's retry policy should treat it.
 
 A worker process exits with one of these codes; the local supervisor maps them to retry
-decisions, and the summary names the class of each attempt's end.
+decisions, and the summary names the class of each attempt's end. A bug in launcher
+(`LauncherBug`, see protocol.launchers_bug) is permanent, and ours: `launch` exits 3.
+
+Errors keep their cause: every traceback is appended to the run's error log (`keep_traceback`),
+and a failure that crosses a process boundary (rank 0 to the other ranks) travels as plain data
+(`describe`) and is rebuilt with its class, errno and traceback (`rebuilt`).
 """
 
 from __future__ import annotations

@@ -315,9 +315,11 @@ class Session:
         return result
 
     def _failed(self, exc: BaseException) -> dict[str, Any] | None:
-        mirror = None if self.log_mirror is None else \
-            (self.log_mirror, f"{self.spec.checkpoint.volume}:{self.log_mirror.relative_to(self.root).as_posix()}")
-        return failed_result(exc, self.run_dir, mirror)
+        if self.log_mirror is None:  # locally: the run folder is kept
+            return failed_result(exc, self.run_dir)
+        # Named from the volume's top: the mount differs between containers.
+        named = f"{self.spec.checkpoint.volume}:{self.log_mirror.relative_to(self.root).as_posix()}"
+        return failed_result(exc, self.run_dir, (self.log_mirror, named))
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         with self._starting("at the start of train"):
