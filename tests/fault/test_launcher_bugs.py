@@ -1,6 +1,6 @@
 """A bug in launcher is not the user's transient failure: it is not retried, `launch` exits 3
-and says where its full traceback is kept; an error of the platform is still retried, with its
-errno and its traceback kept too."""
+and says where its full traceback is kept; the user's own mistakes stay theirs; an error of the
+platform is still retried, with its errno and its traceback kept too, across ranks as well."""
 
 from __future__ import annotations
 
