@@ -10,15 +10,18 @@ import gc
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from launcher import __version__
-from launcher.errors import LauncherError, printable
+from launcher.errors import EXIT_BUG, LauncherError, printable
 from launcher.runtime.lifecycle import timeline
 
-EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPT = 1, 2, 3, 130
+EXIT_USER, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
+F = TypeVar("F", bound=Callable[..., object])
 
 
 class _DefaultToRun(click.Group):
@@ -43,7 +46,13 @@ def _refuse_misspelt_command(word: str, commands: list[str]) -> None:
         raise click.UsageError(f"no command {word!r}; did you mean {meant!r}?")
 
 
-debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def debug_option(expose: bool = False) -> Callable[[F], F]:
+    """`--debug`: the top-level handler reads it from the arguments, since it reports errors
+    from before a command runs too; only `run` passes it on (to its workers)."""
+    return click.option("--debug", is_flag=True, expose_value=expose,
+                        help="Show tracebacks of internal errors.")
+
+
 set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
                           help="Override a spec value, YAML-typed, e.g. --set train.steps=500.")
 
@@ -88,7 +97,7 @@ def cli() -> None:
 @click.option("--rerun", type=click.Choice(["prepare"]), multiple=True, metavar="STAGE",
               help="Run a finished pipeline stage again though its inputs are unchanged (only "
                    "prepare is ever skipped: train resumes and evaluate always runs).")
-@debug_option
+@debug_option(expose=True)
 def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: str | None,
             explain: bool, use_local_code: bool, processes: int, preempt_after: float | None,
             volumes_dir: Path | None, fresh: bool, detach: bool, environment: str | None,
@@ -129,8 +138,8 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
 @cli.command("check")
 @click.argument("jobs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @set_option
-@debug_option
-def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...], debug: bool) -> int:
+@debug_option()
+def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...]) -> int:
     """Validate job specs; every problem is reported as FILE:LINE:COL: $.path: message."""
     from launcher.commands.check import check
     return check(jobs, sets)
@@ -143,8 +152,8 @@ def check_cmd(jobs: tuple[str, ...], sets: tuple[str, ...], debug: bool) -> int:
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default jobs/NAME.yaml).")
 @click.option("--dockerfile", default="Dockerfile.cuda", show_default=True, metavar="PATH",
               help="The image's Dockerfile, relative to the repository root; written if missing.")
-@debug_option
-def init_cmd(name: str | None, recipe: str, out: str | None, dockerfile: str, debug: bool) -> int:
+@debug_option()
+def init_cmd(name: str | None, recipe: str, out: str | None, dockerfile: str) -> int:
     """Set up this repository for launcher and write a starter spec NAME.
 
     \b
@@ -162,16 +171,16 @@ def init_cmd(name: str | None, recipe: str, out: str | None, dockerfile: str, de
 @click.argument("new", type=click.Path(dir_okay=False))
 @set_option
 @click.option("--exit-code", is_flag=True, help="Exit 1 when they differ (like git diff --exit-code).")
-@debug_option
-def diff_cmd(old: str, new: str, sets: tuple[str, ...], exit_code: bool, debug: bool) -> int:
+@debug_option()
+def diff_cmd(old: str, new: str, sets: tuple[str, ...], exit_code: bool) -> int:
     """Diff two specs as resolved (defaults, bases, --set) and as generated apps."""
     from launcher.commands.diff import diff
     return diff(old, new, sets, exit_code)
 
 
 @cli.command("schema")
-@debug_option
-def schema_cmd(debug: bool) -> int:
+@debug_option()
+def schema_cmd() -> int:
     """Print the JSON Schema of job specs."""
     from launcher.resources import read_text
     click.echo(read_text("schemas", "job.schema.json"), nl=False)

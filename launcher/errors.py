@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from launcher.spec.credentials import mask_tokens
 
+EXIT_BUG = 3  # `launch`'s exit code for a bug in launcher (its own, or one a local run hit)
+
 
 def printable(text: str) -> str:
     """`text` safe to print on one line: tokens masked (hf_***), and control, line-separator and

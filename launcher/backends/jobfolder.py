@@ -64,7 +64,7 @@ class JobLock:
 def _describe(record: str) -> str:
     try:
         data = json.loads(record)
-        since = datetime.datetime.fromtimestamp(data["since"], datetime.timezone.utc)
+        since = datetime.datetime.fromtimestamp(data["since"], datetime.UTC)
         return f"launch pid {data['pid']} on {data['host']}, since {since:%Y-%m-%d %H:%M:%S} UTC"
     except (ValueError, KeyError, TypeError):
         return "another launch, starting"

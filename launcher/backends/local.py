@@ -36,7 +36,7 @@ import click
 from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
-from launcher.errors import RunError
+from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.runtime.lifecycle import timeline
@@ -272,7 +272,7 @@ class Supervisor:
                     break
                 if attempt.outcome == "preempted":
                     continue  # as on Modal: a preemption restarts the input and spends no retry
-                if attempt.outcome == "permanent" or used >= retries.max_retries:
+                if attempt.outcome in ("permanent", "bug") or used >= retries.max_retries:
                     break
                 used += 1
                 delay = retries.delay(used)
@@ -281,7 +281,8 @@ class Supervisor:
                     break
         finally:
             display.close()
-        return 0 if self.attempts[-1].outcome == "finished" else 1
+        outcome = self.attempts[-1].outcome
+        return 0 if outcome == "finished" else EXIT_BUG if outcome == "bug" else 1
 
 
 def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1) -> WorkerProcess:

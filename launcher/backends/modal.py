@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from launcher.backends.worker import import_app
-from launcher.errors import RunError
+from launcher.errors import EXIT_BUG, RunError
 
 CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN_ID and "
                     "MODAL_TOKEN_SECRET); `launch JOB --local` runs without an account")
@@ -117,7 +117,7 @@ def follow(sub: Submission) -> int:
     result = outcome.get("result")
     if isinstance(result, dict) and result.get("status") == "permanent":
         click.echo(f"job failed, not retried: {result['error']}", err=True)
-        return 1
+        return EXIT_BUG if result.get("bug") else 1
     if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
         click.echo(pipeline_report(result), err=True)
         return 0 if result.get("status") == "finished" else 1

@@ -77,7 +77,7 @@ class Pipeline:
             self.stopped_by = self.stopped_by or sup.stopped_by
             return {**result, "status": "interrupted", "error": "interrupted"}
         if final.outcome != "finished":  # permanent, or its retries ran out
-            status = "permanent" if final.outcome == "permanent" else "failed"
+            status = "permanent" if final.outcome in ("permanent", "bug") else "failed"
             return {**result, "status": status, "error": final.message}
         return result
 

@@ -44,8 +44,9 @@ from typing import Any
 
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint.store import CheckpointError
-from launcher.runtime.failures import (EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED, EXIT_TRANSIENT,
-                                       PermanentError, Preempted, VolumeError)
+from launcher.runtime.failures import (EXIT_BUG, EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED,
+                                       EXIT_TRANSIENT, LauncherBug, PermanentError, Preempted,
+                                       VolumeError, keep_traceback, launchers_bug)
 from launcher.runtime.lifecycle import lifeline, process, timeline, workdir
 from launcher.runtime.lifecycle.container import Hooks, run_container, run_input
 from launcher.runtime.pipeline.stage_session import StageSession
@@ -135,7 +136,7 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
 def run(app_path: Path, stage: str = "train") -> int:
     result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
-        raise PermanentError(result["error"])
+        raise (LauncherBug if result.get("bug") else PermanentError)(result["error"])
     return EXIT_OK
 
 
@@ -189,22 +190,47 @@ def outcome(body: Callable[[], int]) -> int:
                     "could be written; the restart resumes from the last commit")
         return EXIT_PREEMPTED
     except PermanentError as exc:
+        if isinstance(exc, LauncherBug):  # its traceback was kept where it was raised
+            events.emit("failure", kind="bug", message=str(exc))
+            return EXIT_BUG
         events.emit("failure", kind="permanent", message=str(exc))
         return EXIT_PERMANENT
     except Exception as exc:
-        if os.environ.get("LAUNCH_DEBUG") == "1":
-            traceback.print_exc()
-        volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
-        found = disk.error(exc, "the attempt failed", Path(volume) if volume else None)
-        if found is not None:  # a full disk, a read-only one: no retry fixes it
-            events.log(f"error: {found}")
-            events.emit("failure", kind="permanent", message=str(found))
-            return EXIT_PERMANENT
-        clear = isinstance(exc, (CheckpointError, VolumeError))  # already full sentences
-        message = str(exc) if clear else f"{type(exc).__name__}: {exc}"
-        events.log(f"error: {message}")
-        events.emit("failure", kind="transient", message=message)
-        return EXIT_TRANSIENT
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """An exception that left the session (or came before it): its traceback is kept in the
+    run's error log; a storage error (a full disk, a read-only one) and a bug in launcher are
+    not retried, anything else is (transient)."""
+    if os.environ.get("LAUNCH_DEBUG") == "1":
+        traceback.print_exc()
+    log = _keep(exc)
+    volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
+    found = disk.error(exc, "the attempt failed", Path(volume) if volume else None)
+    if found is not None:  # no retry fixes it
+        events.log(f"error: {found}")
+        events.emit("failure", kind="permanent", message=str(found))
+        return EXIT_PERMANENT
+    if launchers_bug(exc):
+        events.emit("failure", kind="bug", message=f"{LauncherBug.of(exc)}{log}")
+        return EXIT_BUG
+    clear = isinstance(exc, (CheckpointError, VolumeError))  # already full sentences
+    message = (str(exc) if clear else f"{type(exc).__name__}: {exc}") + log
+    events.log(f"error: {message}")
+    events.emit("failure", kind="transient", message=message)
+    return EXIT_TRANSIENT
+
+
+def _keep(exc: Exception) -> str:
+    """Keep the traceback in the run's folder (LAUNCH_RUN_DIR); '; the traceback is in ...'."""
+    folder = os.environ.get("LAUNCH_RUN_DIR")
+    if not folder:
+        return ""
+    try:
+        return f"; the traceback is in {keep_traceback(exc, Path(folder))}"
+    except OSError:
+        return ""
 
 
 if __name__ == "__main__":

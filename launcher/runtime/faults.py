@@ -5,7 +5,8 @@ its supervisor built: runtime names there come from the supervisor's own environ
 from the spec's `env:` (which may not name LAUNCH_* at all), and the generated Modal app never
 arms it. A fault is `KIND:POINT:N`, e.g. `kill:step:7` (SIGKILL right after update 7),
 `int:written:6` (SIGINT once checkpoint step-6's files are written, before they are
-published), `enospc:written:6` (the disk fills up there). Kinds: kill, int, term, enospc.
+published), `enospc:written:6` (the disk fills up there), `bug:step:2` (a bug in launcher's
+own code: a TypeError raised there). Kinds: kill, int, term, enospc, bug.
 
 The points, in the order a run passes them (N is the update count for step and for the
 three phases of checkpoint step-N; for the others, the visit within the attempt):
@@ -39,6 +40,7 @@ POINTS = ("stage1", "stage2", "lease", "step", "written", "published", "committe
 BY_STEP = ("step", "written", "published", "committed")
 STAGE_POINTS = tuple(f"{stage}-{when}" for stage in ("prepare", "evaluate") for when in ("run", "done"))
 _SIGNALS = {"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}
+_RAISED = ("enospc", "bug")
 
 _armed: tuple[str, str, int] | None = None
 _counts: dict[str, int] = {}
@@ -46,8 +48,8 @@ _counts: dict[str, int] = {}
 
 def parse(fault: str) -> tuple[str, str, int]:
     kind, where, when = fault.split(":")
-    if kind not in (*_SIGNALS, "enospc") or where not in (*POINTS, *STAGE_POINTS):
-        raise ValueError(f"not a fault: {fault!r} (KIND:POINT:N, kinds {', '.join([*_SIGNALS, 'enospc'])}, "
+    if kind not in (*_SIGNALS, *_RAISED) or where not in (*POINTS, *STAGE_POINTS):
+        raise ValueError(f"not a fault: {fault!r} (KIND:POINT:N, kinds {', '.join([*_SIGNALS, *_RAISED])}, "
                          f"points {', '.join((*POINTS, *STAGE_POINTS))})")
     return kind, where, int(when)
 
@@ -71,4 +73,6 @@ def point(name: str, at: int | None = None) -> None:
         return
     if kind == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if kind == "bug":
+        raise TypeError(f"an injected bug in launcher at {name}")
     os.kill(os.getpid(), _SIGNALS[kind])

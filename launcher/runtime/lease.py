@@ -76,7 +76,7 @@ def read(folder: Path) -> Holder | None:
 
 
 def _utc(epoch: float) -> str:
-    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

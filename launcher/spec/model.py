@@ -86,14 +86,6 @@ class Train:
     tracker: str
     config: dict[str, Any] = field(hash=False)
 
-    @property
-    def recipe_module(self) -> str:
-        return self.recipe.partition(":")[0]
-
-    @property
-    def recipe_class(self) -> str:
-        return self.recipe.partition(":")[2]
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -116,7 +108,7 @@ def gpu_string(compute: Compute) -> list[str] | str | None:
     """The `gpu=` argument Modal takes: 'H100:8', or a ranked list of such strings."""
     if not compute.gpu:
         return None
-    options = [f"{g}:{compute.gpu_count}" if compute.gpu_count > 1 else g for g in compute.gpu]
+    options = [f"{gpu}:{compute.gpu_count}" if compute.gpu_count > 1 else gpu for gpu in compute.gpu]
     return options[0] if len(options) == 1 else options
 
 
@@ -150,13 +142,13 @@ class JobSpec:
         return data
 
     def stage(self, name: str) -> Stage | None:
-        return next((s for s in self.stages if s.name == name), None)
+        return next((stage for stage in self.stages if stage.name == name), None)
 
     @property
     def pipeline(self) -> tuple[str, ...]:
         """The stages in the order they run, train included: ("prepare", "train", "evaluate")."""
-        before = tuple(s.name for s in self.stages if s.name == "prepare")
-        return before + ("train",) + tuple(s.name for s in self.stages if s.name != "prepare")
+        before = tuple(stage.name for stage in self.stages if stage.name == "prepare")
+        return before + ("train",) + tuple(stage.name for stage in self.stages if stage.name != "prepare")
 
     @property
     def hash(self) -> str:
@@ -170,29 +162,28 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        c, i, r, k, p, t = (data[key] for key in
-                            ("compute", "image", "retries", "keep_warm", "checkpoint", "train"))
+        image = data["image"]
         return cls(
             version=data["version"],
             name=data["name"],
-            compute=_compute(c),
-            image=Image(i["dockerfile"], i["code"], GitSource(**i["git"])),
+            compute=_compute(data["compute"]),
+            image=Image(image["dockerfile"], image["code"], GitSource(**image["git"])),
             snapshot=data["snapshot"],
-            retries=Retries(**r),
-            keep_warm=KeepWarm(**k),
-            checkpoint=Checkpoint(**p),
+            retries=Retries(**data["retries"]),
+            keep_warm=KeepWarm(**data["keep_warm"]),
+            checkpoint=Checkpoint(**data["checkpoint"]),
             secrets=tuple(data["secrets"]),
             env=dict(data["env"]),
-            train=Train(**t),
-            stages=tuple(_stage(s) for s in data.get("stages", [])),
+            train=Train(**data["train"]),
+            stages=tuple(_stage(stage) for stage in data.get("stages", [])),
             environment=data.get("environment"),
         )
 
 
-def _compute(c: dict[str, Any]) -> Compute:
-    return Compute(**{**c, "gpu": tuple(c["gpu"]), "region": tuple(c["region"])})
+def _compute(compute: dict[str, Any]) -> Compute:
+    return Compute(**{**compute, "gpu": tuple(compute["gpu"]), "region": tuple(compute["region"])})
 
 
-def _stage(s: dict[str, Any]) -> Stage:
-    return Stage(s["name"], s["run"], _compute(s["compute"]), Retries(**s["retries"]),
-                 s["snapshot"], dict(s["config"]), tuple(s.get("inputs", ())))
+def _stage(stage: dict[str, Any]) -> Stage:
+    return Stage(stage["name"], stage["run"], _compute(stage["compute"]), Retries(**stage["retries"]),
+                 stage["snapshot"], dict(stage["config"]), tuple(stage.get("inputs", ())))

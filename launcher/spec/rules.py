@@ -61,7 +61,7 @@ def _at(doc: Document, path: JsonPath, message: str, key: bool = False) -> Probl
     return Problem(doc.where(path, key=key), json_path(path), message)
 
 
-def _values_json_holds(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+def _values_json_holds(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:  # noqa: ARG001  a Rule
     for path, value in walk(doc.value):
         if isinstance(value, float) and not math.isfinite(value):
             yield _at(doc, path, f"{value!r} is not a finite number")
@@ -251,7 +251,7 @@ def _config_names(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
                 yield _at(doc, path, f"{name!r} looks like a credential: {TO_SECRETS}", key=True)
 
 
-def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:  # noqa: ARG001  a Rule
     """A token written anywhere in a spec would be stored in the app and shown in every plan."""
     for path, value in walk(doc.value):
         if path and isinstance(path[-1], str) and has_token(path[-1]):

@@ -25,7 +25,8 @@ def job_schema() -> dict[str, Any]:
 
 
 def _duration_bound(longer: bool) -> Any:
-    def check(validator: Any, bound: int, instance: Any, schema: dict) -> Iterator[ValidationError]:
+    # A keyword's function, as jsonschema calls it: (validator, value, instance, schema).
+    def check(validator: Any, bound: int, instance: Any, schema: dict) -> Iterator[ValidationError]:  # noqa: ARG001
         value = units.seconds(instance)
         if value is None:
             return
@@ -57,7 +58,7 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterator[ValidationError]:  # noqa: ARG001
     if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 

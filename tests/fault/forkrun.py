@@ -63,7 +63,7 @@ class ForkedWorker:
             os.setsid()  # its own session, as start_new_session gives a real worker
             os.dup2(into, 0)
             os.close(into)
-            sys.stdin = open(0, "r", closefd=False)
+            sys.stdin = open(0, closefd=False)
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.close(out)

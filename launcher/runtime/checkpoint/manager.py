@@ -51,7 +51,6 @@ Constructing a manager touches no storage (it may happen before a memory snapsho
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
@@ -67,10 +66,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults
+from launcher.runtime import events, failures, faults
 from launcher.runtime.checkpoint import hparams, store
 from launcher.runtime.checkpoint.writer import Writer
-from launcher.runtime.failures import PermanentError
+from launcher.runtime.failures import PermanentError, launchers_bug
 from launcher.runtime.pipeline import stages
 from launcher.runtime.recipe import checks
 from launcher.runtime.train.context import LoopContext
@@ -531,10 +530,10 @@ class Checkpointer:
         """Tracker files go to the volume with each checkpoint, in the same commit."""
         if self.ctx.log_mirror is not None and self.ctx.run_dir.is_dir():
             shutil.copytree(self.ctx.run_dir, self.ctx.log_mirror, dirs_exist_ok=True,
-                            copy_function=_copy_as_new_file)
+                            copy_function=copy_as_new_file)
 
 
-def _copy_as_new_file(source: str, target: str) -> None:
+def copy_as_new_file(source: str, target: str) -> None:
     """Copy to a new file and rename it over the old one: a file on the volume is never
     rewritten in place (a working copy shares unchanged files with the committed state)."""
     tmp = f"{target}.tmp-{os.getpid()}"
@@ -551,19 +550,20 @@ class DistributedCheckpointer(Checkpointer):
 
     def _pick(self, skip: Collection[int]) -> tuple[Path, int] | None:
         """Global rank 0 picks the checkpoint (verified, checked); every rank gets its choice,
-        or its refusal, and finds it under its own mount (each node has its own)."""
+        or its failure (its class, errno and traceback kept), and finds it under its own mount
+        (each node has its own)."""
         from accelerate.utils import broadcast_object_list
 
         choice: list[Any] = [0, None]
+        error = None
         if self.acc.is_main_process:
             try:
                 picked = self._pick_here(skip)
                 choice = [picked[1] if picked else 0, None]
-            except PermanentError as exc:
-                choice = [0, str(exc)]
+            except Exception as exc:  # any: the other ranks wait for the broadcast
+                error, choice = exc, [0, _described(exc)]
         broadcast_object_list(choice)
-        if choice[1] is not None:
-            raise PermanentError(choice[1])
+        _raise_either(error, choice[1])
         step = int(choice[0])
         return (self.ctx.checkpoints / store.step_name(step), step) if step else None
 
@@ -586,32 +586,35 @@ class DistributedCheckpointer(Checkpointer):
         self.acc.save_state(str(stage))  # node 0's ranks add their RNG state; others' is scratch
         self.acc.wait_for_everyone()
         outcome: list[Any] = [None]
+        error = None
         if self.acc.is_main_process:
             try:
                 self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
-            except Exception as exc:  # the kind goes with it: a full disk is permanent on every rank
-                outcome[0] = (isinstance(exc, store.StorageRefused), str(exc))
+            except Exception as exc:  # described with its kind: a full disk is permanent on every rank
+                error, outcome[0] = exc, _described(exc)
         if not self._on_node0:
             shutil.rmtree(stage, ignore_errors=True)
         broadcast_object_list(outcome)
-        if outcome[0] is not None:
-            permanent, message = outcome[0]
-            raise (store.StorageRefused if permanent else store.CheckpointError)(message)
+        _raise_either(error, outcome[0])
 
     def _staging_folder(self, step: int) -> Path:
         """Rank 0 makes one on the volume and tells the others; other nodes get local scratch."""
         from accelerate.utils import broadcast_object_list
 
         root = self.ctx.checkpoints
-        where: list[Any] = [None]
+        where: list[Any] = [None, None]
         if self.acc.is_main_process:
-            with contextlib.suppress(OSError):  # a full disk: None tells every rank
+            try:
                 root.mkdir(parents=True, exist_ok=True)
                 where[0] = tempfile.mkdtemp(prefix=f".tmp-stage-{step:08d}-", dir=root)
+            except OSError as exc:  # a full disk: every rank is told why
+                where[1] = _described(exc)
         broadcast_object_list(where)
         if where[0] is None:
+            cause = failures.rebuilt(where[1])
             raise store.CheckpointError(f"checkpoint after update {step} not written: cannot "
-                                        "create a staging folder; earlier checkpoints are intact")
+                                        f"create a staging folder ({cause}); earlier "
+                                        "checkpoints are intact") from cause
         return Path(where[0]) if self._on_node0 else Path(tempfile.mkdtemp(prefix="launch-scratch-"))
 
     def _move_in(self, stage: Path, tmp: Path, step: int, states: list[Any]) -> None:
@@ -619,3 +622,16 @@ class DistributedCheckpointer(Checkpointer):
             os.replace(item, tmp / item.name)
         stage.rmdir()
         self._add_recipe_states(tmp, step, states)
+
+
+def _described(exc: Exception) -> dict[str, Any]:
+    return failures.describe(exc, bug=launchers_bug(exc))
+
+
+def _raise_either(own: Exception | None, described: dict[str, Any] | None) -> None:
+    """After a broadcast of rank 0's failure: rank 0 raises its own exception (type, errno,
+    cause and traceback intact), every other rank the one rebuilt from its description."""
+    if own is not None:
+        raise own
+    if described is not None:
+        raise failures.rebuilt(described)

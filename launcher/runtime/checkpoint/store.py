@@ -54,7 +54,7 @@ class StorageRefused(CheckpointError, StorageError):
 class Incompatible(Exception):
     """A checkpoint that loads but must not be resumed (e.g. the model's config changed).
 
-    `latest_loadable` lets it through instead of falling back: an older checkpoint of the
+    `newest_usable` lets it through instead of falling back: an older checkpoint of the
     same run would be just as incompatible, and silently training from it would be wrong.
     """
 
@@ -162,7 +162,7 @@ def set_aside(root: str | os.PathLike[str], after: int) -> tuple[Path, list[str]
     newer = sorted(p for s, p in _step_dirs(root) if s > after)
     if not newer:
         return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     target = root / SET_ASIDE / f"{stamp}-{secrets.token_hex(3)}"
     try:
         target.mkdir(parents=True)
@@ -216,7 +216,7 @@ def _write(
         "format": FORMAT,
         "step": step,
         "spec_hash": spec_hash,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "files": _hash_tree(tmp),
         "versions": _versions(),
         "extra": extra,

@@ -34,7 +34,7 @@ from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
-from launcher.runtime.train.session import build_recipe, import_recipe, prepared
+from launcher.runtime.train.session import build_recipe, failed_result, import_recipe, prepared
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -111,9 +111,12 @@ class StageSession:
                                  f"{self.spec.name} to evaluate; train has not saved one")
         return loop
 
+    def _run_dir(self) -> Path:
+        return Path(os.environ.get("LAUNCH_RUN_DIR")
+                    or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+
     def _new_loop(self) -> Loop:
-        run_dir = Path(os.environ.get("LAUNCH_RUN_DIR")
-                       or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+        run_dir = self._run_dir()
         # checkpoint.resume is train's choice; evaluate always takes what train saved last.
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
@@ -131,11 +134,14 @@ class StageSession:
                 raise self.init_error
             self._take_job(lease)
             result = self._run()
-        except PermanentError as exc:
+        except Exception as exc:
+            failed = failed_result(exc, self._run_dir())
+            if failed is None:
+                raise  # transient: retried (its traceback is kept)
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
                 self.lease.release()
-            events.log(f"error: {exc}")
-            return {"stage": self.stage.name, "status": "permanent", "error": str(exc)}
+            events.log(f"error: {failed['error']}")
+            return {"stage": self.stage.name, **failed}
         self.lease.release()
         return result
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from launcher.runtime.failures import PermanentError
+from launcher.runtime.failures import LauncherBug, PermanentError, launchers_bug
 
 METHODS = ("setup", "train_step", "state_dict", "load_state_dict")
 _LAUNCHER = Path(__file__).resolve().parents[2]  # launcher/runtime/recipe/checks.py
@@ -126,10 +126,14 @@ def user_frame(tb: TracebackType | None, recipe_cls: type | None = None) -> str 
     return f"{_short(frames[-1].filename)}:{frames[-1].lineno}" if frames else None
 
 
+# What only a mistake in code raises: met in launcher's own code, it is launcher's bug. Other
+# exceptions there (OSError, RuntimeError from torch.distributed...) are the platform's.
 def before_first_update(exc: BaseException, when: str, recipe_cls: type | None) -> PermanentError:
     """An exception before the attempt's first update completed, as a permanent failure."""
     if isinstance(exc, PermanentError):
         return exc
+    if launchers_bug(exc):
+        return LauncherBug.of(exc)
     place = user_frame(exc.__traceback__, recipe_cls)
     text = f"{type(exc).__name__}: {exc}".rstrip(": ")
     return PermanentError(f"{place + ': ' if place else ''}{text} ({when}, before the first update "

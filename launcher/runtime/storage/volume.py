@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Protocol
 
 from launcher.runtime import events
-from launcher.runtime.failures import VolumeError
+from launcher.runtime.failures import LauncherBug, VolumeError, launchers_bug
 from launcher.runtime.storage import disk, tree
 
 
@@ -55,13 +55,17 @@ class Volume(Protocol):
 
 def guarded(operation: Callable[[], None], what: str) -> None:
     """Run a volume's `commit` or `reload`: its failure is the volume's (a VolumeError, which is
-    retried), never taken for the job's own."""
+    retried, with the failure's errno), never taken for the job's own; a bug in launcher's own
+    volume code is a LauncherBug, which no retry fixes."""
     try:
         operation()
     except (VolumeError, disk.StorageError):
         raise  # said in full already
     except Exception as exc:
-        raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        if launchers_bug(exc):
+            raise LauncherBug.of(exc) from exc
+        raise VolumeError(f"{what} failed: {type(exc).__name__}: {exc}",
+                          getattr(exc, "errno", None)) from exc
 
 
 class LocalVolume:

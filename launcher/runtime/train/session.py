@@ -24,8 +24,10 @@ Accelerate's `notebook_launcher`; each worker inherits the CPU-built recipe, so 
 not repeated, and does its own stage 2 (device placement needs its own process).
 
 Failures: an exception before an attempt's first update completes is permanent
-(recipe/checks.py), so is a broken protocol; `train` returns a permanent failure instead of
-raising, since Modal retries every exception.
+(recipe/checks.py), so is a broken protocol, and so is a bug in launcher (`LauncherBug`) at any
+time; `train` returns a permanent failure instead of raising, since Modal retries every
+exception. Every traceback `train` sees is kept in the run's error log (`errors.log` in the run
+folder; on Modal also in the job's folder on the volume), and a bug's message says where.
 
 Imports neither click, Jinja nor jsonschema.
 """
@@ -43,8 +45,9 @@ from typing import Any
 
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
-from launcher.runtime.checkpoint.manager import LoadFailed
-from launcher.runtime.failures import PermanentError, Preempted, VolumeError
+from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
+from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
+                                       keep_traceback, launchers_bug)
 from launcher.runtime.lease import Lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
@@ -99,6 +102,38 @@ def prepared(loop: Loop | None, new_loop: Callable[[], Loop], rebuild: Callable[
             loop.release()
             rebuild()
             loop = None
+
+
+def failed_result(exc: BaseException, run_dir: Path,
+                  mirror: tuple[Path, str] | None = None) -> dict[str, Any] | None:
+    """`exc` as a permanent failure's result, its traceback kept in the run's error log; None:
+    it is transient (or a preemption), to be raised and retried."""
+    if isinstance(exc, Preempted):
+        return None
+    log = _keep_traceback(exc, run_dir, mirror)
+    if launchers_bug(exc):
+        where = f"; the traceback is in {log}" if log else ""
+        return {"status": "permanent", "error": f"{LauncherBug.of(exc)}{where}", "bug": True}
+    if isinstance(exc, PermanentError):
+        return {"status": "permanent", "error": str(exc)}
+    return None
+
+
+def _keep_traceback(exc: BaseException, run_dir: Path, mirror: tuple[Path, str] | None) -> str | None:
+    """Keep `exc`'s traceback in the run's error log, and on Modal in `mirror` too: the job's
+    folder on the volume, with how to name it (committed with the lease's release, or the
+    container's final commit); where to read it. A log that cannot be written never hides the
+    failure itself."""
+    try:
+        log = keep_traceback(exc, run_dir)
+        if mirror is None:
+            return str(log)
+        mirror[0].mkdir(parents=True, exist_ok=True)
+        copy_as_new_file(str(log), str(mirror[0] / ERROR_LOG))
+    except OSError as error:
+        events.log(f"warning: the traceback was not kept: {error}")
+        return None
+    return f"{mirror[1]}/{ERROR_LOG} (checkpoint.volume)"
 
 
 class _Unmounted:
@@ -272,14 +307,24 @@ class Session:
                 result = self._train_distributed(resume, total, cluster)
             else:
                 result = self._train_here(resume, total)
-        except PermanentError as exc:
+        except Exception as exc:
+            failed = self._failed(exc)
+            if failed is None:
+                raise  # transient: retried (its traceback is kept)
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
                 self.lease.release()  # the run is over (a lease held by another run stays theirs)
-            events.log(f"error: {exc}")
-            return {"status": "permanent", "error": str(exc)}
+            events.log(f"error: {failed['error']}")
+            return failed
         self.lease.release()
         faults.point("released")
         return result
+
+    def _failed(self, exc: BaseException) -> dict[str, Any] | None:
+        if self.log_mirror is None:  # locally: the run folder is kept
+            return failed_result(exc, self.run_dir)
+        # Named from the volume's top: the mount differs between containers.
+        named = f"{self.spec.checkpoint.volume}:{self.log_mirror.relative_to(self.root).as_posix()}"
+        return failed_result(exc, self.run_dir, (self.log_mirror, named))
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         with self._starting("at the start of train"):
@@ -342,7 +387,7 @@ class Session:
             if status.get("status") == "preempted":
                 raise Preempted("stopped on a signal; checkpoint committed") from None
             if status.get("status") == "permanent":
-                raise PermanentError(status["error"]) from None
+                raise (LauncherBug if status.get("bug") else PermanentError)(status["error"]) from None
             raise
         return results.read(result_file) if where.node_rank == 0 else {"node_rank": where.node_rank}
 
@@ -359,8 +404,10 @@ class Session:
             with self._starting("in stage 2"), events.timed("stage2-worker", self.times):
                 loop = self._prepared(None, resume)
             loop.run(total, result_file=Path(result_file))
-        except PermanentError as exc:
-            results.write(Path(result_file), {"status": "permanent", "error": str(exc)})
+        except Exception as exc:
+            failed = self._failed(exc)
+            if failed is not None:
+                results.write(Path(result_file), failed)
             raise
         finally:
             if loop is not None:
