@@ -40,7 +40,7 @@ POINTS = ("stage1", "stage2", "lease", "step", "written", "published", "committe
 BY_STEP = ("step", "written", "published", "committed")
 STAGE_POINTS = tuple(f"{stage}-{when}" for stage in ("prepare", "evaluate") for when in ("run", "done"))
 _SIGNALS = {"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}
-_RAISED = ("enospc", "bug")
+_RAISED = ("enospc", "econnreset", "bug")  # a full disk (permanent), a dropped connection (transient)
 
 _armed: tuple[str, str, int] | None = None
 _counts: dict[str, int] = {}
@@ -73,6 +73,8 @@ def point(name: str, at: int | None = None) -> None:
         return
     if kind == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if kind == "econnreset":
+        raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
     if kind == "bug":
         raise TypeError(f"an injected bug in launcher at {name}")
     os.kill(os.getpid(), _SIGNALS[kind])

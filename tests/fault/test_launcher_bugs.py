@@ -80,12 +80,14 @@ def test_the_users_key_error_after_the_first_update_is_theirs_and_retried(tmp_pa
 
 
 def test_a_platform_error_is_still_retried_with_its_errno_and_traceback(tmp_path: Path) -> None:
-    run = run_forked(write_spec(tmp_path, probe_spec(steps=6)), "enospc:step:2")
+    # A dropped connection: the platform's, not the job's (a full disk is permanent: no retry
+    # frees space).
+    run = run_forked(write_spec(tmp_path, probe_spec(steps=6)), "econnreset:step:2")
     assert run.code == 0, run.output
     assert "attempts     2 (1: transient, 2: finished)" in run.output
-    assert ("[launch] attempt 1: transient (OSError: [Errno 28] No space left on device; the "
-            "traceback is in ") in run.output
-    assert "OSError: [Errno 28] No space left on device" in _kept_traceback(run.output)
+    assert ("[launch] attempt 1: transient (ConnectionResetError: [Errno 104] Connection reset by "
+            "peer; the traceback is in ") in run.output
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in _kept_traceback(run.output)
 
 
 def test_rank_0s_full_disk_reaches_rank_1_with_its_errno_and_traceback(tmp_path: Path) -> None:
@@ -94,8 +96,9 @@ def test_rank_0s_full_disk_reaches_rank_1_with_its_errno_and_traceback(tmp_path:
     run = launch_local(write_spec(tmp_path, probe_spec(steps=6, retries=0)), "--processes", "2",
                        env={"LAUNCH_FAULT": "enospc:written:3"})  # fires on rank 0 alone
     assert run.code == 1, run.output
-    kept = _kept_traceback(run.output).split("\n### ")
-    rank1 = next(entry for entry in kept if "RankError" in entry)
-    assert ("launcher.runtime.failures.RankError: CheckpointError: checkpoint after update 3 not "
-            "written: No space left on device (errno 28); earlier checkpoints are intact") in rank1
+    # A full disk is permanent on every rank (no retry frees space), said where and why.
+    assert "checkpoint after update 3 not written (earlier checkpoints are intact): no space left on device" in run.output
+    assert "attempts     1 (1: permanent)" in run.output
+    kept = (tmp_path / ".launch" / "runs" / "probe" / "errors.log").read_text().split("\n### ")
+    rank1 = next(entry for entry in kept if "RemoteTraceback" in entry)  # rebuilt from rank 0's description
     assert "OSError: [Errno 28] No space left on device" in rank1  # rank 0's own traceback
