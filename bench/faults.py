@@ -447,6 +447,8 @@ def driver_drills() -> int:
           f"in each stage, the driver's timeout of every pipeline example; a second local launch "
           f"in prepare and in evaluate; in {time.monotonic() - start:.0f} s")
     print(tally.line("driver drills"))
+    return sum(tally.kinds.values())
+
 
 class StageTally(Tally):
     KINDS = ("tracebacks", "exit 3", "wrong stage data", "leaked tokens", "unlocated", "other")
