@@ -545,6 +545,8 @@ def stage_drills() -> int:
           f"changed inputs in two orders, a token in the origin, a Dockerfile outside the "
           f"repository, extends of no spec; in {time.monotonic() - start:.0f} s")
     print(tally.line("stage drills"))
+    return sum(tally.kinds.values())
+
 
 class CheckpointTally(Tally):
     KINDS = ("tracebacks", "exit 3", "overwritten", "checkpoints lost", "wrong loads",
@@ -682,6 +684,8 @@ def checkpoint_drills() -> int:
     print(f"checkpoint drills: resume: never, unloadable recipe state, malformed manifests, train "
           f"changes, two-process random; in {time.monotonic() - start:.0f} s")
     print(tally.line("checkpoint drills"))
+    return sum(tally.kinds.values())
+
 
 def _namespace() -> list[str] | None:
     """How to run a command in a private mount namespace (to mount a small, read-only or second
