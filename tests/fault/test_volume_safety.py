@@ -41,9 +41,9 @@ def test_removing_the_working_copies_during_a_run_deletes_nothing_on_the_volume(
     assert run.code == 0, run.output
     [failed] = [line for line in run.output.splitlines() if line.startswith("[launch] attempt 1:")]
     assert failed.startswith(f"[launch] attempt 1: transient ({volume.parent}/@work/vol/probe@"), run.output
-    assert failed.endswith(": this attempt's working copy of the volume was removed or replaced while "
-                           "it ran; not committed: the volume is as it was (the changes since its "
-                           "last commit are lost; the next attempt starts from that commit))"), run.output
+    assert (": this attempt's working copy of the volume was removed or replaced while it ran; not "
+            "committed: the volume is as it was (the changes since its last commit are lost; the "
+            "next attempt starts from that commit); the traceback is in ") in failed, run.output
     assert "resumed from step-00000003" in run.output
     assert manifests(volume / "other") == theirs
     for ckpt in store.complete(volume / "other"):
