@@ -1,12 +1,27 @@
-"""Shared fixtures: run `launch` in-process and capture what it prints."""
+"""Shared fixtures: run `launch` in-process and capture what it prints; and the suite's isolation.
+
+Like pre-commit's own suite, no test writes into the checkout or the home folder: every test runs
+with HOME, TMPDIR and the launcher's local folder (LAUNCH_LOCAL_DIR: runs, volumes, shipped trees)
+in a temporary directory, caches (XDG_CACHE_HOME, Hypothesis) in one per session, and the session
+fails when the checkout's working tree, ignored files included, differs at its end.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from hypothesis import configuration as hypothesis_configuration
 
 from launcher.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+# Written by the interpreter and the tools themselves, never by the code under test.
+NOT_STATE = ("__pycache__", ".pytest_cache", ".egg-info")
 
 
 class Result(NamedTuple):
@@ -26,3 +41,65 @@ def launch(capsys: pytest.CaptureFixture[str]):
         return Result(code, out, err)
 
     return run
+
+
+def checkout_state(root: Path = ROOT) -> dict[str, str]:
+    """Every path git reports in the checkout (changed, untracked, ignored: one line a file), with
+    the size and mtime of each, whose later changes `git status` alone would not show."""
+    out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--ignored=matching",
+                          "--untracked-files=all"], capture_output=True, text=True, check=True).stdout
+    state = {}
+    for entry in filter(None, out.split("\0")):
+        code, path = entry[:2], entry[3:]
+        if any(part in NOT_STATE or part.endswith(NOT_STATE) for part in Path(path).parts):
+            continue
+        stat = (root / path).lstat() if (root / path).exists() else None
+        state[path] = code + (f" {stat.st_size} {stat.st_mtime_ns}" if stat else "")
+    return state
+
+
+def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """`git status`-like lines for what differs between two `checkout_state`s."""
+    return [f"  {path}: {before.get(path, 'absent')} -> {after.get(path, 'absent')}"
+            for path in sorted(before.keys() | after.keys()) if before.get(path) != after.get(path)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[CHECKOUT] = checkout_state()
+    # Hypothesis keeps its example database in .hypothesis/ of the working directory by default.
+    hypothesis_configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="launch-tests-hypothesis-"))
+
+
+CHECKOUT = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test left anything in the checkout."""
+    changed = changes(session.config.stash[CHECKOUT], checkout_state())
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["the tests changed the checkout (each test must write under its tmp_path):", *changed]
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory: pytest.TempPathFactory, _session_cache: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, TMPDIR and LAUNCH_LOCAL_DIR of this test, in and out of process: a folder of its own."""
+    folder = tmp_path_factory.mktemp("isolated")
+    for name in ("home", "tmp", "launch"):
+        (folder / name).mkdir()
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
+    monkeypatch.setenv("LAUNCH_LOCAL_DIR", str(folder / "launch"))
+    monkeypatch.setenv("TMPDIR", str(folder / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder / "tmp"))
+    return folder

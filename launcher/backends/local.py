@@ -326,10 +326,16 @@ def workdir_setting(options: Options) -> dict[str, str]:
     return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 
+def local_state(repo_root: Path) -> Path:
+    """Where local runs keep their files (runs, volumes, shipped trees): LAUNCH_LOCAL_DIR, else the
+    repository's .launch/. The test suite sets it, so no test writes into the checkout."""
+    return Path(os.environ.get("LAUNCH_LOCAL_DIR") or repo_root / ".launch")
+
+
 def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:
     """The run's folder (the app, tracker files) and the folder that holds the volumes."""
-    return (repo_root / ".launch" / "runs" / spec.name,
-            options.volumes_dir or repo_root / ".launch" / "volumes")
+    return (local_state(repo_root) / "runs" / spec.name,
+            options.volumes_dir or local_state(repo_root) / "volumes")
 
 
 def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:
