@@ -2,8 +2,9 @@
 
 Like pre-commit's own suite, no test writes into the checkout or the home folder: every test runs
 with HOME, TMPDIR and the launcher's local folder (LAUNCH_LOCAL_DIR: runs, volumes, shipped trees)
-in a temporary directory, caches (XDG_CACHE_HOME, Hypothesis) in one per session, and the session
-fails when the checkout's working tree, ignored files included, differs at its end.
+in a temporary directory, a git identity of its own, caches (XDG_CACHE_HOME, Hypothesis) in one
+per session, and the session fails when the checkout's working tree, ignored files included,
+differs at its end.
 """
 
 from __future__ import annotations
@@ -102,4 +103,8 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, _session_cache: Path,
     monkeypatch.setenv("LAUNCH_LOCAL_DIR", str(folder / "launch"))
     monkeypatch.setenv("TMPDIR", str(folder / "tmp"))
     monkeypatch.setattr(tempfile, "tempdir", str(folder / "tmp"))
+    # The home folder's git identity is gone with it: commits in test repositories get this one.
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "launch tests")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "tests@launch.invalid")
     return folder

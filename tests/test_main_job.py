@@ -30,8 +30,8 @@ def test_the_main_job_solves_cartpole(tmp_path: Path) -> None:
     assert float(last[1]) >= 475.0
     assert "summary: ppo-cartpole finished" in run.stderr
     assert "updates      80 of 80" in run.stderr
-    # metrics went through Accelerate's TensorBoard tracker
-    assert list((ROOT / ".launch/runs/ppo-cartpole").rglob("events.out.tfevents.*"))
+    # metrics went through Accelerate's TensorBoard tracker, into this run's own folder
+    assert list((Path(os.environ["LAUNCH_LOCAL_DIR"]) / "runs/ppo-cartpole").rglob("events.out.tfevents.*"))
 
 
 # In the loop, the kill lands at step 6; in the background, right after the first checkpoint's

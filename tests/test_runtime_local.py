@@ -167,8 +167,10 @@ def test_a_permanent_failure_in_a_two_process_run_is_not_retried(tmp_path: Path)
 
 
 def test_a_preemption_during_start_up_spends_no_retry(tmp_path: Path) -> None:
-    # SIGINT 0.2 s in lands before the loop exists (imports take seconds): still a preemption.
-    run = launch_local(write_spec(tmp_path, probe_spec(steps=3, retries=0)), "--preempt-after", "0.2")
+    # The first attempt holds in start-up (the recipe's __init__, stage 1), so the SIGINT lands
+    # before the loop exists, however fast the worker starts: still a preemption.
+    spec = probe_spec(steps=3, retries=0, train={"config": {"hold_first_attempt": True}})
+    run = launch_local(write_spec(tmp_path, spec), "--preempt-after", "0.2")
     assert run.code == 0, run.output
     assert _attempts(run.output) == "2 (1: preempted, 2: finished)"
 
