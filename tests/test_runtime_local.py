@@ -70,13 +70,13 @@ def test_a_diverged_loss_is_permanent_and_not_retried(tmp_path: Path) -> None:
 
 
 def test_retries_run_out(tmp_path: Path) -> None:
-    spec = probe_spec(steps=8, retries=1)
+    spec = probe_spec(steps=8, retries={"max_retries": 1})  # no backoff between attempts
     run = launch_forked(write_spec(tmp_path, spec),
-                       env={"LAUNCH_FAULT": "kill:step:2", "LAUNCH_FAULT_ATTEMPT": "1"})
+                        env={"LAUNCH_FAULT": "kill:step:2", "LAUNCH_FAULT_ATTEMPT": "1"})
     assert run.code == 0, run.output  # one retry is enough when only attempt 1 is killed
     assert _attempts(run.output) == "2 (1: transient, 2: finished)"
     run = launch_forked(write_spec(tmp_path / "b", probe_spec(steps=8, retries=0)),
-                       env={"LAUNCH_FAULT": "kill:step:2"})
+                        env={"LAUNCH_FAULT": "kill:step:2"})
     assert run.code == 1
     assert _attempts(run.output) == "1 (1: transient)"
     assert "error        worker exited with code -9" in run.output
@@ -180,7 +180,7 @@ def test_a_preemption_during_start_up_spends_no_retry(tmp_path: Path) -> None:
 def test_no_secret_value_reaches_the_logs_or_a_manifest(tmp_path: Path) -> None:
     value = "s3cr3t-VALUE-987"
     run = launch_forked(write_spec(tmp_path, probe_spec(steps=3)),
-                       env={"HF_TOKEN": value, "MODAL_TOKEN_SECRET": value})
+                        env={"HF_TOKEN": value, "MODAL_TOKEN_SECRET": value})
     assert run.code == 0, run.output
     assert value not in run.output
     manifests = list((run.volume / "vol" / "probe").glob("step-*/manifest.json"))
