@@ -116,18 +116,21 @@ def run_forked(spec: Path, fault: str | None = None, *args: str) -> Run:
     return launch_forked(spec, *args, env={"LAUNCH_FAULT": fault} if fault else None)
 
 
-def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None) -> Run:
-    """runjob.launch_local in this process: `launch SPEC --local --volumes-dir SPEC_DIR/volumes
-    ARGS` through the CLI, run where the spec is, with `env` over this process's environment
-    (LAUNCH_FAULT only from `env`), each worker forked. What the run changed in this process's
-    environment, working directory, import path and modules is undone after it."""
-    volumes = spec.parent / "volumes"
+def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  volumes: Path | None = None) -> Run:
+    """runjob.launch_local in this process: `launch SPEC --local --volumes-dir VOLUMES ARGS`
+    through the CLI, run in `cwd` (default: where the spec is; VOLUMES default: its volumes/),
+    with `env` over this process's environment (LAUNCH_FAULT only from `env`), each worker
+    forked. What the run changed in this process's environment, working directory, import path
+    and modules is undone after it."""
+    cwd = cwd or spec.parent
+    volumes = volumes or spec.parent / "volumes"
     saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
     saved_modules, saved_local = set(sys.modules), local_run.local
     os.environ.pop("LAUNCH_FAULT", None)
     os.environ.update({"PROBE_DIR": str(spec.parent), **(env or {})})
-    os.chdir(spec.parent)  # as `launch` run there: the user's recipe module is found here
-    sys.path.insert(0, str(spec.parent))
+    os.chdir(cwd)  # as `launch` run there (`python -m` puts it first): the user's modules are found here
+    sys.path.insert(0, str(cwd))
     local_run.local = _forking
     output = io.StringIO()
     try:
@@ -139,7 +142,7 @@ def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None) -> 
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
         sys.path[:] = saved_path
-        _forget_modules_under(spec.parent, set(sys.modules) - saved_modules)
+        _forget_modules_under(cwd, set(sys.modules) - saved_modules)
     return Run(code, output.getvalue(), volumes)
 
 
@@ -148,7 +151,8 @@ def _forget_modules_under(folder: Path, names: set[str]) -> None:
     test's recipe) must be imported afresh, in the supervisor and in the workers it forks."""
     for name in names:
         where = getattr(sys.modules.get(name), "__file__", None)
-        if where and Path(where).resolve().is_relative_to(folder.resolve()):
+        if name.partition(".")[0] != "launcher" and where and Path(where).resolve().is_relative_to(
+                folder.resolve()):  # the launcher's own stay: one copy of each class in this process
             del sys.modules[name]
 
 
