@@ -42,7 +42,11 @@ def fake_modal(monkeypatch: pytest.MonkeyPatch):
     def install(call: FakeCall) -> list[FakeLogs]:
         started: list[FakeLogs] = []
         monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: call)
-        monkeypatch.setattr(backend.subprocess, "Popen", lambda argv: started.append(FakeLogs(argv)) or started[-1])
+        def popen(argv: list[str]) -> FakeLogs:
+            started.append(FakeLogs(argv))
+            return started[-1]
+
+        monkeypatch.setattr(backend.subprocess, "Popen", popen)
         return started
     return install
 
