@@ -10,6 +10,7 @@ differs at its end.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -65,13 +66,40 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
             for path in sorted(before.keys() | after.keys()) if before.get(path) != after.get(path)]
 
 
+CHECKOUT = pytest.StashKey[dict[str, str]]()
+SESSION = pytest.StashKey[tuple[Path, dict[str, str | None]]]()
+
+
+def isolating_env(folder: Path) -> dict[str, str]:
+    """The environment that keeps a run's state and caches under `folder`."""
+    return {"HOME": str(folder / "home"), "XDG_CACHE_HOME": str(folder / "cache"),
+            "LAUNCH_LOCAL_DIR": str(folder / "launch"),
+            # The home folder's git identity is gone with it: commits in test repositories get this one.
+            **{f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+               for what, value in (("NAME", "launch tests"), ("EMAIL", "tests@launch.invalid"))}}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[CHECKOUT] = checkout_state()
+    # For the session and module fixtures too, which run before any test's own `isolated`.
+    folder = Path(tempfile.mkdtemp(prefix="launch-tests-"))
+    env = isolating_env(folder)
+    config.stash[SESSION] = folder, {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     # Hypothesis keeps its example database in .hypothesis/ of the working directory by default.
-    hypothesis_configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="launch-tests-hypothesis-"))
+    hypothesis_configuration.set_hypothesis_home_dir(folder / "hypothesis")
 
 
-CHECKOUT = pytest.StashKey[dict[str, str]]()
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION not in config.stash:
+        return
+    folder, saved = config.stash[SESSION]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -86,25 +114,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture(scope="session")
-def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory: pytest.TempPathFactory, _session_cache: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, TMPDIR and LAUNCH_LOCAL_DIR of this test, in and out of process: a folder of its own."""
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, TMPDIR and LAUNCH_LOCAL_DIR of this test, in and out of process: a folder of its own.
+    The cache stays the session's (Jinja's compiled templates save each render most of its time)."""
     folder = tmp_path_factory.mktemp("isolated")
     for name in ("home", "tmp", "launch"):
         (folder / name).mkdir()
-    monkeypatch.setenv("HOME", str(folder / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
-    monkeypatch.setenv("LAUNCH_LOCAL_DIR", str(folder / "launch"))
+    for name, value in isolating_env(folder).items():
+        if name != "XDG_CACHE_HOME":
+            monkeypatch.setenv(name, value)
     monkeypatch.setenv("TMPDIR", str(folder / "tmp"))
     monkeypatch.setattr(tempfile, "tempdir", str(folder / "tmp"))
-    # The home folder's git identity is gone with it: commits in test repositories get this one.
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "launch tests")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "tests@launch.invalid")
     return folder
