@@ -46,18 +46,32 @@ def launch(capsys: pytest.CaptureFixture[str]):
 
 
 def checkout_state(root: Path = ROOT) -> dict[str, str]:
-    """Every path git reports in the checkout (changed, untracked, ignored: one line a file), with
-    the size and mtime of each, whose later changes `git status` alone would not show."""
+    """Every path git reports in the checkout (changed, untracked, ignored: git names an ignored
+    folder alone, so each file under it too), with its size and mtime, which show a change that
+    `git status` alone would not."""
     out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--ignored=matching",
                           "--untracked-files=all"], capture_output=True, text=True, check=True).stdout
-    state = {}
+    state: dict[str, str] = {}
     for entry in filter(None, out.split("\0")):
         code, path = entry[:2], entry[3:]
-        if any(part in NOT_STATE or part.endswith(NOT_STATE) for part in Path(path).parts):
-            continue
-        stat = (root / path).lstat() if (root / path).exists() else None
-        state[path] = code + (f" {stat.st_size} {stat.st_mtime_ns}" if stat else "")
+        if not _is_tool_output(Path(path)):
+            state[path] = code + _stat(root / path)
+            if code == "!!" and (root / path).is_dir():
+                for found in sorted((root / path).rglob("*")):
+                    if not _is_tool_output(found.relative_to(root)):
+                        state[found.relative_to(root).as_posix()] = code + _stat(found)
     return state
+
+
+def _is_tool_output(path: Path) -> bool:
+    return any(part in NOT_STATE or part.endswith(NOT_STATE) for part in path.parts)
+
+
+def _stat(path: Path) -> str:
+    if not path.exists():
+        return ""
+    stat = path.lstat()
+    return f" {stat.st_size} {stat.st_mtime_ns}"
 
 
 def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
