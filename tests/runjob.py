@@ -54,5 +54,19 @@ def launch_local(spec: Path, *args: str, env: dict[str, str] | None = None,
     return Run(proc.returncode, proc.stdout + proc.stderr, volumes)
 
 
+def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  volumes: Path | None = None) -> Run:
+    """launch_local with the supervisor in this process and each worker forked from it, with
+    torch imported already (tests/fault/forkrun.py): for the tests that are not about the real
+    process, in a fraction of the time. Single-process runs only. `cwd` (default: the spec's
+    folder) is where it runs, `volumes` (default: the spec's volumes/) its --volumes-dir."""
+    fault_tools = str(Path(__file__).resolve().parent / "fault")
+    if fault_tools not in sys.path:
+        sys.path.insert(0, fault_tools)
+    from forkrun import launch_forked as forked
+
+    return forked(spec, *args, env=env, cwd=cwd, volumes=volumes)
+
+
 def checkpoints(volume: Path) -> list[str]:
     return sorted(p.name for p in volume.iterdir() if p.name.startswith("step-")) if volume.is_dir() else []

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from runjob import checkpoints, launch_local, probe_spec, write_spec
+from runjob import checkpoints, launch_forked, probe_spec, write_spec
 
 from launcher.load import load_spec
 from launcher.runtime.checkpoint import store, writer
@@ -217,7 +217,7 @@ def test_more_than_one_process_or_a_plain_accelerator_saves_in_the_loop(spec, tm
 
 def test_a_local_run_says_where_its_checkpoints_were_written(tmp_path: Path) -> None:
     spec = probe_spec(steps=7, checkpoint={"async": "auto"})
-    run = launch_local(write_spec(tmp_path, spec))
+    run = launch_forked(write_spec(tmp_path, spec))
     assert run.code == 0, run.output
     assert "[launch] checkpoints are written in the background; a copy of the state takes 0.0 MiB" \
            " of host memory" in run.output
@@ -243,7 +243,7 @@ def test_a_run_that_fails_right_after_a_background_save_still_commits_it(tmp_pat
     # train_step(3) is update 4, just after checkpoint step-3 was handed to the writer: the
     # failure goes up only once that write is committed, and the job's lease is released after.
     spec = probe_spec(steps=8, checkpoint={"async": True}, train={"config": {"fail_at": 3}})
-    run = launch_local(write_spec(tmp_path, spec))
+    run = launch_forked(write_spec(tmp_path, spec))
     assert run.code == 1, run.output
     assert "attempts     1 (1: permanent)" in run.output
     job = run.volume / "vol" / "probe"

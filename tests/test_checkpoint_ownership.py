@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from runjob import RECIPES, checkpoints, launch_local, probe_spec, write_spec
+from runjob import RECIPES, checkpoints, launch_forked, launch_local, probe_spec, write_spec
 from statecmp import differences, load_checkpoint
 from test_pipeline_local import pipeline_spec, ran
 from test_pipeline_local import write as write_pipeline
@@ -79,12 +79,12 @@ def test_a_recipe_drawing_from_random_is_reproducible_and_resumable_with_two_pro
 
 def test_resume_never_sets_every_earlier_checkpoint_aside_and_overwrites_none(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, probe_spec(steps=9))
-    assert launch_local(spec).code == 0
+    assert launch_forked(spec).code == 0
     job = tmp_path / "volumes" / "vol" / "probe"
     before = steps_in(job)
     assert list(before) == ["step-00000003", "step-00000006", "step-00000009"]
     write_spec(tmp_path, probe_spec(steps=6, checkpoint={"resume": "never"}))
-    run = launch_local(spec)
+    run = launch_forked(spec)
     assert run.code == 0, run.output
     assert checkpoints(job) == ["step-00000003", "step-00000006"]  # this run's own
     [aside] = (job / "set-aside").iterdir()
@@ -95,9 +95,9 @@ def test_resume_never_sets_every_earlier_checkpoint_aside_and_overwrites_none(tm
 
 def test_evaluate_reads_the_checkpoint_this_run_s_train_left(tmp_path: Path) -> None:
     spec = write_pipeline(tmp_path, pipeline_spec(steps=6))
-    assert launch_local(spec).code == 0
+    assert launch_forked(spec).code == 0
     write_pipeline(tmp_path, pipeline_spec(steps=3, checkpoint={"resume": "never"}))
-    run = launch_local(spec)
+    run = launch_forked(spec)
     assert run.code == 0, run.output
     assert ran(tmp_path)[-1] == {"stage": "evaluate", "step": 3, "rows": 3}  # not the older run's 6
     assert "after update 6 of 3" not in run.output
@@ -105,13 +105,13 @@ def test_evaluate_reads_the_checkpoint_this_run_s_train_left(tmp_path: Path) -> 
 
 def test_checkpoints_no_resume_can_load_stop_the_run_and_are_kept(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, probe_spec(steps=6))
-    assert launch_local(spec).code == 0
+    assert launch_forked(spec).code == 0
     job = tmp_path / "volumes" / "vol" / "probe"
     for name in checkpoints(job):
         as_an_older_launcher_wrote_it(job / name)
     before = digests(job)
     write_spec(tmp_path, probe_spec(steps=9))
-    run = launch_local(spec)
+    run = launch_forked(spec)
     assert run.code == 1, run.output
     assert ("error: cannot resume from step-00000006: its recipe state holds what "
             "torch.load(weights_only=True) refuses (Unsupported global: GLOBAL "
@@ -124,7 +124,8 @@ def test_checkpoints_no_resume_can_load_stop_the_run_and_are_kept(tmp_path: Path
 
 @pytest.mark.parametrize("processes", ["1", "2"])  # with 2, every rank refuses together
 def test_recipe_state_no_resume_could_load_fails_the_first_checkpoint(tmp_path: Path, processes: str) -> None:
-    run = launch_local(rng_spec(tmp_path, "NumpyState", steps=6), "--processes", processes)
+    launch = launch_forked if processes == "1" else launch_local  # forked workers: one process only
+    run = launch(rng_spec(tmp_path, "NumpyState", steps=6), "--processes", processes)
     assert run.code == 1, run.output
     assert ("NumpyState.state_dict() holds what torch.load(weights_only=True) refuses (Unsupported "
             "global: GLOBAL numpy._core.multiarray._reconstruct), so no checkpoint of it could ever "

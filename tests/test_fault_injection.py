@@ -66,7 +66,13 @@ def test_the_spec_s_env_cannot_set_a_runtime_name(tmp_path: Path, monkeypatch) -
     assert worker_env(spec.env, processes=1, attempt=1, debug=False)["LAUNCH_FAULT"] == "kill:step:2"
 
 
-def test_faults_fire_only_when_armed_and_only_in_the_attempt_asked_for(monkeypatch) -> None:
+@pytest.fixture
+def disarmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module-global fault, unarmed now and again after the test, whatever it armed."""
+    monkeypatch.setattr(faults, "_armed", None)
+
+
+def test_faults_fire_only_when_armed_and_only_in_the_attempt_asked_for(monkeypatch, disarmed) -> None:
     monkeypatch.setenv("LAUNCH_FAULT", "enospc:written:6")
     faults.arm(None)
     faults.point("written", 6)  # not armed: the environment alone does nothing
@@ -76,7 +82,6 @@ def test_faults_fire_only_when_armed_and_only_in_the_attempt_asked_for(monkeypat
     faults.point("written", 3)
     with pytest.raises(OSError, match="No space left on device"):
         faults.point("written", 6)
-    faults.arm(None)
 
 
 def test_an_unknown_fault_is_refused() -> None:

@@ -28,20 +28,26 @@ class FakeCall:
 
 
 class FakeLogs:
-    terminated = False
-
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
+        self.terminated = False
 
     def terminate(self) -> None:
-        FakeLogs.terminated = True
+        self.terminated = True
 
 
 @pytest.fixture
 def fake_modal(monkeypatch: pytest.MonkeyPatch):
-    def install(call: FakeCall) -> None:
+    """`install(call)` fakes Modal's call and the log follower; returns the followers started."""
+    def install(call: FakeCall) -> list[FakeLogs]:
+        started: list[FakeLogs] = []
         monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: call)
-        monkeypatch.setattr(backend.subprocess, "Popen", FakeLogs)
+        def popen(argv: list[str]) -> FakeLogs:
+            started.append(FakeLogs(argv))
+            return started[-1]
+
+        monkeypatch.setattr(backend.subprocess, "Popen", popen)
+        return started
     return install
 
 
@@ -51,10 +57,10 @@ SUB = backend.Submission("ppo-cartpole", "fc-1")
 def test_follow_reports_the_result(fake_modal, capsys) -> None:
     call = FakeCall(result={"status": "finished", "steps": 80})
     call.release.set()
-    fake_modal(call)
+    logs = fake_modal(call)
     assert backend.follow(SUB) == 0
     assert capsys.readouterr().err == "job finished: {'status': 'finished', 'steps': 80}\n"
-    assert FakeLogs.terminated
+    assert [follower.terminated for follower in logs] == [True]
 
 
 def test_follow_reports_a_failed_job(fake_modal, capsys) -> None:

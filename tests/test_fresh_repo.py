@@ -72,7 +72,9 @@ MISSING_DATA = ("mypkg/recipes.py:10: FileNotFoundError: [Errno 2] No such file 
 
 
 def run(*args: str | Path, cwd: Path, venv: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    # LAUNCH_LOCAL_DIR too: the new user's repository is the test's own, and its .launch/ is checked.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "LAUNCH_LOCAL_DIR")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from launcher import gitinfo
-from launcher.backends import pipeline
+from launcher.backends import local, pipeline
 from launcher.commands import local_run
+from launcher.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +66,17 @@ def test_a_local_run_keeps_its_files_under_the_roots_launch_folder(inside_git: b
                             lambda spec, app, root, options, early=None: roots.append(root) or 0)
     assert launch("jobs/job.yaml", "--local").code == 0
     assert roots == [fresh.resolve()]
+
+
+def test_local_dir_moves_runs_volumes_and_shipped_trees_out_of_the_repository(fresh, monkeypatch) -> None:
+    spec = load_spec(ROOT / "jobs" / "ppo.yaml").spec
+    monkeypatch.delenv("LAUNCH_LOCAL_DIR")
+    assert local.folders(spec, fresh, local.Options()) == (fresh / ".launch/runs/ppo-cartpole",
+                                                            fresh / ".launch/volumes")
+    monkeypatch.setenv("LAUNCH_LOCAL_DIR", str(fresh.parent / "state"))
+    assert local.folders(spec, fresh, local.Options()) == (fresh.parent / "state/runs/ppo-cartpole",
+                                                            fresh.parent / "state/volumes")
+    assert local.folders(spec, fresh, local.Options(volumes_dir=fresh / "v"))[1] == fresh / "v"
 
 
 @pytest.mark.parametrize("url, shown", [

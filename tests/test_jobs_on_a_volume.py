@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fault"))
 
 from forkrun import run_forked  # noqa: E402
-from runjob import checkpoints, launch_local, probe_spec, write_spec  # noqa: E402
+from runjob import checkpoints, probe_spec, write_spec  # noqa: E402
 from statecmp import differences, load_checkpoint  # noqa: E402
 from test_signals import rows, start_launch, wait_for  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_a_second_run_of_a_running_job_is_refused_in_one_line(tmp_path: Path) ->
     spec = probe_spec(steps=400, train={"config": {"delay_s": 0.05}})
     first = start_launch(tmp_path, spec)
     wait_for("the first run to train", lambda: len(rows(tmp_path)) >= 2)
-    second = launch_local(tmp_path / "job.yaml")
+    second = run_forked(tmp_path / "job.yaml")
     assert second.code == 1
     assert re.fullmatch(rf"probe: already running on volume vol \(launch pid {first.pid} on [^,]+, since "
                         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); wait for it to end or stop it\n",

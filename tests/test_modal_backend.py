@@ -46,30 +46,30 @@ def test_without_credentials_in_a_fresh_process(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", NO_CREDENTIALS)
 
 
-def test_an_unreachable_server_is_one_line(launch, fake_account, monkeypatch) -> None:
+def test_an_unreachable_server_is_one_line(launch, fake_account, monkeypatch, user_repo) -> None:
     class App:
         def deploy(self, name: str) -> None:
             raise modal.exception.ConnectionError("Could not connect to the Modal server.")
 
     monkeypatch.setattr(backend, "import_app", lambda path: type("M", (), {"app": App()}))
-    result = launch(str(ROOT / "jobs/ppo.yaml"), "--use-local-code")
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--use-local-code")
     assert result.code == 1
     assert result.err.splitlines()[-1] == ("cannot reach Modal: ConnectionError: Could not connect to "
                                            "the Modal server.; check the network, or use --local")
     assert "Traceback" not in result.err
 
 
-def test_an_auth_error_from_the_server_says_how_to_authenticate(launch, fake_account, monkeypatch) -> None:
+def test_an_auth_error_from_the_server_says_how_to_authenticate(launch, fake_account, monkeypatch, user_repo) -> None:
     class App:
         def deploy(self, name: str) -> None:
             raise modal.exception.AuthError("Token invalid")
 
     monkeypatch.setattr(backend, "import_app", lambda path: type("M", (), {"app": App()}))
-    result = launch(str(ROOT / "jobs/ppo.yaml"), "--use-local-code")
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--use-local-code")
     assert (result.code, result.err.splitlines()[-1] + "\n") == (1, NO_CREDENTIALS)
 
 
-def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monkeypatch) -> None:
+def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monkeypatch, user_repo) -> None:
     seen = {}
 
     def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> backend.Submission:
@@ -77,7 +77,7 @@ def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monke
         return backend.Submission(app_name, "fc-01TEST")
 
     monkeypatch.setattr(backend, "submit", submit)
-    result = launch(str(ROOT / "jobs/ppo.yaml"), "--use-local-code", "--detach")
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--use-local-code", "--detach")
     assert result.code == 0
     assert result.out == "fc-01TEST\n"
     assert result.err.splitlines()[-4:] == [
@@ -88,7 +88,7 @@ def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monke
     ]
     assert "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))" \
         in seen["app"]
-    assert (ROOT / ".launch/apps/ppo-cartpole.py").read_text() == seen["app"]
+    assert (user_repo / ".launch/apps/ppo-cartpole.py").read_text() == seen["app"]
 
 
 def _git(repo: Path, *args: str) -> str:

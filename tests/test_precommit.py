@@ -6,6 +6,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,10 @@ train:
 def run_hook(cwd: Path, staged: list[str]) -> subprocess.CompletedProcess[str]:
     """What pre-commit does: keep the staged files that match `files`, append them to `entry`."""
     matched = [f for f in staged if re.search(HOOK["files"], f)]
-    return subprocess.run([*shlex.split(HOOK["entry"]), *matched], cwd=cwd, capture_output=True,
+    command, *args = shlex.split(HOOK["entry"])
+    # pre-commit runs the entry from the hook's own environment: this interpreter's, not PATH's.
+    entry = Path(sys.executable).parent / command
+    return subprocess.run([str(entry), *args, *matched], cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -17,6 +17,7 @@ from runjob import RECIPES, probe_spec, write_spec
 from safetensors.torch import load_file
 
 from launcher.load import load_spec
+from launcher.runtime import lease as lease_module
 from launcher.runtime.failures import VolumeError
 from launcher.runtime.storage.volume import LocalVolume
 from launcher.runtime.train.session import Session
@@ -145,14 +146,29 @@ def test_a_retry_of_the_same_call_takes_the_lease_over(make_session, tmp_path) -
     assert not (tmp_path / "volume" / "probe" / "lease.json").exists()  # released at the end
 
 
-def test_a_stale_lease_is_taken_over(make_session, tmp_path, capsys) -> None:
+class Clock:
+    """The lease's clock, moved by the test alone."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(lease_module, "time", fake)
+    return fake
+
+
+def test_a_stale_lease_is_taken_over(make_session, tmp_path, capsys, clock) -> None:
     _held_by(make_session, "fc-dead", steps=4)
-    lease = _lease(tmp_path)
-    lease["heartbeat"] -= 1801  # stale after 3 commit intervals of 10 min (checkpoint.every)
-    (tmp_path / "volume" / "probe" / "lease.json").write_text(json.dumps(lease))
+    clock.now += 1801  # stale after 3 commit intervals of 10 min (checkpoint.every)
     assert make_session(call="fc-new", steps=4).train()["status"] == "finished"
     assert re.search(r"taking over the lease of job probe from call fc-dead \(.*\) since .*, last "
-                     r"heartbeat 180\d s ago: stale after 1800 s without one", capsys.readouterr().err)
+                     r"heartbeat 1801 s ago: stale after 1800 s without one", capsys.readouterr().err)
 
 
 def test_each_commit_is_a_heartbeat(make_session, tmp_path, monkeypatch) -> None:
@@ -174,14 +190,18 @@ def _lease_in(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"heartbeat": float("inf")}
 
 
-def test_staleness_with_a_step_only_cadence(make_session, tmp_path) -> None:
+def test_staleness_with_a_step_only_cadence(make_session, tmp_path, clock) -> None:
     session = _held_by(make_session, "fc-1", steps=6, checkpoint={"every": None},
                        compute={"timeout": "2h"})
     assert _lease(tmp_path)["stale_after_s"] == 3 * 7200  # before its first commit: the timeout
-    session.lease.last_beat -= 40  # as if the first commit interval took 40 s
+    clock.now += 40  # the first commit interval took 40 s
     session.lease.beat()
     session.volume.commit()
-    assert 120 <= _lease(tmp_path)["stale_after_s"] < 125  # then three measured intervals
+    assert _lease(tmp_path)["stale_after_s"] == 120  # then three measured intervals
+    clock.now += 25  # a shorter one leaves the longest
+    session.lease.beat()
+    session.volume.commit()
+    assert _lease(tmp_path)["stale_after_s"] == 120
 
 
 def test_leftovers_are_cleaned_only_under_the_lease(make_session, tmp_path) -> None:

@@ -46,6 +46,7 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
     git(tmp_path, "add", "mypkg", "Dockerfile.cuda", "jobs", ".gitignore")
     git(tmp_path, "commit", "-qm", "start")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAUNCH_LOCAL_DIR")  # the repository is the test's own: its .launch/ is checked
     return tmp_path
 
 
@@ -54,6 +55,15 @@ def laid_out(repo: Path) -> set[str]:
     code, target = lay_out_shipped("jobs/tiny.yaml", loaded.spec, gitinfo.find_repo(repo), False)
     assert target == repo / ".launch" / "shipped" / f"tiny-{os.getpid()}"
     return {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+
+
+def test_local_dir_takes_the_shipped_tree_out_of_the_repository(repo, tmp_path_factory, monkeypatch) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.setenv("LAUNCH_LOCAL_DIR", str(elsewhere))
+    loaded = load_spec("jobs/tiny.yaml")
+    _, target = lay_out_shipped("jobs/tiny.yaml", loaded.spec, gitinfo.find_repo(repo), False)
+    assert target == elsewhere / "shipped" / f"tiny-{os.getpid()}"
+    assert (target / "mypkg" / "recipes.py").is_file()
 
 
 def test_code_git_lays_out_the_commit_without_what_is_not_committed(repo) -> None:

@@ -167,6 +167,8 @@ def test_the_supervisor_of_a_local_run_never_imports_torch(tmp_path: Path) -> No
     code = ("import sys\n"
             "from launcher.commands import local_run\n"
             "local_run.run_local = lambda *args, **kwargs: 0\n"
+            "from launcher.backends import pipeline\n"  # the job has stages: this one runs them
+            "pipeline.run_pipeline_local = lambda *args, **kwargs: 0\n"
             "from launcher.cli import main\n"
             "assert main(['jobs/ppo.yaml', '--local']) == 0\n"
             "print(sorted(m for m in ('torch', 'accelerate', 'modal') if m in sys.modules))\n")

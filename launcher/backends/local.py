@@ -366,10 +366,16 @@ def _cannot_prepare(exc: OSError) -> str:
     return f"{exc.filename}: cannot prepare the local run: {exc.strerror}"
 
 
+def local_state(repo_root: Path) -> Path:
+    """Where local runs keep their files (runs, volumes, shipped trees): LAUNCH_LOCAL_DIR, else the
+    repository's .launch/. The test suite sets it, so no test writes into the checkout."""
+    return Path(os.environ.get("LAUNCH_LOCAL_DIR") or repo_root / ".launch")
+
+
 def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Path]:
     """The run's folder (the app, tracker files) and the folder that holds the volumes."""
-    return (repo_root / ".launch" / "runs" / spec.name,
-            options.volumes_dir or repo_root / ".launch" / "volumes")
+    return (local_state(repo_root) / "runs" / spec.name,
+            options.volumes_dir or local_state(repo_root) / "volumes")
 
 
 def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from launcher import codeship, gitinfo
+from launcher.backends.local import local_state
 from launcher.codesource import CodeSource, resolve
 from launcher.errors import RunError
 from launcher.shipreport import size
@@ -29,7 +30,7 @@ def lay_out_shipped(job: str, spec: JobSpec, repo: gitinfo.Repo,
     code = resolved.source
     # One folder per run, so a second run of the job (which its lock refuses later) never
     # replaces the tree a running one works in.
-    target = repo.root / ".launch" / "shipped" / f"{spec.name}-{os.getpid()}"
+    target = local_state(repo.root) / "shipped" / f"{spec.name}-{os.getpid()}"
     if code.mode == "git" and code.git_commit:
         source = codeship.export(repo.root, code.git_commit)
         ship = codeship.shipped_commit_folder(source)

@@ -18,6 +18,7 @@ import io
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +31,8 @@ import torch._dynamo  # noqa: F401
 
 from launcher.backends import worker
 from launcher.backends.local import Options
-from launcher.commands.local_run import local
+from launcher.cli import main
+from launcher.commands import local_run
 from runjob import Run
 
 
@@ -111,23 +113,55 @@ class ForkedWorker:
 
 def run_forked(spec: Path, fault: str | None = None, *args: str) -> Run:
     """`launch SPEC --local --volumes-dir SPEC_DIR/volumes` with LAUNCH_FAULT=`fault`."""
-    volumes = spec.parent / "volumes"
+    return launch_forked(spec, *args, env={"LAUNCH_FAULT": fault} if fault else None)
+
+
+def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  volumes: Path | None = None) -> Run:
+    """runjob.launch_local in this process: `launch SPEC --local --volumes-dir VOLUMES ARGS`
+    through the CLI, run in `cwd` (default: where the spec is; VOLUMES default: its volumes/),
+    with `env` over this process's environment (LAUNCH_FAULT only from `env`), each worker
+    forked. What the run changed in this process's environment, working directory, import path
+    and modules is undone after it."""
+    cwd = cwd or spec.parent
+    volumes = volumes or spec.parent / "volumes"
     saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
+    saved_modules, saved_local = set(sys.modules), local_run.local
     os.environ.pop("LAUNCH_FAULT", None)
-    os.environ.update({"PROBE_DIR": str(spec.parent), **({"LAUNCH_FAULT": fault} if fault else {})})
-    os.chdir(spec.parent)  # as `launch` run there: the user's recipe module is found here
-    sys.path.insert(0, str(spec.parent))
+    os.environ.update({"PROBE_DIR": str(spec.parent), **(env or {})})
+    os.chdir(cwd)  # as `launch` run there (`python -m` puts it first): the user's modules are found here
+    sys.path.insert(0, str(cwd))
+    local_run.local = _forking
     output = io.StringIO()
     try:
         with contextlib.redirect_stderr(output), contextlib.redirect_stdout(output):
-            code = local(str(spec), (), Options(volumes_dir=volumes, resume="--fresh" not in args,
-                                                spawn=_spawn))
+            code = main([str(spec), "--local", "--volumes-dir", str(volumes), *args])
     finally:
+        local_run.local = saved_local
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
         sys.path[:] = saved_path
+        _forget_modules_under(cwd, set(sys.modules) - saved_modules)
     return Run(code, output.getvalue(), volumes)
+
+
+def _forget_modules_under(folder: Path, names: set[str]) -> None:
+    """The user's modules the run imported from `folder`: a later run's of the same name (another
+    test's recipe) must be imported afresh, in the supervisor and in the workers it forks."""
+    for name in names:
+        where = getattr(sys.modules.get(name), "__file__", None)
+        if name.partition(".")[0] != "launcher" and where and Path(where).resolve().is_relative_to(
+                folder.resolve()):  # the launcher's own stay: one copy of each class in this process
+            del sys.modules[name]
+
+
+def _forking(job: str, sets: tuple[str, ...], options: Options, **kwargs: Any) -> int:
+    """The local command, with its workers forked from this process."""
+    return _local(job, sets, replace(options, spawn=_spawn), **kwargs)
+
+
+_local = local_run.local
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> Any:

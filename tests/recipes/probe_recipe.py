@@ -28,12 +28,16 @@ class Probe:
                         "description": "Make the loss NaN in train_step(fail_at) (tests)."},
             "delay_s": {"type": "number", "minimum": 0, "default": 0,
                         "description": "Sleep this long in each update (tests that signal a run)."},
+            "hold_first_attempt": {"type": "boolean", "default": False,
+                                   "description": "Attempt 1 waits in start-up until a signal ends it."},
         },
     }
     model_fields: ClassVar[tuple[str, ...]] = ("width",)
 
     def __init__(self, config: dict[str, Any], seed: int) -> None:
         self.config = {"width": 8, "lr": 0.05, "fail_at": None, "delay_s": 0, **config}
+        if self.config.get("hold_first_attempt") and os.environ.get("LAUNCH_ATTEMPT") == "1":
+            time.sleep(120)  # in stage 1, before the loop exists, until a SIGINT interrupts it
         self.model = torch.nn.Linear(self.config["width"], 1)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config["lr"])
         self.seed = seed
