@@ -4,6 +4,7 @@ platform is still retried, with its errno and its traceback kept too, across ran
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def test_rank_0s_full_disk_reaches_rank_1_with_its_errno_and_traceback(tmp_path:
     # A full disk is permanent on every rank (no retry frees space), said where and why.
     assert "checkpoint after update 3 not written (earlier checkpoints are intact): no space left on device" in run.output
     assert "attempts     1 (1: permanent)" in run.output
-    kept = (tmp_path / ".launch" / "runs" / "probe" / "errors.log").read_text().split("\n### ")
+    local = Path(os.environ.get("LAUNCH_LOCAL_DIR") or tmp_path / ".launch")  # the suite isolates it
+    kept = (local / "runs" / "probe" / "errors.log").read_text().split("\n### ")
     rank1 = next(entry for entry in kept if "RemoteTraceback" in entry)  # rebuilt from rank 0's description
     assert "OSError: [Errno 28] No space left on device" in rank1  # rank 0's own traceback
