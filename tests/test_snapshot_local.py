@@ -113,7 +113,8 @@ def test_a_retry_is_restored_from_the_snapshot_and_skips_stage_1(tmp_path: Path,
 
 
 def test_a_preempted_attempt_restarts_from_the_snapshot(tmp_path: Path) -> None:
-    spec = _job(tmp_path, COUNTING, train={"steps": 40, "config": {"delay_s": 0.05}}, retries=0)
+    # 10 s of updates: the preemption after 3 s lands in the loop however fast the start was.
+    spec = _job(tmp_path, COUNTING, train={"steps": 200, "config": {"delay_s": 0.05}}, retries=0)
     run = launch_local(spec, "--preempt-after", "3")
     assert run.code == 0, run.output
     assert _attempts(run.output) == "2 (1: preempted, 2: finished)"
