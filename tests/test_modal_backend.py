@@ -25,6 +25,8 @@ def no_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "absent.toml"))
     monkeypatch.setattr("modal.config.config", modal.config.Config())
+    # Modal reads its config file once, when first imported, whatever test that was in.
+    monkeypatch.setattr("modal.config._user_config", {})
 
 
 @pytest.fixture
@@ -33,8 +35,8 @@ def fake_account(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("launcher.commands.modal_run.has_credentials", lambda: True)
 
 
-def test_without_credentials_one_line_and_exit_1(launch, no_account) -> None:
-    result = launch(str(ROOT / "jobs/ppo.yaml"), "--use-local-code")
+def test_without_credentials_one_line_and_exit_1(launch, no_account, user_repo) -> None:
+    result = launch(str(user_repo / "jobs/ppo.yaml"), "--use-local-code")
     assert (result.code, result.out, result.err) == (1, "", NO_CREDENTIALS)
 
 
