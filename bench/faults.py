@@ -149,6 +149,11 @@ class Tally:
         return f"{what}: escapes {sum(self.kinds.values())} (" + ", ".join(
             f"{k} {self.kinds[k]}" for k in self.KINDS) + ")"
 
+    def report(self, what: str) -> int:
+        """Print the tally's line; the number of escapes, which main() adds up."""
+        print(self.line(what))
+        return sum(self.kinds.values())
+
 
 def _common(code: int, output: str) -> list[str]:
     problems = ["tracebacks"] if "Traceback" in output else []
@@ -221,8 +226,7 @@ def kills(steps: int, every: int) -> int:
           + ", ".join(f"{p} {c}" for p, c in by_point.items()) + f") in {time.monotonic() - start:.0f} s; "
           f"completed {completed}, bit-identical {bit_exact}; max redone {max(redone, default=0)} "
           f"updates (commit interval {every})")
-    print(tally.line("kills"))
-    return sum(tally.kinds.values())
+    return tally.report("kills")
 
 
 def drills() -> int:
@@ -297,8 +301,7 @@ def drills() -> int:
         tally.add(problems, third.output)
     print(f"drills: two jobs at once on one volume, one resumed; two runs of one job, the first "
           f"killed, a third resumed; in {time.monotonic() - start:.0f} s")
-    print(tally.line("drills"))
-    return sum(tally.kinds.values())
+    return tally.report("drills")
 
 
 class DriverTally(Tally):
@@ -446,8 +449,7 @@ def driver_drills() -> int:
     print(f"driver drills: the Modal driver preempted in each stage and restarted, a second launch "
           f"in each stage, the driver's timeout of every pipeline example; a second local launch "
           f"in prepare and in evaluate; in {time.monotonic() - start:.0f} s")
-    print(tally.line("driver drills"))
-    return sum(tally.kinds.values())
+    return tally.report("driver drills")
 
 
 class StageTally(Tally):
@@ -544,8 +546,7 @@ def stage_drills() -> int:
     print(f"stage drills: a prepare that fails after writing, a rerun that changes only how it runs, "
           f"changed inputs in two orders, a token in the origin, a Dockerfile outside the "
           f"repository, extends of no spec; in {time.monotonic() - start:.0f} s")
-    print(tally.line("stage drills"))
-    return sum(tally.kinds.values())
+    return tally.report("stage drills")
 
 
 class CheckpointTally(Tally):
@@ -683,8 +684,7 @@ def checkpoint_drills() -> int:
             drill(tally, Path(tmp))
     print(f"checkpoint drills: resume: never, unloadable recipe state, malformed manifests, train "
           f"changes, two-process random; in {time.monotonic() - start:.0f} s")
-    print(tally.line("checkpoint drills"))
-    return sum(tally.kinds.values())
+    return tally.report("checkpoint drills")
 
 
 def _namespace() -> list[str] | None:
@@ -853,8 +853,7 @@ def volume_drills() -> int:
                 report(f"{what}: exit {code}: {error.strip()[:160]}", problems, output)
     print(f"volume drills: @work and @locks removed during a run, '..' and '.' as volume names, "
           f"links, read-only / other / full filesystems; in {time.monotonic() - start:.0f} s")
-    print(tally.line("volume drills"))
-    return sum(tally.kinds.values())
+    return tally.report("volume drills")
 
 
 def main() -> int:
