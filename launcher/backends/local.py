@@ -112,7 +112,7 @@ class Display:
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
                  options: Options, early: WorkerProcess | None = None, stage: str = "train",
-                 run_id: str | None = None, lease: str = "") -> None:
+                 run_id: str | None = None, lease: str = "", inputs_root: Path | None = None) -> None:
         """`stage`: which of a pipeline's stages its attempts run (each with its own retries);
         `run_id`: the run's id (a pipeline's stages share one), a new one when None; `lease`:
         the pipeline driver's call id, whose lease of the job the attempts work under."""
@@ -122,6 +122,7 @@ class Supervisor:
         self.run_id = run_id or new_run_id()
         self.stage = stage
         self.lease = lease
+        self.inputs_root = inputs_root  # where a pipeline stage's declared inputs are
         found = spec.stage(stage)
         self.retries = spec.retries if found is None else found.retries
         self.attempts: list[Attempt] = []
@@ -164,8 +165,7 @@ class Supervisor:
         return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
                 "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
                 "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
-                # where a stage's declared inputs are (the repository)
-                **{k: os.environ[k] for k in ("LAUNCH_REPO_ROOT",) if k in os.environ}}
+                **({"LAUNCH_REPO_ROOT": str(self.inputs_root)} if self.inputs_root else {})}
 
     def _work(self, stage: str, number: int) -> Path:
         """Where an attempt of `stage` works: its own working copy, or (restored from a

@@ -12,7 +12,6 @@ job, followed by every stage's outcome, wall time and metrics.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -36,8 +35,10 @@ class Pipeline:
     the job's lock and one run id; Ctrl-C, SIGTERM and SIGHUP reach the running one."""
 
     def __init__(self, spec: JobSpec, run_dir: Path, volumes: Path, options: Options,
-                 early: WorkerProcess | None = None) -> None:
+                 early: WorkerProcess | None = None, repo_root: Path | None = None) -> None:
+        """`repo_root`: where the stages' declared inputs are read (the repository)."""
         self.spec, self.run_dir, self.volumes, self.options = spec, run_dir, volumes, options
+        self.repo_root = repo_root
         self.app_path = run_dir / "app.py"
         self.run_id = new_run_id()
         self.early = early  # for the first stage that runs
@@ -66,7 +67,7 @@ class Pipeline:
             return {"status": "interrupted", "error": "interrupted"}
         early, self.early = self.early, None
         sup = Supervisor(self.spec, self.app_path, self.run_dir, self.volumes, self.options, early,
-                         stage=name, run_id=self.run_id, lease=lease)
+                         stage=name, run_id=self.run_id, lease=lease, inputs_root=self.repo_root)
         self.supervisors[name] = self.current = sup
         if self.stopped_by is not None:  # a stop that came while this stage was set up: its
             sup.stop(self.stopped_by)    # worker is stopped as soon as it starts
@@ -138,9 +139,9 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
                        early: WorkerProcess | None = None) -> int:
     """Every stage here, under the job's lock; exit codes as `run_local`'s."""
     run_dir, volumes = folders(spec, repo_root, options)
-    # Where the stages' declared inputs are read, by the driver here and by each stage's worker.
-    os.environ["LAUNCH_REPO_ROOT"] = str(repo_root)
-    pipe = Pipeline(spec, run_dir, volumes, options, early)
+    # The stages' declared inputs are read from the repository, by the driver here and by each
+    # stage's worker.
+    pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root)
     started = time.perf_counter()
     previous = stop_signals(pipe.stop)
     # The driver's own working copy of the volume: it reads the stages' commits after a reload
@@ -150,7 +151,8 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
         with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
             try:
                 volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
-                outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work).run(options.rerun)
+                outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
+                                        inputs_root=repo_root).run(options.rerun)
             except StorageError as exc:  # the driver's own commits: a full disk is the user's
                 raise RunError(str(exc)) from None
     finally:

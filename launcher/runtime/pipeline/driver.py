@@ -113,13 +113,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _skip(spec: JobSpec, folders: StageFolders, rerun: Collection[str],
-          commit: str | None) -> dict[str, Any] | None:
+          commit: str | None, inputs_root: Path | None) -> dict[str, Any] | None:
     """prepare's earlier result when it finished with the inputs it has now, else None."""
     if "prepare" in rerun:
         events.log("prepare: running it again, as --rerun asks")
         return None
     done = stages.read_result(folders, "prepare")
-    want = stages.digest(stages.inputs(spec, "prepare", commit))
+    want = stages.digest(stages.inputs(spec, "prepare", commit, inputs_root))
     if done is None:
         return None
     if done.get("digest") != want:
@@ -153,12 +153,14 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
 
 class Driver:
     def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
-                 commit: str | None = None, root: Path | None = None) -> None:
+                 commit: str | None = None, root: Path | None = None,
+                 inputs_root: Path | None = None) -> None:
         """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
         `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
-        checkpoint.mount); `commit`: the code's git commit, for the stages' digests."""
+        checkpoint.mount); `commit`: the code's git commit, for the stages' digests;
+        `inputs_root`: where the stages' declared inputs are (default: see stages.input_root)."""
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
-        self.commit = commit
+        self.commit, self.inputs_root = commit, inputs_root
         root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
         self.folders = StageFolders(root, spec.name)
         # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
@@ -205,7 +207,7 @@ class Driver:
             return earlier
         call = record.call(name)
         if call is None:
-            skipped = _skip(self.spec, self.folders, rerun, self.commit) if name == "prepare" else None
+            skipped = _skip(self.spec, self.folders, rerun, self.commit, self.inputs_root) if name == "prepare" else None
             if skipped is not None:
                 return skipped
             events.log(f"stage {name}: starting")

@@ -160,15 +160,16 @@ def missing_inputs(spec: JobSpec, stage: str) -> PermanentError | None:
                           "files of the repository, which the image must hold (not ignored by git)")
 
 
-def inputs(spec: JobSpec, stage: str, commit: str | None) -> dict[str, Any]:
+def inputs(spec: JobSpec, stage: str, commit: str | None, root: Path | None = None) -> dict[str, Any]:
     """What a stage's output depends on: train's section; for prepare and evaluate, their
-    function, config and declared input files (not retries, compute, timeouts: they change
-    how it runs, not what it makes); the seed and the code version for all."""
+    function, config and declared input files, under `root` (see input_paths) (not retries,
+    compute, timeouts: they change how it runs, not what it makes); the seed and the code
+    version for all."""
     found = spec.stage(stage)
     if found is None:
         what: dict[str, Any] = {"section": section(spec, stage)}
     else:
-        files = {item: tree_digest(path) for item, path in zip(found.inputs, input_paths(spec, stage))}
+        files = {item: tree_digest(path) for item, path in zip(found.inputs, input_paths(spec, stage, root))}
         what = {"run": found.run, "config": json.loads(json.dumps(found.config)), "files": files}
     return {"stage": stage, **what, "seed": spec.train.seed, "code": code_version(spec, stage, commit)}
 
