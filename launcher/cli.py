@@ -132,7 +132,7 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
                                             volumes_dir=volumes_dir, resume=not fresh, debug=debug,
                                             rerun=rerun), shipped=shipped, use_local_code=use_local_code)
     from launcher.commands.modal_run import remote
-    return remote(job, sets, use_local_code, detach, rerun)
+    return remote(job, sets, use_local_code, detach, rerun, debug)
 
 
 @cli.command("check")

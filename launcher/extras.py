@@ -30,7 +30,12 @@ def _findable(name: str) -> bool:
 
 def require_runtime(what: str) -> None:
     """Refuse `what` (an option such as --local) when the runtime is not installed."""
-    absent = missing()
+    require(what, "the training runtime", RUNTIME_MODULES, "local")
+
+
+def require(what: str, needs: str, modules: tuple[str, ...], extra: str) -> None:
+    """Refuse `what` when `modules` (what `needs` names, the extra `extra`) are not installed."""
+    absent = missing(modules)
     if absent:
-        raise LauncherError(f"{what}: the training runtime is not installed (no {', '.join(absent)}); "
-                            f"install it with: {install_hint()}")
+        raise LauncherError(f"{what}: {needs} is not installed (no {', '.join(absent)}); "
+                            f"install it with: {install_hint(extra)}")

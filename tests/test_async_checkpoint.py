@@ -27,6 +27,7 @@ from launcher.load import load_spec
 from launcher.runtime.checkpoint import store, writer
 from launcher.runtime.checkpoint.manager import checkpointer
 from launcher.runtime.checkpoint.snapshot import HostCopies
+from launcher.runtime.runlogs import RunLogs
 from launcher.runtime.storage.volume import LocalVolume
 from launcher.runtime.train.accelerator import Accelerator
 from launcher.runtime.train.context import LoopContext
@@ -99,7 +100,8 @@ def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def manager(spec: Any, recipe: Rich, acc: Any, folder: Path, background: bool | str) -> Any:
     spec = dataclasses.replace(spec, checkpoint=dataclasses.replace(spec.checkpoint,
                                                                     async_write=background))
-    ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=folder, run_dir=folder / "run",
+    ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=folder,
+                      logs=RunLogs(folder / "run", folder, "vol", kept_locally=True),
                       volume=LocalVolume(folder.with_name(folder.name + ".committed"), folder),
                       times={})
     return checkpointer(ctx, acc)
@@ -248,4 +250,5 @@ def test_a_run_that_fails_right_after_a_background_save_still_commits_it(tmp_pat
     assert "attempts     1 (1: permanent)" in run.output
     job = run.volume / "vol" / "probe"
     assert checkpoints(job) == ["step-00000003"]
-    assert sorted(p.name for p in job.iterdir()) == ["step-00000003"]  # no lease, no leftover
+    # no lease, no leftover; the run's logs (its errors.log) beside the checkpoint
+    assert sorted(p.name for p in job.iterdir()) == ["runs", "step-00000003"]

@@ -18,6 +18,7 @@ from launcher.load import load_spec
 from launcher.recipes.ppo import PPO
 from launcher.runtime.checkpoint.manager import LoadFailed, Restored, checkpointer
 from launcher.runtime.failures import PermanentError
+from launcher.runtime.runlogs import RunLogs
 from launcher.runtime.storage.volume import LocalVolume
 from launcher.runtime.train.context import LoopContext
 
@@ -70,7 +71,8 @@ def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                                                                   "config": config or {}}})
         recipe = recipe_cls(config or {}) if recipe_cls is Counter else recipe_cls(config or {}, 1)
         ctx = LoopContext(spec=spec, recipe=recipe, checkpoints=volume.path / name,
-                          run_dir=tmp_path / "run", volume=volume, times={}, reads_only=reads_only)
+                          logs=RunLogs(tmp_path / "run", volume.path / name, "vol", kept_locally=True),
+                          volume=volume, times={}, reads_only=reads_only)
         acc = Accelerator(cpu=True)
         recipe.setup(acc)
         manager = checkpointer(ctx, acc)

@@ -137,12 +137,26 @@ def test_a_bug_on_modal_is_reported_as_one_and_exits_3(monkeypatch: pytest.Monke
     from launcher.backends import modal as backend
 
     error = ("internal error (a bug in launcher): TypeError: x; the traceback is in "
-             "vol:probe/runs/errors.log (checkpoint.volume)")
+             "vol:probe/runs/fc-1/errors.log (checkpoint.volume)")
     monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: _Done(
         {"status": "permanent", "error": error, "bug": True}))
     monkeypatch.setattr(backend.subprocess, "Popen", lambda argv: _Done(None))
     assert backend.follow(backend.Submission("probe", "fc-1")) == 3
     assert capsys.readouterr().err == f"job failed, not retried: {error}\n"
+
+
+def test_on_modal_debug_prints_a_permanent_failures_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from launcher.backends import modal as backend
+
+    failed = {"status": "permanent", "error": "mlp/model.py:3: ValueError: x (in stage 2, ...)",
+              "traceback": 'Traceback (most recent call last):\n  File "mlp/model.py", line 3\nValueError: x\n'}
+    monkeypatch.setattr("modal.FunctionCall.from_id", lambda call_id: _Done(failed))
+    monkeypatch.setattr(backend.subprocess, "Popen", lambda argv: _Done(None))
+    assert backend.follow(backend.Submission("probe", "fc-1")) == 1
+    assert capsys.readouterr().err == f"job failed, not retried: {failed['error']}\n"
+    assert backend.follow(backend.Submission("probe", "fc-1"), debug=True) == 1
+    assert capsys.readouterr().err == f"{failed['traceback']}job failed, not retried: {failed['error']}\n"
 
 
 @pytest.fixture
@@ -168,8 +182,10 @@ def test_on_modal_a_bug_is_permanent_and_its_traceback_is_kept_on_the_volume(
     session.stage1()
     session.stage2()
     result = session.train()
+    traceback = result.pop("traceback")  # what `launch --debug` prints
     assert result == {"status": "permanent", "bug": True, "error": (
         "internal error (a bug in launcher): TypeError: an injected bug in launcher at step; the "
-        "traceback is in vol:probe/runs/errors.log (checkpoint.volume)")}
-    kept = (tmp_path / "volume" / "probe" / "runs" / "errors.log").read_text()  # committed
+        "traceback is in vol:probe/runs/fc-1/errors.log (checkpoint.volume)")}
+    kept = (tmp_path / "volume" / "probe" / "runs" / "fc-1" / "errors.log").read_text()  # committed
     assert "TypeError: an injected bug in launcher at step" in kept and "Traceback" in kept
+    assert traceback in kept

@@ -97,9 +97,13 @@ def _fail_at(train_step, step: int):
 def test_a_permanent_failure_is_returned_not_raised(make_session) -> None:
     session = make_session(steps=8, train={"config": {"fail_at": 2}})
     result = session.train()
+    traceback = result.pop("traceback")  # for --debug
     assert result == {"status": "permanent",
                       "error": "loss became nan in update 3 of 8 (train_step(2)): training diverged "
                                "(lower the learning rate, or check the recipe)"}
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert traceback.endswith("PermanentError: loss became nan in update 3 of 8 (train_step(2)): "
+                              "training diverged (lower the learning rate, or check the recipe)\n")
 
 
 def test_a_permanent_failure_in_an_enter_hook_is_reported_by_train(make_session, tmp_path) -> None:
@@ -270,6 +274,8 @@ def test_an_exception_before_the_first_update_is_permanent_and_names_the_user_s_
     monkeypatch.setattr(Probe, "setup", setup)
     result = make_session(steps=3).train()
     line = inspect.getsourcelines(setup)[1] + 1
+    # The whole traceback, for --debug: the user's line in it, where the exception came from.
+    assert f'{__file__}", line {line}, in setup' in result.pop("traceback")
     assert result == {"status": "permanent", "error": (
         f"{__file__}:{line}: KeyError: 'obs_dim' (in stage 2, before the first update "
         "completed: not retried, a retry would fail the same way)")}
@@ -284,6 +290,7 @@ def test_train_step_returning_a_float_breaks_the_protocol(make_session, tmp_path
     monkeypatch.setattr(Probe, "train_step", train_step)
     result = make_session(steps=3).train()
     line = inspect.getsourcelines(train_step)[1]
+    assert "ProtocolError: " in result.pop("traceback")
     assert result == {"status": "permanent", "error": (
         f"{__file__}:{line}: Probe.train_step returned float in update 1; it must return "
         "a dict of metric names to numbers")}
@@ -297,6 +304,7 @@ def test_a_recipe_without_state_dict_breaks_the_protocol(make_session, tmp_path,
     line = inspect.getsourcelines(Probe)[1]
     file = Path(inspect.getsourcefile(Probe))  # the module as first imported by these tests
     shown = file.name if file.parent == Path.cwd() else str(file)
+    assert "ProtocolError: " in result.pop("traceback")
     assert result == {"status": "permanent", "error": (
         f"{shown}:{line}: train.recipe probe_recipe:Probe has no state_dict(); a recipe "
         "needs setup, train_step, state_dict and load_state_dict (see launcher/runtime/recipe/protocol.py)")}

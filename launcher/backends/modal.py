@@ -83,7 +83,7 @@ def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submis
     return Submission(app_name, call.object_id, environment)
 
 
-def follow(sub: Submission) -> int:
+def follow(sub: Submission, debug: bool = False) -> int:
     """Stream logs until the call ends; Ctrl-C asks whether to stop the remote job."""
     import modal
 
@@ -116,6 +116,8 @@ def follow(sub: Submission) -> int:
         return 1
     result = outcome.get("result")
     if isinstance(result, dict) and result.get("status") == "permanent":
+        if debug and result.get("traceback"):
+            click.echo(result["traceback"], err=True, nl=False)
         click.echo(f"job failed, not retried: {result['error']}", err=True)
         return EXIT_BUG if result.get("bug") else 1
     if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
@@ -138,8 +140,10 @@ def pipeline_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...] = ()) -> int:
-    """Submit and follow; the caller has checked credentials (`has_credentials`)."""
+def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...] = (),
+              debug: bool = False) -> int:
+    """Submit and follow; the caller has checked credentials (`has_credentials`). `debug`:
+    a permanent failure's traceback is printed too (Modal's logs show a retried one's)."""
     sub = submit(app_path, app_name, rerun)
     if detach:
         click.echo(f"spawned {sub.call_id} on app {sub.app_name}", err=True)
@@ -148,4 +152,4 @@ def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...
         click.echo("get result:   " + sub.follow_commands()[2], err=True)
         click.echo(sub.call_id)
         return 0
-    return follow(sub)
+    return follow(sub, debug)

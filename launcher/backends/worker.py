@@ -36,7 +36,6 @@ import importlib.util
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -46,10 +45,12 @@ from launcher.runtime import events, faults
 from launcher.runtime.checkpoint.store import CheckpointError
 from launcher.runtime.failures import (EXIT_BUG, EXIT_OK, EXIT_PERMANENT, EXIT_PREEMPTED,
                                        EXIT_TRANSIENT, LauncherBug, PermanentError, Preempted,
-                                       VolumeError, keep_traceback, launchers_bug)
+                                       VolumeError, failed, headline, keep_traceback, launchers_bug,
+                                       traceback_text)
 from launcher.runtime.lifecycle import lifeline, process, timeline, workdir
 from launcher.runtime.lifecycle.container import Hooks, run_container, run_input
 from launcher.runtime.pipeline.stage_session import StageSession
+from launcher.runtime.runlogs import folder_name
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import LocalVolume, Volume
 from launcher.runtime.train.session import Session
@@ -136,7 +137,7 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
 def run(app_path: Path, stage: str = "train") -> int:
     result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
-        raise (LauncherBug if result.get("bug") else PermanentError)(result["error"])
+        raise failed(result)
     return EXIT_OK
 
 
@@ -190,6 +191,7 @@ def outcome(body: Callable[[], int]) -> int:
                     "could be written; the restart resumes from the last commit")
         return EXIT_PREEMPTED
     except PermanentError as exc:
+        _debug(exc)
         if isinstance(exc, LauncherBug):  # its traceback was kept where it was raised
             events.emit("failure", kind="bug", message=str(exc))
             return EXIT_BUG
@@ -203,8 +205,7 @@ def _unexpected(exc: Exception) -> int:
     """An exception that left the session (or came before it): its traceback is kept in the
     run's error log; a storage error (a full disk, a read-only one) and a bug in launcher are
     not retried, anything else is (transient)."""
-    if os.environ.get("LAUNCH_DEBUG") == "1":
-        traceback.print_exc()
+    _debug(exc)
     log = _keep(exc)
     volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
     found = disk.error(exc, "the attempt failed", Path(volume) if volume else None)
@@ -216,19 +217,28 @@ def _unexpected(exc: Exception) -> int:
         events.emit("failure", kind="bug", message=f"{LauncherBug.of(exc)}{log}")
         return EXIT_BUG
     clear = isinstance(exc, (CheckpointError, VolumeError))  # already full sentences
-    message = (str(exc) if clear else f"{type(exc).__name__}: {exc}") + log
-    events.log(f"error: {message}")
+    message = (str(exc) if clear else headline(exc)) + log
+    if getattr(exc, "launch_where", None) is None:  # else the session said it already
+        events.log(f"error: {message}")
     events.emit("failure", kind="transient", message=message)
     return EXIT_TRANSIENT
 
 
+def _debug(exc: Exception) -> None:
+    """--debug: the failure's whole traceback (the user's frames that led to it included)."""
+    if os.environ.get("LAUNCH_DEBUG") == "1":
+        print(traceback_text(exc), end="", file=sys.stderr, flush=True)
+
+
 def _keep(exc: Exception) -> str:
-    """Keep the traceback in the run's folder (LAUNCH_RUN_DIR); '; the traceback is in ...'."""
+    """Keep the traceback in the run's folder (LAUNCH_RUN_DIR/<run id>, see runtime/runlogs.py),
+    unless the session kept it already; '; the traceback is in ...'."""
     folder = os.environ.get("LAUNCH_RUN_DIR")
-    if not folder:
+    if not folder and getattr(exc, "launch_log", None) is None:
         return ""
+    run = os.environ.get("LAUNCH_RUN_ID", "")
     try:
-        return f"; the traceback is in {keep_traceback(exc, Path(folder))}"
+        return f"; the traceback is in {keep_traceback(exc, Path(folder or '.') / folder_name(run), f'run {run}')}"
     except OSError:
         return ""
 

@@ -37,6 +37,10 @@ def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = Fal
         spec = check(doc).spec
         check_rerun(job, spec, options.rerun)
         repofiles.require_inputs(doc, spec, repo.root)
+        if spec.train.tracker == "wandb":
+            from launcher.extras import require
+
+            require(f"{job}: train.tracker: wandb", "W&B", ("wandb",), "wandb")
         if shipped:
             from launcher.commands.shipped_run import lay_out_shipped
 

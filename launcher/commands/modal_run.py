@@ -37,7 +37,7 @@ def ship_commit(rendered: Rendered) -> None:
 
 
 def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool,
-           rerun: tuple[str, ...] = ()) -> int:
+           rerun: tuple[str, ...] = (), debug: bool = False) -> int:
     loaded = load_spec(job, sets)
     check_rerun(job, loaded.spec, rerun)
     # What the user can fix in the repository first: a run refused for uncommitted changes
@@ -52,4 +52,4 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool,
     app_path = rendered.repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
     write_if_changed(app_path, rendered.app)
     click.echo(plan(loaded.spec, job, rendered.code_line, rendered.ship_lines()), err=True, nl=False)
-    return run_modal(app_path, loaded.spec.name, detach, rerun)
+    return run_modal(app_path, loaded.spec.name, detach, rerun, debug)

@@ -69,6 +69,14 @@ class RankError(Exception):
         self.errno = errno
 
 
+def headline(exc: BaseException) -> str:
+    """`exc` in one line: where in the user's code it was raised, when known (see
+    recipe/checks.py `locate`), then its type and message."""
+    where = getattr(exc, "launch_where", "")
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ") if not isinstance(exc, RankError) else str(exc)
+    return f"{where}: {text}" if where else text
+
+
 def describe(exc: BaseException, bug: bool = False) -> dict[str, Any]:
     """`exc` as plain data that crosses a process boundary (a broadcast, a result file):
     its type's name, message, errno, class of failure and full traceback. `bug`: a launcher
@@ -76,7 +84,8 @@ def describe(exc: BaseException, bug: bool = False) -> dict[str, Any]:
     return {"kind": type(exc).__name__, "message": str(exc), "errno": _errno(exc),
             "permanent": isinstance(exc, PermanentError),
             "bug": bug or isinstance(exc, LauncherBug),
-            "traceback": "".join(traceback.format_exception(exc))}
+            "traceback": "".join(traceback.format_exception(exc)),
+            "where": getattr(exc, "launch_where", "")}
 
 
 def _errno(exc: BaseException | None) -> int | None:
@@ -103,23 +112,45 @@ def rebuilt(described: dict[str, Any]) -> Exception:
     else:
         error = RankError(message, described["kind"], described["errno"])
     error.__cause__ = RemoteTraceback(described["traceback"])
+    if described.get("where"):
+        error.launch_where = described["where"]  # type: ignore[attr-defined]
     return error
 
 
-def keep_traceback(exc: BaseException, folder: Path) -> Path:
-    """Append `exc`'s full traceback (its causes included) to the run's error log in `folder`,
-    once per exception, as pre-commit keeps pre-commit.log; the log's path."""
+def failed(result: dict[str, Any]) -> PermanentError:
+    """The permanent failure (or bug) a stage's result reports, to raise where the result
+    arrives (the local worker), its traceback as the `__cause__`."""
+    error = (LauncherBug if result.get("bug") else PermanentError)(result["error"])
+    if result.get("traceback"):
+        error.__cause__ = RemoteTraceback(result["traceback"])
+    return error
+
+
+def traceback_text(exc: BaseException) -> str:
+    """`exc`'s full traceback; for an error rebuilt from another process's, that one."""
+    cause = exc.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return cause.args[0]
+    return "".join(traceback.format_exception(exc))
+
+
+def keep_traceback(exc: BaseException, folder: Path, label: str = "") -> str:
+    """Append `exc`'s full traceback (its causes included) to the error log in `folder`, once
+    per exception, as pre-commit keeps pre-commit.log; where to read it. Each entry's heading
+    says when, which process and, locally, which attempt; `label` adds to it (the run)."""
     kept = getattr(exc, "launch_log", None)
     if kept is not None:
-        return Path(kept)
+        return str(kept)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / ERROR_LOG
     when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    attempt = os.environ.get("LAUNCH_ATTEMPT")
+    heading = " ".join(filter(None, (when, label, attempt and f"attempt {attempt}",
+                                     f"pid {os.getpid()}", f"python {sys.version.split()[0]}")))
     with open(log, "a", encoding="utf-8") as out:
-        out.write(f"### {when} pid {os.getpid()} python {sys.version.split()[0]}\n"
-                  f"{''.join(traceback.format_exception(exc))}\n")
+        out.write(f"### {heading}\n{''.join(traceback.format_exception(exc))}\n")
     exc.launch_log = str(log)  # type: ignore[attr-defined]  # kept: never twice
-    return log
+    return str(log)
 
 
 class Preempted(Exception):

@@ -101,6 +101,7 @@ def test_rank_0s_full_disk_reaches_rank_1_with_its_errno_and_traceback(tmp_path:
     assert "checkpoint after update 3 not written (earlier checkpoints are intact): no space left on device" in run.output
     assert "attempts     1 (1: permanent)" in run.output
     local = Path(os.environ.get("LAUNCH_LOCAL_DIR") or tmp_path / ".launch")  # the suite isolates it
-    kept = (local / "runs" / "probe" / "errors.log").read_text().split("\n### ")
+    [log] = (local / "runs" / "probe").glob("*/errors.log")  # the run's own folder
+    kept = log.read_text().split("\n### ")
     rank1 = next(entry for entry in kept if "RemoteTraceback" in entry)  # rebuilt from rank 0's description
     assert "OSError: [Errno 28] No space left on device" in rank1  # rank 0's own traceback

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from launcher.backends.snapshot import ATTEMPT, EXITED, rules
 from launcher.runtime import events, faults
-from launcher.runtime.failures import EXIT_OK, EXIT_TRANSIENT, LauncherBug, PermanentError
+from launcher.runtime.failures import EXIT_OK, EXIT_TRANSIENT, PermanentError, failed
 from launcher.runtime.lifecycle import lifeline, process, timeline
 from launcher.runtime.lifecycle.container import Hooks, run_input
 from launcher.runtime.storage.volume import LocalVolume, Volume
@@ -282,7 +282,7 @@ def restored(snap: Restore, command: dict[str, Any], outcome: Outcome, status: i
 
         result = run_input(snap.obj, started, volumes=(volume,), restored=True)
         if result.get("status") == "permanent":
-            raise (LauncherBug if result.get("bug") else PermanentError)(result["error"])
+            raise failed(result)
         return EXIT_OK
 
     return outcome(body)

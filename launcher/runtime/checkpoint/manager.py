@@ -527,18 +527,9 @@ class Checkpointer:
         self.ctx.volume.commit()
 
     def _mirror_logs(self) -> None:
-        """Tracker files go to the volume with each checkpoint, in the same commit."""
-        if self.ctx.log_mirror is not None and self.ctx.run_dir.is_dir():
-            shutil.copytree(self.ctx.run_dir, self.ctx.log_mirror, dirs_exist_ok=True,
-                            copy_function=copy_as_new_file)
-
-
-def copy_as_new_file(source: str, target: str) -> None:
-    """Copy to a new file and rename it over the old one: a file on the volume is never
-    rewritten in place (a working copy shares unchanged files with the committed state)."""
-    tmp = f"{target}.tmp-{os.getpid()}"
-    shutil.copy2(source, tmp)
-    os.replace(tmp, target)
+        """The run's logs (tracker files...) go to the volume with each checkpoint, in the same
+        commit."""
+        self.ctx.logs.sync()
 
 
 class DistributedCheckpointer(Checkpointer):

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,11 +29,13 @@ from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
+from launcher.runtime.recipe import checks
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
-from launcher.runtime.train.session import build_recipe, failed_result, import_recipe, prepared
+from launcher.runtime.train.session import (build_recipe, failed_result, import_recipe, prepared,
+                                            run_id, run_logs)
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
@@ -74,6 +75,8 @@ class StageSession:
         self.recipe: Any = None
         self.loop: Loop | None = None  # evaluate: places the recipe and loads the checkpoint
         self.init_error: PermanentError | None = None
+        self.own_id = ""  # made on first use: containers restored from one snapshot differ
+        _, self.logs = run_logs(self.spec, self.folders.job)
 
     @contextlib.contextmanager
     def _deferring_permanent(self) -> Iterator[None]:
@@ -111,31 +114,29 @@ class StageSession:
                                  f"{self.spec.name} to evaluate; train has not saved one")
         return loop
 
-    def _run_dir(self) -> Path:
-        return Path(os.environ.get("LAUNCH_RUN_DIR")
-                    or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
-
     def _new_loop(self) -> Loop:
-        run_dir = self._run_dir()
         # checkpoint.resume is train's choice; evaluate always takes what train saved last.
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
         # Train's checkpoints, where its Session keeps them, whatever its process count.
         return Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
-                                run_dir=run_dir / self.stage.name, volume=self.volume,
+                                logs=self.logs, volume=self.volume,
                                 times=self.times, folders=self.folders, reads_only=True))
 
     def run(self, lease: str = "") -> dict[str, Any]:
         """The stage's result; a failure no retry can fix is returned, not raised (Modal
         retries every exception). `lease`: the call id of the pipeline driver whose lease of
         the job this call works under; empty: the call takes the lease itself, for its run."""
+        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
+        self.logs.begin(run_id(lease, self.call_id() or self.own_id))
         try:
             if self.init_error is not None:
                 raise self.init_error
             self._take_job(lease)
             result = self._run()
         except Exception as exc:
-            failed = failed_result(exc, self._run_dir())
+            checks.locate(exc, self.function)
+            failed = failed_result(exc, self.logs)
             if failed is None:
                 raise  # transient: retried (its traceback is kept)
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
@@ -152,7 +153,7 @@ class StageSession:
         if lease:
             self.lease.join(lease)
         else:
-            self.lease.acquire(self.call_id() or f"container-{os.getpid()}-{secrets.token_hex(4)}")
+            self.lease.acquire(self.call_id() or self.own_id)
 
     def _context(self, data_dir: Path) -> StageContext:
         loop = self.loop

@@ -95,8 +95,9 @@ def recipe_state(recipe: Any) -> dict[str, Any]:
     return state
 
 
-def _recipe_home(recipe_cls: type | None) -> Path | None:
-    """The recipe's top-level package folder, or its module file when it has no package."""
+def _recipe_home(recipe_cls: Any) -> Path | None:
+    """The top-level package folder of the recipe (or a stage's function), or its module file
+    when it has no package."""
     module = sys.modules.get(getattr(recipe_cls, "__module__", ""))
     file = getattr(module, "__file__", None)
     if module is None or not file:
@@ -118,12 +119,20 @@ def _is_users(filename: str, home: Path | None) -> bool:
     return not any(path.is_relative_to(lib) for lib in _LIBRARIES)
 
 
-def user_frame(tb: TracebackType | None, recipe_cls: type | None = None) -> str | None:
+def user_frame(tb: TracebackType | None, recipe_cls: Any = None) -> str | None:
     """`file:line` of the last traceback frame in the user's code (their recipe's package, or
     any file outside launcher, the standard library and installed packages)."""
     home = _recipe_home(recipe_cls)
     frames = [f for f in traceback.extract_tb(tb) if _is_users(f.filename, home)]
     return f"{_short(frames[-1].filename)}:{frames[-1].lineno}" if frames else None
+
+
+def locate(exc: BaseException, recipe_cls: Any = None) -> None:
+    """Note on `exc` where the user's code raised it (`launch_where`: its innermost frame there,
+    or '' when none is), for its one-line message (failures.headline). A place noted first (on
+    another rank, say) is kept."""
+    if getattr(exc, "launch_where", None) is None:
+        exc.launch_where = user_frame(exc.__traceback__, recipe_cls) or ""  # type: ignore[attr-defined]
 
 
 # What only a mistake in code raises: met in launcher's own code, it is launcher's bug. Other

@@ -189,3 +189,11 @@ def fsync_dir(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def copy_as_new_file(source: str, target: str) -> None:
+    """Copy to a new file and rename it over the old one: a file on the volume is never
+    rewritten in place (a working copy shares unchanged files with the committed state)."""
+    tmp = f"{target}.tmp-{os.getpid()}"
+    shutil.copy2(source, tmp)
+    os.replace(tmp, target)

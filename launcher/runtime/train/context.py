@@ -15,6 +15,7 @@ from typing import Any
 
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.runlogs import RunLogs
 from launcher.runtime.storage.volume import Volume
 from launcher.spec.model import JobSpec
 
@@ -24,10 +25,11 @@ class LoopContext:
     spec: JobSpec
     recipe: Any  # a launcher.runtime.recipe.protocol.Recipe, built on CPU in stage 1
     checkpoints: Path  # the job's own folder on the volume: <mount>/<job name>
-    run_dir: Path  # tracker files, on local disk (an open file on a Volume blocks its reload)
+    # The run's logs: tracker files in a folder of its own on local disk (an open file on a
+    # Volume blocks its reload), copied to the job's folder with each checkpoint
+    logs: RunLogs
     volume: Volume
     times: Mapping[str, float]  # stage timings so far, for the summary (the session adds to it)
-    log_mirror: Path | None = None  # where run_dir is copied with each checkpoint; None: kept as is
     lease: Lease | None = None  # the job's lease, held by this run: each commit is a heartbeat
     folders: StageFolders | None = None  # a pipeline's data and stage results; None: no stages
     # evaluate: loads train's newest checkpoint, saves none; the process count that wrote it

@@ -11,7 +11,6 @@ it, and nothing it talks to knows the loop.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from collections.abc import Collection
@@ -25,7 +24,7 @@ from launcher.runtime.lifecycle import timeline
 from launcher.runtime.lifecycle.signals import StopFlag
 from launcher.runtime.pipeline import stages
 from launcher.runtime.recipe import checks
-from launcher.runtime.train import results
+from launcher.runtime.train import results, trackers
 from launcher.runtime.train.context import LoopContext
 
 RETURN_KEY = "return_mean100"  # the recipe metric the summary reports as "return"
@@ -63,16 +62,12 @@ class Loop:
 
         from launcher.runtime.train.accelerator import Accelerator
 
-        tracker = self.spec.train.tracker
-        if tracker == "wandb" and importlib.util.find_spec("wandb") is None:
-            raise PermanentError("train.tracker is wandb, but wandb is not installed in the image; "
-                                 "add it to the Dockerfile or use tensorboard")
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ctx.logs.local_root.mkdir(parents=True, exist_ok=True)
         self.acc = Accelerator(
             mixed_precision=self.spec.train.mixed_precision,
             gradient_accumulation_steps=self.spec.train.gradient_accumulation_steps,
-            log_with=None if tracker == "none" else tracker,
-            project_dir=str(self.ctx.run_dir),
+            log_with=trackers.log_with(self.spec.train.tracker, self.ctx.logs),
+            project_dir=str(self.ctx.logs.local_root),
             cpu=not torch.cuda.is_available(),
         )
         if self.ctx.folders is not None:
@@ -138,8 +133,7 @@ class Loop:
         self.used = True
         # Trackers are open only while the loop runs: Modal's volume.reload() refuses to run
         # while files are open, and a warm container reloads before its next call.
-        if self.spec.train.tracker != "none":
-            self.acc.init_trackers(self.spec.name, config=self._hparams())
+        trackers.start(self.acc, self.spec, self.ctx.logs)
         try:
             return self._run(total, result_file)
         except Preempted:
@@ -165,13 +159,6 @@ class Loop:
         except Exception as exc:
             events.log(f"warning: the checkpoint being written when the run failed was not "
                        f"committed: {exc}")
-
-    def _hparams(self) -> dict[str, Any]:
-        """What the trackers record as the run's hyperparameters."""
-        train = self.spec.train
-        flat = {"steps": train.steps, "seed": train.seed, "mixed_precision": train.mixed_precision,
-                **{f"config.{k}": v for k, v in train.config.items()}}
-        return {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
 
     def _run(self, total: int, result_file: Path | None) -> dict[str, Any]:
         start = time.perf_counter()

@@ -26,8 +26,9 @@ not repeated, and does its own stage 2 (device placement needs its own process).
 Failures: an exception before an attempt's first update completes is permanent
 (recipe/checks.py), so is a broken protocol, and so is a bug in launcher (`LauncherBug`) at any
 time; `train` returns a permanent failure instead of raising, since Modal retries every
-exception. Every traceback `train` sees is kept in the run's error log (`errors.log` in the run
-folder; on Modal also in the job's folder on the volume), and a bug's message says where.
+exception. Every failure is told in one line that names the innermost frame of the user's code
+it went through (recipe/checks.py), and its full traceback is kept in the run's `errors.log`
+(runlogs.py: the run's folder, on local disk and on the volume), which the line names.
 
 Imports neither click, Jinja nor jsonschema.
 """
@@ -39,26 +40,41 @@ import os
 import random
 import secrets
 import tempfile
+import traceback
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
-from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
-from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
-                                       keep_traceback, launchers_bug)
+from launcher.runtime.checkpoint.manager import LoadFailed
+from launcher.runtime.failures import LauncherBug, PermanentError, Preempted, VolumeError, headline, launchers_bug
 from launcher.runtime.lease import Lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
+from launcher.runtime.runlogs import RunLogs
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train import results
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
+
+
+def run_logs(spec: JobSpec, job_dir: Path) -> tuple[Path, RunLogs]:
+    """Where runs of the job keep their logs on local disk (LAUNCH_RUN_DIR, kept: a local run;
+    else a temporary folder), and this run's logs there and in `job_dir` on the volume."""
+    kept = os.environ.get("LAUNCH_RUN_DIR")
+    root = Path(kept or Path(tempfile.gettempdir()) / "launch-runs" / spec.name)
+    return root, RunLogs(root, job_dir, spec.checkpoint.volume, kept_locally=bool(kept))
+
+
+def run_id(lease: str, call_id: str) -> str:
+    """The run's id, the same for every attempt and stage: LAUNCH_RUN_ID where the coordinator
+    set it, else the pipeline driver's call id (`lease`), else this call's id."""
+    return os.environ.get("LAUNCH_RUN_ID") or lease or call_id
 
 
 def import_recipe(ref: str) -> type:
@@ -104,36 +120,32 @@ def prepared(loop: Loop | None, new_loop: Callable[[], Loop], rebuild: Callable[
             loop = None
 
 
-def failed_result(exc: BaseException, run_dir: Path,
-                  mirror: tuple[Path, str] | None = None) -> dict[str, Any] | None:
-    """`exc` as a permanent failure's result, its traceback kept in the run's error log; None:
-    it is transient (or a preemption), to be raised and retried."""
+def failed_result(exc: BaseException, logs: RunLogs) -> dict[str, Any] | None:
+    """`exc` as a permanent failure's result, with its traceback (kept in the run's error log,
+    which its message names); None: it is transient (or a preemption), to be raised and retried,
+    its traceback kept and its one line logged here."""
     if isinstance(exc, Preempted):
         return None
-    log = _keep_traceback(exc, run_dir, mirror)
+    log = _keep_traceback(exc, logs)
+    where = f"; the traceback is in {log}" if log else ""
+    text = "".join(traceback.format_exception(exc))
     if launchers_bug(exc):
-        where = f"; the traceback is in {log}" if log else ""
-        return {"status": "permanent", "error": f"{LauncherBug.of(exc)}{where}", "bug": True}
+        return {"status": "permanent", "error": f"{LauncherBug.of(exc)}{where}", "bug": True,
+                "traceback": text}
     if isinstance(exc, PermanentError):
-        return {"status": "permanent", "error": str(exc)}
+        return {"status": "permanent", "error": str(exc), "traceback": text}
+    events.log(f"error: {headline(exc)}{where}")
     return None
 
 
-def _keep_traceback(exc: BaseException, run_dir: Path, mirror: tuple[Path, str] | None) -> str | None:
-    """Keep `exc`'s traceback in the run's error log, and on Modal in `mirror` too: the job's
-    folder on the volume, with how to name it (committed with the lease's release, or the
-    container's final commit); where to read it. A log that cannot be written never hides the
-    failure itself."""
+def _keep_traceback(exc: BaseException, logs: RunLogs) -> str | None:
+    """Keep `exc`'s traceback in the run's error log; where to read it. A log that cannot be
+    written never hides the failure itself."""
     try:
-        log = keep_traceback(exc, run_dir)
-        if mirror is None:
-            return str(log)
-        mirror[0].mkdir(parents=True, exist_ok=True)
-        copy_as_new_file(str(log), str(mirror[0] / ERROR_LOG))
+        return logs.keep(exc)
     except OSError as error:
         events.log(f"warning: the traceback was not kept: {error}")
         return None
-    return f"{mirror[1]}/{ERROR_LOG} (checkpoint.volume)"
 
 
 class _Unmounted:
@@ -158,11 +170,9 @@ class Session:
         self.call_id = call_id or (lambda: None)
         self.own_id = ""  # made on first use: containers restored from one snapshot differ
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
-        # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
+        # Run logs live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
-        local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
-        self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or local_runs)
-        self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.job_dir / "runs"
+        self.run_dir, self.logs = run_logs(self.spec, self.job_dir)
         checkpoints = self.spec.checkpoint
         self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
@@ -248,8 +258,8 @@ class Session:
 
     def _new_loop(self) -> Loop:
         return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.job_dir,
-                                run_dir=self.run_dir, volume=self.volume, times=self.times,
-                                log_mirror=self.log_mirror, lease=self.lease, folders=self._folders()))
+                                logs=self.logs, volume=self.volume, times=self.times,
+                                lease=self.lease, folders=self._folders()))
 
     def _folders(self) -> StageFolders | None:
         """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
@@ -270,7 +280,6 @@ class Session:
         they did not get to (it is committed with the next commit); a run that does not resume
         deletes no checkpoint (its first save sets them aside)."""
         self._reload()
-        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
         if self.driver:  # a pipeline's train: the driver holds the job, this call works under it
             self.lease.join(self.driver)
         else:
@@ -300,6 +309,8 @@ class Session:
         """
         total = steps or self.spec.train.steps
         self.driver = lease
+        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
+        self.logs.begin(run_id(lease, self.call_id() or self.own_id))
         try:
             if self.init_error is not None:
                 raise self.init_error
@@ -320,11 +331,8 @@ class Session:
         return result
 
     def _failed(self, exc: BaseException) -> dict[str, Any] | None:
-        if self.log_mirror is None:  # locally: the run folder is kept
-            return failed_result(exc, self.run_dir)
-        # Named from the volume's top: the mount differs between containers.
-        named = f"{self.spec.checkpoint.volume}:{self.log_mirror.relative_to(self.root).as_posix()}"
-        return failed_result(exc, self.run_dir, (self.log_mirror, named))
+        checks.locate(exc, self.recipe_cls)
+        return failed_result(exc, self.logs)
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         with self._starting("at the start of train"):
