@@ -220,3 +220,28 @@ def test_without_wandb_a_wandb_job_is_refused_in_one_line(
     assert result.code == 1
     assert re.fullmatch(rf"{re.escape(str(spec))}: train.tracker: wandb: W&B is not installed \(no wandb\); "
                         r"install it with: pip install .*\[wandb\]'?\n", result.err), result.err
+
+
+def test_a_warm_container_logs_each_call_once_into_its_own_runs_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROBE_DIR", str(tmp_path))
+    monkeypatch.setenv("LAUNCH_RUN_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("LAUNCH_RUN_ID", raising=False)
+    volume = LocalVolume(tmp_path / "volume", tmp_path / "mount")
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
+    spec = load_spec(write_spec(tmp_path, probe_spec(steps=2, train={"tracker": "tensorboard"}))).spec
+    calls = iter(["fc-1", "fc-2"])
+    call = {"id": next(calls)}
+    session = Session(spec.to_dict(), volume=volume, call_id=lambda: call["id"])
+    session.stage1()
+    session.stage2()
+    assert session.train()["status"] == "finished"
+    call["id"] = next(calls)
+    assert session.train(steps=4)["status"] == "finished"  # the same container, the next call
+    for run, steps in (("fc-1", [1, 2]), ("fc-2", [3, 4])):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(tmp_path / "runs" / run))
+        acc.Reload()
+        assert [event.step for event in acc.Scalars("loss")] == steps

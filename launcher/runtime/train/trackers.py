@@ -82,6 +82,9 @@ def start(acc: Any, spec: JobSpec, logs: RunLogs) -> None:
         kwargs = {"name": logs.run_id, "id": logs.run_id, "resume": "allow"}
         if not os.environ.get("WANDB_DIR"):
             kwargs["dir"] = str(logs.folder)
+    # A warm container's earlier call left its trackers, finished, in the list that `init_trackers`
+    # adds to (and `log` writes to): this call's alone.
+    acc.trackers = []
     acc.init_trackers(project, config=hyperparameters(spec, logs.run_id),
                       init_kwargs={tracker: kwargs})
 
