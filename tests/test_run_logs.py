@@ -245,3 +245,33 @@ def test_a_warm_container_logs_each_call_once_into_its_own_runs_folder(
         acc = EventAccumulator(str(tmp_path / "runs" / run))
         acc.Reload()
         assert [event.step for event in acc.Scalars("loss")] == steps
+
+
+def test_a_stages_failure_names_the_users_frame_and_joins_its_runs_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """A pipeline's prepare, on Modal: the run is its driver's call; its prepare function calls
+    a helper that raises."""
+    from launcher.runtime.lease import Lease
+    from launcher.runtime.pipeline.stage_session import StageSession
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("LAUNCH_RUN_DIR", raising=False)
+    monkeypatch.delenv("LAUNCH_RUN_ID", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "container"))
+    path = _user_package(tmp_path, stages={"prepare": {"run": "mlp.prep:prepare", "retries": 0}})
+    (tmp_path / "mlp" / "prep.py").write_text("from mlp.model import forward\n\n\n"
+                                              "def prepare(ctx):\n    forward(5)\n")
+    volume = LocalVolume(tmp_path / "volume", tmp_path / "mount")
+    monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
+    Lease(volume.path / "probe", volume, job="probe", volume_name="vol", every_s=None,
+          timeout_s=3600, stale_s=3600).acquire("fc-driver")
+    session = StageSession(load_spec(path).spec.to_dict(), "prepare", volume=volume, call_id=lambda: "fc-1")
+    session.stage1()
+    session.stage2()
+    with pytest.raises(ValueError):
+        session.run(lease="fc-driver")
+    assert ("[launch] error: mlp/model.py:3: ValueError: expected 8 features in update 6, got 3; the "
+            "traceback is in vol:probe/runs/fc-driver/errors.log (checkpoint.volume)") in capfd.readouterr().err
+    log = (volume.path / "probe" / "runs" / "fc-driver" / "errors.log").read_text()
+    assert re.search(r'mlp/prep\.py", line 5, in prepare\n.*\n?.*\n?  File ".*mlp/model\.py", line 3', log), log
