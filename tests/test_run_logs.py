@@ -275,3 +275,15 @@ def test_a_stages_failure_names_the_users_frame_and_joins_its_runs_log(
             "traceback is in vol:probe/runs/fc-driver/errors.log (checkpoint.volume)") in capfd.readouterr().err
     log = (volume.path / "probe" / "runs" / "fc-driver" / "errors.log").read_text()
     assert re.search(r'mlp/prep\.py", line 5, in prepare\n.*\n?.*\n?  File ".*mlp/model\.py", line 3', log), log
+
+
+def test_with_two_processes_a_ranks_failure_names_the_users_frame(tmp_path: Path) -> None:
+    from runjob import launch_local  # real processes: Accelerate's workers, two ranks
+
+    run = launch_local(_user_package(tmp_path, retries={"max_retries": 0},
+                                     train={"recipe": "mlp.broken:Broken"}), "--processes", "2")
+    assert run.code == 1, run.output
+    assert "attempts     1 (1: transient)" in run.output
+    found = re.search(rf"  error        {re.escape(ERROR)}; the traceback is in (\S+errors\.log)\n", run.output)
+    assert found, run.output
+    _both_frames(Path(found[1]).read_text())  # the rank's own traceback

@@ -48,7 +48,8 @@ from typing import Any
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
 from launcher.runtime.checkpoint.manager import LoadFailed
-from launcher.runtime.failures import LauncherBug, PermanentError, Preempted, VolumeError, headline, launchers_bug
+from launcher.runtime.failures import (LauncherBug, PermanentError, Preempted, VolumeError, describe, failed,
+                                       headline, launchers_bug, rebuilt)
 from launcher.runtime.lease import Lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
@@ -319,13 +320,13 @@ class Session:
             else:
                 result = self._train_here(resume, total)
         except Exception as exc:
-            failed = self._failed(exc)
-            if failed is None:
+            outcome = self._failed(exc)
+            if outcome is None:
                 raise  # transient: retried (its traceback is kept)
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
                 self.lease.release()  # the run is over (a lease held by another run stays theirs)
-            events.log(f"error: {failed['error']}")
-            return failed
+            events.log(f"error: {outcome['error']}")
+            return outcome
         self.lease.release()
         faults.point("released")
         return result
@@ -395,7 +396,9 @@ class Session:
             if status.get("status") == "preempted":
                 raise Preempted("stopped on a signal; checkpoint committed") from None
             if status.get("status") == "permanent":
-                raise (LauncherBug if status.get("bug") else PermanentError)(status["error"]) from None
+                raise failed(status) from None
+            if status.get("status") == "transient":  # a rank's own failure, where it was raised
+                raise rebuilt(status) from None
             raise
         return results.read(result_file) if where.node_rank == 0 else {"node_rank": where.node_rank}
 
@@ -413,9 +416,13 @@ class Session:
                 loop = self._prepared(None, resume)
             loop.run(total, result_file=Path(result_file))
         except Exception as exc:
-            failed = self._failed(exc)
-            if failed is not None:
-                results.write(Path(result_file), failed)
+            outcome = self._failed(exc)
+            if outcome is not None:
+                results.write(Path(result_file), outcome)
+            elif not isinstance(exc, Preempted) and not Path(result_file).exists():
+                # The first rank to fail says why (the others fail on it after); the agent
+                # reports every failed worker alike.
+                results.write(Path(result_file), {"status": "transient", **describe(exc)})
             raise
         finally:
             if loop is not None:
