@@ -26,7 +26,12 @@ def test_the_checked_modules_are_the_local_extra() -> None:
 
 def test_the_cli_needs_no_runtime_and_dev_brings_it() -> None:
     assert not set(names(PYPROJECT["project"]["dependencies"])) & set(extras.RUNTIME_MODULES)
-    assert "modal-launcher[local,examples]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "modal-launcher[local,examples,wandb]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+
+
+def test_wandb_is_an_extra_of_its_own_not_the_runtimes() -> None:
+    extras_ = PYPROJECT["project"]["optional-dependencies"]
+    assert names(extras_["wandb"]) == ["wandb"] and "wandb" not in names(extras_["local"])
 
 
 @pytest.mark.parametrize("hidden", [("torch",), ("torch", "accelerate"), extras.RUNTIME_MODULES])
