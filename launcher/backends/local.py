@@ -40,8 +40,8 @@ from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.runtime.lifecycle import timeline
+from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.storage.volume import LocalVolume
-from launcher.spec.refs import CODE_ROOT
 
 if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
     from launcher.spec.model import JobSpec
@@ -161,11 +161,9 @@ class Supervisor:
         return worker
 
     def _settings(self, work: Path) -> dict[str, str]:
-        root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
-        return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
-                **({"LAUNCH_REPO_ROOT": str(self.inputs_root)} if self.inputs_root else {})}
+        return RuntimeSettings(volume=self.volume_dir, checkpoint_dir=work, run_dir=self.run_dir,
+                               run_id=self.run_id, lease=self.lease, code_root=self.options.code_root,
+                               repo_root=self.inputs_root, workdir=self.options.workdir).to_env()
 
     def _work(self, stage: str, number: int) -> Path:
         """Where an attempt of `stage` works: its own working copy, or (restored from a
@@ -355,11 +353,6 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
     finally:
         jobfolder.release_lease(*where, run_id)
         lock.release()
-
-
-def workdir_setting(options: Options) -> dict[str, str]:
-    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (runtime/lifecycle/workdir.py)."""
-    return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 
 def _cannot_prepare(exc: OSError) -> str:

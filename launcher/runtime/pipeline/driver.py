@@ -35,6 +35,7 @@ from launcher.runtime import events
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import driver_timeout_s
@@ -161,7 +162,7 @@ class Driver:
         `inputs_root`: where the stages' declared inputs are (default: see stages.input_root)."""
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
-        root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
+        root = root or current_settings().mount(spec.checkpoint.mount)
         self.folders = StageFolders(root, spec.name)
         # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
         # one takes the lease again at once.

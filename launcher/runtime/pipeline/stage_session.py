@@ -19,12 +19,13 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
@@ -52,16 +53,19 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
 
 class StageSession:
     def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
-                 commit: str | None = None, call_id: Callable[[], str | None] | None = None) -> None:
+                 commit: str | None = None, call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
         """`commit`: the git commit the image holds (`image.code: git`), None for local code;
         `call_id`: the id of the call being served (Modal's function call id), which takes the
-        job's lease when no pipeline driver holds it for this call."""
+        job's lease when no pipeline driver holds it for this call; `settings`: the runtime's
+        settings, as the entry parsed them (default: this process's)."""
         self.spec = JobSpec.from_dict(spec)
         found = self.spec.stage(stage)
         if found is None:
             raise PermanentError(f"the spec has no stages.{stage}")
         self.stage = found
-        self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.settings = settings if settings is not None else current_settings()
+        self.root = self.settings.mount(self.spec.checkpoint.mount)
         self.folders = StageFolders(self.root, self.spec.name)
         self.volume = volume
         self.commit = commit
@@ -112,8 +116,7 @@ class StageSession:
         return loop
 
     def _run_dir(self) -> Path:
-        return Path(os.environ.get("LAUNCH_RUN_DIR")
-                    or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+        return self.settings.runs(self.spec.name)
 
     def _new_loop(self) -> Loop:
         run_dir = self._run_dir()
