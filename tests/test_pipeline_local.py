@@ -300,3 +300,11 @@ def test_a_second_run_with_nothing_to_train_keeps_trains_result(tmp_path: Path) 
     second = launch_forked(spec)
     assert second.code == 0, second.output
     assert json.loads(result.read_text()) == trained
+
+
+def test_a_launcher_bug_in_a_stage_stops_the_pipeline_and_exits_3(tmp_path: Path) -> None:
+    run = launch_forked(write(tmp_path, pipeline_spec()), env={"LAUNCH_FAULT": "bug:step:2"})
+    assert run.code == 3, run.output  # EXIT_BUG, as a single job's bug: not the user's failure
+    assert "attempts 1 (1: bug)" in line(run.output, "train")  # not retried
+    assert "TypeError: an injected bug in launcher at step" in line(run.output, "train")
+    assert line(run.output, "evaluate") == "evaluate     not run (an earlier stage failed)"

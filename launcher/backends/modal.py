@@ -120,7 +120,9 @@ def follow(sub: Submission) -> int:
         return EXIT_BUG if result.get("bug") else 1
     if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
         click.echo(pipeline_report(result), err=True)
-        return 0 if result.get("status") == "finished" else 1
+        if result.get("status") == "finished":
+            return 0
+        return EXIT_BUG if any(stage.get("bug") for stage in result["stages"]) else 1
     click.echo(f"job finished: {result}", err=True)
     return 0
 

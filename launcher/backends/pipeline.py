@@ -23,7 +23,7 @@ from launcher.backends import jobfolder
 from launcher.backends.local import (Options, Supervisor, folders, holding, new_run_id, stop_signals,
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
-from launcher.errors import RunError
+from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.pipeline import driver, stages
 from launcher.runtime.storage.disk import StorageError
 from launcher.runtime.storage.volume import LocalVolume
@@ -163,4 +163,8 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
     if pipe.stopped_by is not None:
         return 128 + pipe.stopped_by
-    return 0 if outcome["status"] == "finished" else 1
+    if outcome["status"] == "finished":
+        return 0
+    # A bug in launcher, in any stage: not the user's failure (as a single job's run says it).
+    bugs = [s for s in pipe.supervisors.values() if s.attempts and s.attempts[-1].outcome == "bug"]
+    return EXIT_BUG if bugs else 1

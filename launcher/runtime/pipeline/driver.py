@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from launcher.runtime import events
+from launcher.runtime.failures import LauncherBug, keep_traceback, launchers_bug
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
@@ -141,6 +142,8 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
     out = {"stage": "train", "status": result.get("status", "failed"), "metrics": metrics,
            "error": result.get("error"), "seconds": result.get("seconds"),
            "steps": result.get("steps")}
+    if result.get("bug"):  # a bug in launcher: `launch` exits 3
+        out["bug"] = True
     if out["status"] == "finished":
         earlier = stages.earlier_train_result(folders, result)
         if earlier is not None:  # nothing trained: keep what describes the checkpoint
@@ -244,4 +247,26 @@ def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume:
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    return Driver(job, caller, volume, own, commit=commit, root=root).run(rerun)
+    pipeline = Driver(job, caller, volume, own, commit=commit, root=root)
+    try:
+        return pipeline.run(rerun)
+    except Exception as exc:
+        if not launchers_bug(exc):
+            raise  # the volume's or the platform's: Modal restarts the driver, which resumes
+        return _bug(exc, pipeline)
+
+
+def _bug(exc: BaseException, pipeline: Driver) -> dict[str, Any]:
+    """A bug in the driver's own code, classified as the worker classifies one: not the user's
+    failure, and not retried (a restarted driver would hit it again); its traceback is kept in
+    the job's folder on the volume, as a stage's is."""
+    where = ""
+    try:
+        log = keep_traceback(exc, pipeline.folders.job)
+        pipeline.volume.commit()
+        where = f"; the traceback is in {pipeline.spec.name}/{log.name} (checkpoint.volume)"
+    except Exception as error:  # never hide the bug itself
+        events.log(f"warning: the traceback was not kept: {type(error).__name__}: {error}")
+    message = f"{LauncherBug.of(exc)}{where}"
+    events.log(f"error: {message}")
+    return {"status": "permanent", "error": message, "bug": True, "failed_stage": None, "stages": []}
