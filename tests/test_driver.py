@@ -64,7 +64,7 @@ class Caller:
 
 def run(tmp_path: Path, caller: Caller, call: str = "fc-driver", volume: Volume | None = None,
         rerun: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
-    return driver.Driver(SPEC, caller, volume or Volume(), call, root=tmp_path, **kwargs).run(rerun)
+    return driver.Driver(SPEC, caller, volume or Volume(), call, root=tmp_path, **kwargs).run(rerun).to_json()
 
 
 def lease_of(tmp_path: Path) -> dict[str, Any] | None:

@@ -54,6 +54,7 @@ from launcher.runtime.settings import PREFIX, current
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import LocalVolume, Volume
 from launcher.runtime.train.session import Session
+from launcher.spec.model import StageName
 
 
 def import_app(path: Path) -> ModuleType:
@@ -115,7 +116,7 @@ def handshake() -> dict[str, Any]:
     return go
 
 
-def container(module: ModuleType, stage: str, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
+def container(module: ModuleType, stage: StageName, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
     """The object behind the app's class for `stage` (train, prepare, evaluate), and its input."""
     if stage == "train":
         session = Session(module.SPEC, volume=volume, call_id=run_id, settings=current())
@@ -126,7 +127,7 @@ def container(module: ModuleType, stage: str, volume: Volume) -> tuple[Hooks, Ca
     return stage_session, lambda: stage_session.run(lease=driver_lease())
 
 
-def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
+def attempt_stage(app_path: Path, stage: StageName, volume: Volume | None = None) -> dict[str, Any]:
     """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
     module = import_app(app_path)
     timeline.mark("app")
@@ -135,7 +136,7 @@ def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> d
     return run_input(session, call, volumes=(volume,))
 
 
-def run(app_path: Path, stage: str = "train") -> int:
+def run(app_path: Path, stage: StageName = "train") -> int:
     result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
         raise (LauncherBug if result.get("bug") else PermanentError)(result["error"])

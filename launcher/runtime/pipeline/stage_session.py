@@ -30,13 +30,14 @@ from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.results import Status
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
 from launcher.runtime.train.session import build_recipe, failed_result, import_recipe, prepared
-from launcher.spec.model import JobSpec
+from launcher.spec.model import JobSpec, StageName
 from launcher.spec.refs import RefError, import_ref
 
 
@@ -52,7 +53,7 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
 
 
 class StageSession:
-    def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
+    def __init__(self, spec: dict[str, Any], stage: StageName, volume: Volume,
                  commit: str | None = None, call_id: Callable[[], str | None] | None = None,
                  settings: RuntimeSettings | None = None) -> None:
         """`commit`: the git commit the image holds (`image.code: git`), None for local code;
@@ -199,7 +200,7 @@ class StageSession:
             raise found from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
-        result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
+        result = {"stage": self.stage.name, "status": Status.FINISHED, "metrics": metrics,
                   "digest": stages.digest(inputs), "inputs": inputs,
                   "seconds": round(time.perf_counter() - started, 3),
                   "checkpoint_step": None if self.loop is None else self.loop.step}
