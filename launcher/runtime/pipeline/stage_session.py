@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime.settings import RuntimeSettings
-from launcher.runtime.settings import current as current_settings
 from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.results import Status
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train.context import LoopContext

@@ -42,8 +42,6 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime.settings import RuntimeSettings
-from launcher.runtime.settings import current as current_settings
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
 from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
@@ -54,6 +52,8 @@ from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train import results
 from launcher.runtime.train.context import LoopContext
