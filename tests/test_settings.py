@@ -66,7 +66,8 @@ def test_every_variable_is_named_once_and_round_trips() -> None:
 
 
 def test_nothing_set_is_modal_and_falls_back_to_the_spec() -> None:
-    settings = RuntimeSettings.from_env({"LAUNCH_DEBUG": "0", "LAUNCH_EVENTS": "", "OTHER": "x"})
+    settings = RuntimeSettings.from_env({"LAUNCH_DEBUG": "0", "LAUNCH_EVENTS": "", "OTHER": "x",
+                                         "LAUNCH_MASTER_PORT": "x"})
     assert settings == RuntimeSettings() and settings.to_env() == {}
     assert settings.mount("/checkpoints") == Path("/checkpoints")
     assert settings.runs("job").name == "job"

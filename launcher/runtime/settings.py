@@ -72,14 +72,18 @@ class RuntimeSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
-        """The settings in `environ`; an empty variable is not set."""
+        """The settings in `environ`; an empty variable is not set, nor is a number that is not
+        one (a stray LAUNCH_MASTER_PORT=x in a user's shell never stops `launch`)."""
         found: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.metadata["env"])
             if f.type == "bool":
                 found[f.name] = raw == "1"
             elif raw:
-                found[f.name] = _parse(f.type, raw)
+                try:
+                    found[f.name] = _parse(f.type, raw)
+                except ValueError:
+                    pass
         return cls(**found)
 
     def to_env(self) -> dict[str, str]:
