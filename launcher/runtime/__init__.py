@@ -17,4 +17,5 @@ Small concerns shared by all of them stay modules here:
     faults.py    fault injection at named points, for the reliability tests
     lease.py     one run of a job at a time: the lease file in the job's folder
     runlogs.py   a run's own folder of logs (tracker files, errors.log), locally and on the volume
+    settings.py  `RuntimeSettings`: every LAUNCH_* variable, parsed once at an entry
 """

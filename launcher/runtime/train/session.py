@@ -39,7 +39,6 @@ import contextlib
 import os
 import random
 import secrets
-import tempfile
 import traceback
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -56,6 +55,8 @@ from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
 from launcher.runtime.runlogs import RunLogs
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train import results
 from launcher.runtime.train.context import LoopContext
@@ -64,18 +65,17 @@ from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, import_ref
 
 
-def run_logs(spec: JobSpec, job_dir: Path) -> tuple[Path, RunLogs]:
-    """Where runs of the job keep their logs on local disk (LAUNCH_RUN_DIR, kept: a local run;
-    else a temporary folder), and this run's logs there and in `job_dir` on the volume."""
-    kept = os.environ.get("LAUNCH_RUN_DIR")
-    root = Path(kept or Path(tempfile.gettempdir()) / "launch-runs" / spec.name)
-    return root, RunLogs(root, job_dir, spec.checkpoint.volume, kept_locally=bool(kept))
+def run_logs(spec: JobSpec, job_dir: Path, settings: RuntimeSettings) -> tuple[Path, RunLogs]:
+    """Where runs of the job keep their logs on local disk (the settings' run folder, kept: a
+    local run; else a temporary folder), and this run's logs there and in `job_dir` on the volume."""
+    root = settings.runs(spec.name)
+    return root, RunLogs(root, job_dir, spec.checkpoint.volume, kept_locally=settings.run_dir is not None)
 
 
-def run_id(lease: str, call_id: str) -> str:
-    """The run's id, the same for every attempt and stage: LAUNCH_RUN_ID where the coordinator
-    set it, else the pipeline driver's call id (`lease`), else this call's id."""
-    return os.environ.get("LAUNCH_RUN_ID") or lease or call_id
+def run_id(settings: RuntimeSettings, lease: str, call_id: str) -> str:
+    """The run's id, the same for every attempt and stage: the coordinator's where it set one
+    (locally), else the pipeline driver's call id (`lease`), else this call's id."""
+    return settings.run_id or lease or call_id
 
 
 def import_recipe(ref: str) -> type:
@@ -160,12 +160,15 @@ class _Unmounted:
 
 class Session:
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
-                 call_id: Callable[[], str | None] | None = None) -> None:
+                 call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
         """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
         `call_id` gives the id of the call being served (Modal's function call id): a retry of
-        the same call takes the job's lease over. Without one, each container is a call."""
+        the same call takes the job's lease over. Without one, each container is a call.
+        `settings`: the runtime's settings, as the entry parsed them (default: this process's)."""
         self.spec = JobSpec.from_dict(spec)
-        self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.settings = settings if settings is not None else current_settings()
+        self.root = self.settings.mount(self.spec.checkpoint.mount)
         self.job_dir = self.root / self.spec.name
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
@@ -173,12 +176,12 @@ class Session:
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
         # Run logs live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
-        self.run_dir, self.logs = run_logs(self.spec, self.job_dir)
+        self.run_dir, self.logs = run_logs(self.spec, self.job_dir, self.settings)
         checkpoints = self.spec.checkpoint
         self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
-        self.processes = int(os.environ.get("LAUNCH_PROCESSES") or gpus)
+        self.processes = self.settings.processes or gpus
         self.times: dict[str, float] = {}
         self.recipe: Any = None
         self.recipe_cls: type | None = None
@@ -311,7 +314,7 @@ class Session:
         total = steps or self.spec.train.steps
         self.driver = lease
         self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
-        self.logs.begin(run_id(lease, self.call_id() or self.own_id))
+        self.logs.begin(run_id(self.settings, lease, self.call_id() or self.own_id))
         try:
             if self.init_error is not None:
                 raise self.init_error
