@@ -53,6 +53,18 @@ def _user_package(folder: Path, **spec: object) -> Path:
     return path
 
 
+@pytest.fixture
+def own_mlp():
+    """A test that imports the user's package in this process imports its own copy, and leaves
+    none behind for the next (each test writes its own `mlp` in its own folder)."""
+    def forget() -> None:
+        for name in [n for n in sys.modules if n == "mlp" or n.startswith("mlp.")]:
+            del sys.modules[name]
+    forget()
+    yield
+    forget()
+
+
 def _local_dir(tmp_path: Path) -> Path:
     import os
 
@@ -105,7 +117,7 @@ def test_debug_prints_the_traceback_of_a_failure_before_the_first_update(tmp_pat
 
 
 def test_on_modal_each_attempt_of_a_run_adds_its_traceback_to_the_volume(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], own_mlp: None) -> None:
     """The container's path: no LAUNCH_RUN_DIR (logs in a temporary folder, copied to the
     volume), the run named by the call id; a retry is a fresh container of the same call."""
     monkeypatch.chdir(tmp_path)
@@ -115,6 +127,7 @@ def test_on_modal_each_attempt_of_a_run_adds_its_traceback_to_the_volume(
     monkeypatch.delenv("LAUNCH_RUN_ID", raising=False)
     spec = load_spec(_user_package(tmp_path, train={"recipe": "mlp.broken:Broken"})).spec
     for attempt in (1, 2):
+        (tmp_path / f"container-{attempt}").mkdir()  # each container's own temporary folder
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / f"container-{attempt}"))
         volume = LocalVolume(tmp_path / "volume", tmp_path / f"mount-{attempt}")
         monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
@@ -248,7 +261,7 @@ def test_a_warm_container_logs_each_call_once_into_its_own_runs_folder(
 
 
 def test_a_stages_failure_names_the_users_frame_and_joins_its_runs_log(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], own_mlp: None) -> None:
     """A pipeline's prepare, on Modal: the run is its driver's call; its prepare function calls
     a helper that raises."""
     from launcher.runtime.lease import Lease
@@ -258,6 +271,7 @@ def test_a_stages_failure_names_the_users_frame_and_joins_its_runs_log(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv("LAUNCH_RUN_DIR", raising=False)
     monkeypatch.delenv("LAUNCH_RUN_ID", raising=False)
+    (tmp_path / "container").mkdir()  # the container's own temporary folder
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "container"))
     path = _user_package(tmp_path, stages={"prepare": {"run": "mlp.prep:prepare", "retries": 0}})
     (tmp_path / "mlp" / "prep.py").write_text("from mlp.model import forward\n\n\n"
