@@ -45,7 +45,8 @@ from typing import Any
 
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
-from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
+from launcher.runtime.checkpoint.manager import LoadFailed
+from launcher.runtime.checkpoint.publisher import copy_as_new_file
 from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
                                        keep_traceback, launchers_bug)
 from launcher.runtime.lease import Lease
