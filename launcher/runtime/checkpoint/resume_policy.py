@@ -4,12 +4,12 @@ Pure: a manifest's `extra` and what this run is (`Run`, built from the spec and 
 class) in, a verdict out; it reads no file, loads nothing and imports no torch, so every rule
 is testable on plain dicts. The manager (`manager.py`) asks it, in this order:
 
-    resumes(asked, setting)     whether a run looks for a checkpoint at all
-    judge(name, extra, run)     Usable, Skip (damaged: an earlier one may do) or Refuse
-                                (permanent: every checkpoint of the job alike)
-    shapes_refusal(...)         the recipe state's saved shapes against this recipe's
-    config_note / train_note    after a load: what changed since the checkpoint, for the log
-    identity(run, ...)          what a manifest records, for the next run's `judge`
+    resumes(asked, setting)        whether a run looks for a checkpoint at all
+    judge(name, step, extra, run)  Usable, Skip (damaged: an earlier one may do) or Refuse
+                                   (permanent: every checkpoint of the job alike)
+    shapes_refusal(...)            the recipe state's saved shapes against this recipe's
+    config_note / train_note       after a load: what changed since the checkpoint, for the log
+    identity(run)                  what a manifest records, for the next run's `judge`
 
 A refusal says how to go on (`FRESH`, `NEVER`): a checkpoint is never overwritten or deleted
 to make room for a run that cannot use it.
