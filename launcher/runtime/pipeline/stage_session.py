@@ -25,12 +25,15 @@ from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.results import Status
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
+from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
 from launcher.runtime.train.session import ContainerSession, failed_result
+from launcher.spec.model import StageName
 from launcher.spec.refs import RefError, import_ref
 
 
@@ -46,12 +49,14 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
 
 
 class StageSession(ContainerSession):
-    def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
-                 commit: str | None = None, call_id: Callable[[], str | None] | None = None) -> None:
+    def __init__(self, spec: dict[str, Any], stage: StageName, volume: Volume,
+                 commit: str | None = None, call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
         """`commit`: the git commit the image holds (`image.code: git`), None for local code;
         `call_id`: the id of the call being served (Modal's function call id), which takes the
-        job's lease when no pipeline driver holds it for this call."""
-        super().__init__(spec, volume, call_id)
+        job's lease when no pipeline driver holds it for this call; `settings`: the runtime's
+        settings, as the entry parsed them (default: this process's)."""
+        super().__init__(spec, volume, call_id, settings)
         found = self.spec.stage(stage)
         if found is None:
             raise PermanentError(f"the spec has no stages.{stage}")
@@ -153,7 +158,7 @@ class StageSession(ContainerSession):
             raise found from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
-        result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
+        result = {"stage": self.stage.name, "status": Status.FINISHED, "metrics": metrics,
                   "digest": stages.digest(inputs), "inputs": inputs,
                   "seconds": round(time.perf_counter() - started, 3),
                   "checkpoint_step": None if self.loop is None else self.loop.step}
