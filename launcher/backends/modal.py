@@ -9,9 +9,11 @@ followed with Modal's own CLI (`modal app logs`).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,20 @@ def _server_error(exc: BaseException) -> RunError:
     if isinstance(exc, (modal.exception.ConnectionError, OSError, TimeoutError)):
         return RunError(f"cannot reach Modal: {type(exc).__name__}: {exc}; check the network, or use --local")
     return RunError(f"Modal did not accept the job: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def server_errors(what: str) -> Iterator[None]:
+    """Modal's server errors while reading `what`, as one line each."""
+    import modal.exception
+
+    try:
+        yield
+    except (modal.exception.Error, OSError, TimeoutError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        error = _server_error(exc)
+        raise RunError(f"{what}: {error}" if "credentials" not in str(error) else str(error)) from None
 
 
 def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submission:

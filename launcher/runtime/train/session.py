@@ -300,6 +300,9 @@ class Session:
         """
         total = steps or self.spec.train.steps
         self.driver = lease
+        objective = getattr(self.recipe_cls, "objective", None)
+        if isinstance(objective, tuple) and len(objective) == 2:  # for the run's record
+            events.emit("objective", name=str(objective[0]), mode=str(objective[1]))
         try:
             if self.init_error is not None:
                 raise self.init_error
