@@ -187,7 +187,7 @@ def test_the_driver_holds_the_job_in_every_stage_and_a_second_launch_is_refused(
     job = tmp_path / "volumes" / "vol" / "probe"
     lease = json.loads((job / "lease.json").read_text())  # the driver's, under the run's id
     record = json.loads((job / "driver.json").read_text())  # the stage calls it made, committed
-    assert lease["call_id"] == record["driver"] and lease["call_id"].startswith("local-")
+    assert lease["call_id"] == record["driver"] and re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", lease["call_id"])
     assert record["stages"][stage]["call"].startswith(f"{lease['call_id']}-{stage}-")
 
     second = launch_forked(tmp_path / "job.yaml")

@@ -388,8 +388,12 @@ def recording(job_dir: Path, record: RunRecord, diff: str | None) -> Iterator[Re
 
 @contextlib.contextmanager
 def stage_log(recorder: Recorder, stage: str) -> Iterator[IO[str] | None]:
+    """The stage's log, in the record's `logs` folder: on local disk, off the volume (a file
+    appended to in place has no place on it: its working copies share the file)."""
     try:
-        log: IO[str] | None = open(recorder.path.parent / f"{stage}.log", "a", encoding="utf-8")
+        assert recorder.record.logs is not None
+        Path(recorder.record.logs).mkdir(parents=True, exist_ok=True)
+        log: IO[str] | None = open(Path(recorder.record.logs) / f"{stage}.log", "a", encoding="utf-8")
     except OSError:
         log = None
     try:
@@ -464,7 +468,7 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
     from launcher.backends.runinfo import local_record
 
     run_dir, volumes = folders(spec, repo_root, options)
-    record = local_record(spec, source, repo_root)
+    record = local_record(spec, source, repo_root, run_dir)
     sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early, run_id=record[0].run)
     started = time.perf_counter()
     previous = stop_signals(sup.stop)

@@ -44,7 +44,7 @@ class Pipeline:
         self.spec, self.run_dir, self.volumes, self.options = spec, run_dir, volumes, options
         self.repo_root = repo_root
         self.app_path = run_dir / "app.py"
-        self.record = local_record(spec, source, repo_root or Path.cwd())
+        self.record = local_record(spec, source, repo_root or Path.cwd(), run_dir)
         self.run_id = self.record[0].run
         self.recorder: Recorder | None = None  # the run's record, once the job is held
         self.early = early  # for the first stage that runs
@@ -62,7 +62,7 @@ class Pipeline:
         call = f"{self.run_id}-{stage}-{len(self.calls) + 1}"
         self.calls[call] = (stage, lease)
         if self.recorder is not None:
-            self.recorder.stage_call(stage, call)
+            self.recorder.stage_call(stage, call, save=False)  # with its first attempt
         return call
 
     def get(self, call_id: str) -> dict[str, Any]:

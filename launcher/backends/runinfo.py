@@ -63,17 +63,19 @@ def code_state(repo_root: Path, mode: str, commit: str | None = None) -> tuple[d
             "untracked": [u for u in (untracked or "").splitlines() if not u.startswith(".launch/")]}, diff
 
 
-def local_record(spec: JobSpec, source: str, repo_root: Path, run_id: str | None = None) -> tuple[RunRecord, str | None]:
-    """A new local run's record (status running) and its code diff."""
+def local_record(spec: JobSpec, source: str, repo_root: Path, run_dir: Path) -> tuple[RunRecord, str | None]:
+    """A new local run's record (status running) and its code diff; its logs go to a folder
+    named by its id in `run_dir` (the job's local run folder)."""
     now = time.time()
+    run_id = new_run_id(now)
     code, diff = code_state(repo_root, "local")
     pid = os.getpid()
     record = RunRecord(
-        run=run_id or new_run_id(now), job=spec.name, volume=spec.checkpoint.volume, backend="local",
+        run=run_id, job=spec.name, volume=spec.checkpoint.volume, backend="local",
         started=now, stage=spec.pipeline[0], stages=list(spec.pipeline), app=spec.name,
         environment=spec.environment,
         coordinator={"kind": "local supervisor", "host": socket.gethostname(), "pid": pid,
                      "pid_start": process_start(pid)},
         spec=spec.to_dict(), spec_hash=spec.hash, source=source, code=code, versions=versions(),
-        gpu=gpu_label(spec), prices=stage_prices(spec, local=True))
+        gpu=gpu_label(spec), prices=stage_prices(spec, local=True), logs=str(run_dir / run_id))
     return record, diff

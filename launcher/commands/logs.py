@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -38,7 +39,9 @@ def logs(prefix: str, stage: str | None, follow: bool, where: Where) -> int:
 
 
 def _local(seen: Seen, stages: list[str], follow: bool) -> Iterator[str]:
-    folder = seen.found.source.root / seen.found.run_path()  # type: ignore[attr-defined]
+    if not seen.record.logs:
+        raise RunError(f"run {seen.record.run}: its record names no log folder")
+    folder = Path(seen.record.logs)
     positions: dict[str, int] = {}
     headed: set[str] = set()
     while True:

@@ -85,6 +85,7 @@ class RunRecord:
     cost_usd: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    logs: str | None = None  # locally: the folder of the stages' logs (off the volume)
     format: int = FORMAT
 
     def to_json(self) -> str:

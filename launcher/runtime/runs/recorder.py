@@ -77,11 +77,13 @@ class Recorder:
                 break
         self.save()
 
-    def stage_call(self, stage: str, call_id: str) -> None:
-        """A stage's call (Modal's function call id), made by the driver."""
+    def stage_call(self, stage: str, call_id: str, save: bool = True) -> None:
+        """A stage's call (Modal's function call id), made by the driver; `save=False`: saved
+        with the next change (the call's first attempt, locally)."""
         self.record.stage = stage
         self._call(stage, call_id)
-        self.save()
+        if save:
+            self.save()
 
     def _call(self, stage: str, call_id: str) -> None:
         calls = self.record.calls.setdefault(stage, [])
