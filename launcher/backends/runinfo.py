@@ -63,6 +63,15 @@ def code_state(repo_root: Path, mode: str, commit: str | None = None) -> tuple[d
             "untracked": [u for u in (untracked or "").splitlines() if not u.startswith(".launch/")]}, diff
 
 
+def modal_run(spec: JobSpec, source: str, repo_root: Path, mode: str, commit: str | None) -> dict[str, Any]:
+    """What `launch` hands the run's coordinator on Modal (launcher.runtime.runs.coordinator):
+    the run's id and what only this machine knows."""
+    now = time.time()
+    code, diff = code_state(repo_root, mode, commit)
+    return {"id": new_run_id(now), "started": now, "source": source, "code": code, "diff": diff,
+            "versions": versions(), "prices": stage_prices(spec, local=False)}
+
+
 def local_record(spec: JobSpec, source: str, repo_root: Path, run_dir: Path) -> tuple[RunRecord, str | None]:
     """A new local run's record (status running) and its code diff; its logs go to a folder
     named by its id in `run_dir` (the job's local run folder)."""

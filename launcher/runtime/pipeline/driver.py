@@ -35,6 +35,7 @@ from launcher.runtime import events
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.runs import coordinator
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import driver_timeout_s
@@ -154,11 +155,15 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
 class Driver:
     def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
                  commit: str | None = None, root: Path | None = None,
-                 inputs_root: Path | None = None) -> None:
+                 inputs_root: Path | None = None, run: Mapping[str, Any] | None = None) -> None:
         """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
         `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
         checkpoint.mount); `commit`: the code's git commit, for the stages' digests;
-        `inputs_root`: where the stages' declared inputs are (default: see stages.input_root)."""
+        `inputs_root`: where the stages' declared inputs are (default: see stages.input_root);
+        `run`: on Modal, the run this driver coordinates (its id and what `launch` knew): the
+        driver keeps its record (launcher.runtime.runs.coordinator). Locally the supervisor does."""
+        self.run_info = run
+        self.recorder: Any = None
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
         root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
@@ -179,7 +184,9 @@ class Driver:
         except LeaseHeld as exc:
             events.log(f"error: {exc}")
             return {"status": "permanent", "error": str(exc), "failed_stage": None, "stages": []}
+        self._record_begin()
         outcome = self._stages(Record(self.folders.job / RECORD, self.call_id), rerun)
+        self._record_end(outcome)
         # Not on an exception (a preemption): the restart takes the lease again, and a stage
         # call may still be at work under it.
         self._reload()
@@ -213,6 +220,9 @@ class Driver:
             events.log(f"stage {name}: starting")
             call = self.caller.spawn(name, self.call_id)
             record.started(name, call)
+            if self.recorder is not None:
+                self.recorder.commit = None  # committed with the driver's record, just below
+                coordinator.begin_attempt(self.recorder, name, call)
             self._save(record)  # before waiting: a restart must find this call, not make another
         else:
             events.log(f"stage {name}: waiting for call {call}, made before the restart")
@@ -223,8 +233,30 @@ class Driver:
             result = _train_result(self.spec, self.folders, self.volume, result, self.commit)
         result = {**result, "stage": name, "wall_seconds": round(time.monotonic() - started, 3)}
         record.finished(name, result)
+        if self.recorder is not None:
+            self.recorder.result(result)
+            number = len(self.recorder.record.attempts_of(name))
+            self.recorder.attempt_ended(name, number, str(result.get("status")), str(result.get("error") or ""))
         self._save(record)
         return result
+
+    def _record_begin(self) -> None:
+        if self.run_info:
+            os.environ["LAUNCH_RUN_ID"] = str(self.run_info["id"])
+            self.recorder = coordinator.record_for(self.folders.job, self.run_info, self.spec,
+                                                   self.call_id, commit=self._commit, say=events.log)
+
+    def _record_end(self, outcome: Mapping[str, Any]) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.commit = self._commit
+        finished = outcome["status"] == "finished"
+        error = outcome.get("error") or (f"stage {outcome['failed_stage']} failed"
+                                         if outcome.get("failed_stage") else None)
+        self.recorder.end("finished" if finished else "failed", None if finished else error)
+
+    def _commit(self) -> None:
+        guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
 
     def _save(self, record: Record) -> None:
         """The record and a heartbeat of the lease, in one commit."""
@@ -238,9 +270,9 @@ class Driver:
 
 def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
-                 root: Path | None = None) -> dict[str, Any]:
+                 root: Path | None = None, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    return Driver(job, caller, volume, own, commit=commit, root=root).run(rerun)
+    return Driver(job, caller, volume, own, commit=commit, root=root, run=run).run(rerun)

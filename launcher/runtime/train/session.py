@@ -158,6 +158,10 @@ class Session:
         self.call_id = call_id or (lambda: None)
         self.own_id = ""  # made on first use: containers restored from one snapshot differ
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
+        # On Modal, for a train-only job: the run this call coordinates, and its record.
+        self.run_info: dict[str, Any] | None = None
+        self.recorder: Any = None
+        self.attempt = 0
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
         local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
@@ -275,6 +279,7 @@ class Session:
             self.lease.join(self.driver)
         else:
             self.lease.acquire(self.call_id() or self.own_id)
+        self._record_begin()
         for name in store.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
@@ -286,20 +291,73 @@ class Session:
                 events.log(f"warning: {exc}")
         faults.point("lease")
 
+    def _record_begin(self) -> None:
+        """On Modal, for a train-only job: this attempt, in the run's record (under the lease)."""
+        if not self.run_info:
+            return
+        from launcher.runtime.runs import coordinator
+
+        call_id = self.call_id() or self.own_id
+        self.recorder = coordinator.record_for(self.job_dir, self.run_info, self.spec, call_id,
+                                               commit=self._commit_record, say=events.log)
+        objective = getattr(self.recipe_cls, "objective", None)
+        if isinstance(objective, tuple) and len(objective) == 2:
+            self.recorder.set_objective(str(objective[0]), str(objective[1]))
+        self.attempt = coordinator.begin_attempt(self.recorder, "train", call_id)
+        self.recorder.commit = None  # from here the record rides on the checkpoints' commits
+        self.lease.on_beat = self._record_beat
+
+    def _record_beat(self) -> None:
+        """A commit is coming: the newest checkpoint and metrics go with it."""
+        from launcher.runtime.runs import coordinator
+
+        if self.recorder is None:
+            return
+        loop = self.loop
+        if loop is not None and loop.last_metrics:
+            self.recorder.metrics(loop.step, loop.last_metrics, force=False)
+        newest = coordinator.newest_checkpoint(self.job_dir)
+        if newest is not None and newest[0] != self.recorder.record.newest_step:
+            self.recorder.checkpoint(*newest)  # saved, and committed by the caller
+        else:
+            self.recorder.save()
+
+    def _record_end(self, status: str | None, error: str | None,
+                    result: dict[str, Any] | None = None, outcome: str = "transient") -> None:
+        """This attempt's end; with `status`, the run's (None: Modal retries the call)."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        self.lease.on_beat = None
+        recorder.commit = self._commit_record
+        if result:
+            recorder.result(result)
+        recorder.attempt_ended("train", self.attempt, status or outcome, error or "")
+        if status is not None:
+            recorder.end(status, error)
+
+    def _commit_record(self) -> None:
+        with contextlib.suppress(VolumeError):
+            guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
+
     def _resumes(self, resume: bool) -> bool:
         return resume and self.spec.checkpoint.resume == "auto"
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
-              lease: str = "") -> dict[str, Any]:
+              lease: str = "", run: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
         `lease`: the call id of the pipeline driver whose lease of the job this call works under
-        (empty: the call takes the lease itself).
+        (empty: the call takes the lease itself). `run`: on Modal, a train-only job's run (its
+        id and what `launch` knew): this call is its coordinator and keeps its record.
 
         A failure that no retry can fix returns {"status": "permanent", ...} instead of raising:
         Modal retries every exception, and retrying a diverged loss only repeats it.
         """
         total = steps or self.spec.train.steps
         self.driver = lease
+        self.run_info = run if run and not lease else None
+        if run:  # the run's id, as every process of a local run has it (LAUNCH_RUN_ID)
+            os.environ["LAUNCH_RUN_ID"] = str(run["id"])
         objective = getattr(self.recipe_cls, "objective", None)
         if isinstance(objective, tuple) and len(objective) == 2:  # for the run's record
             events.emit("objective", name=str(objective[0]), mode=str(objective[1]))
@@ -313,11 +371,15 @@ class Session:
         except Exception as exc:
             failed = self._failed(exc)
             if failed is None:
+                self._record_end(None, f"{type(exc).__name__}: {exc}",
+                                 outcome="preempted" if isinstance(exc, Preempted) else "transient")
                 raise  # transient: retried (its traceback is kept)
+            self._record_end("failed", failed["error"])
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
                 self.lease.release()  # the run is over (a lease held by another run stays theirs)
             events.log(f"error: {failed['error']}")
             return failed
+        self._record_end("finished" if result.get("status") == "finished" else "stopped", None, result)
         self.lease.release()
         faults.point("released")
         return result
