@@ -298,7 +298,7 @@ class Evaluate:
     region=['us-east'],
     cloud=None,
 )
-def pipeline(rerun: list[str] | None = None) -> dict:
+def pipeline(rerun: list[str] | None = None, run: dict | None = None) -> dict:
     """The driver (what `launch` spawns): prepare -> train -> evaluate, each stage a call
     on its own class, so the pipeline runs on without the machine that launched it. It holds the
     job's lease under its call id; `launch --local` runs this same driver
@@ -311,8 +311,9 @@ def pipeline(rerun: list[str] | None = None) -> dict:
         'evaluate': Evaluate().run,
     }
     caller = ModalCaller(methods, modal.FunctionCall.from_id)
+    # `run`: the run `launch` started (its id, code, versions): the driver keeps its record.
     return run_pipeline(SPEC, caller, volume, modal.current_function_call_id(), rerun=rerun or [],
-                        commit=CODE_COMMIT)
+                        commit=CODE_COMMIT, run=run)
 
 
 @app.local_entrypoint()
