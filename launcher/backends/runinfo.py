@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -83,7 +82,7 @@ def local_record(spec: JobSpec, source: str, repo_root: Path, run_dir: Path) -> 
         run=run_id, job=spec.name, volume=spec.checkpoint.volume, backend="local",
         started=now, stage=spec.pipeline[0], stages=list(spec.pipeline), app=spec.name,
         environment=spec.environment,
-        coordinator={"kind": "local supervisor", "host": socket.gethostname(), "pid": pid,
+        coordinator={"kind": "local supervisor", "host": platform.node(), "pid": pid,
                      "pid_start": process_start(pid)},
         spec=spec.to_dict(), spec_hash=spec.hash, source=source, code=code, versions=versions(),
         gpu=gpu_label(spec), prices=stage_prices(spec, local=True), logs=str(run_dir / run_id))

@@ -10,10 +10,9 @@ with a fresh heartbeat; on Modal, whether its function call is still running. No
 from __future__ import annotations
 
 import os
-import socket
+import platform
 from pathlib import Path
 
-from launcher.runtime import lease
 from launcher.runtime.runs.record import RunRecord
 
 
@@ -45,11 +44,13 @@ def _pid_alive(pid: int, started: str | None) -> bool:
 def local_alive(record: RunRecord, job_dir: Path, now: float) -> bool:
     """A local run: its supervisor's process when it ran on this host; else the job's lease."""
     who = record.coordinator
-    if who.get("host") == socket.gethostname() and isinstance(who.get("pid"), int):
+    if who.get("host") == platform.node() and isinstance(who.get("pid"), int):
         return _pid_alive(who["pid"], who.get("pid_start"))
     return lease_alive(record, job_dir, now)
 
 
 def lease_alive(record: RunRecord, job_dir: Path, now: float) -> bool:
+    from launcher.runtime import lease  # only for runs of another host: it costs an import
+
     holder = lease.read(job_dir)
     return holder is not None and holder.call_id == record.run and not holder.stale(now)
