@@ -272,3 +272,45 @@ def test_run_commands_import_no_heavy_modules(args: list[str], tmp_path: Path) -
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def _recorded(volumes: Path, *runs: str) -> None:
+    for run in runs:
+        Recorder(volumes / "vol" / "probe", _record(run, stages=["prepare", "train"])).end("finished")
+
+
+def test_an_ambiguous_run_is_one_line_naming_the_candidates(tmp_path: Path, capsys) -> None:
+    _recorded(tmp_path, "20261208-010203-a1b2", "20261208-010203-a1c3")
+    capsys.readouterr()
+    assert main(["pull", "20261208-010203-a1", str(tmp_path / "d"), "--local", "--volumes-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "20261208-010203-a1: ambiguous, 2 runs start with it: 20261208-010203-a1c3 (probe), "
+        "20261208-010203-a1b2 (probe); give more of the id\n")
+
+
+def test_bad_names_stages_and_options_are_one_line(tmp_path: Path, capsys) -> None:
+    _recorded(tmp_path, "20261208-010203-a1b2")
+    where = ["--local", "--volumes-dir", str(tmp_path)]
+    capsys.readouterr()
+    assert main(["logs", "20261208", "--stage", "evaluate", *where]) == 1
+    assert capsys.readouterr().err == ("--stage evaluate: run 20261208-010203-a1b2 has no such stage "
+                                       "(its stages: prepare, train)\n")
+    assert main(["runs", "nosuchjob", *where]) == 1
+    assert capsys.readouterr().err == (f"nosuchjob: no job of this name on the local volumes in {tmp_path}; "
+                                       "give its spec file, or `launch runs --local` to list them all\n")
+    assert main(["runs", "--volumes-dir", str(tmp_path)]) == 2
+    assert "--volumes-dir needs --local" in capsys.readouterr().err
+    assert main(["pull", "20261208", "d", "--best", "--latest", *where]) == 2
+    assert "--step, --best and --latest exclude each other" in capsys.readouterr().err
+    assert main(["pull", "20261208", "d", "--best", *where]) == 1
+    assert capsys.readouterr().err == (
+        "run 20261208-010203-a1b2: no best checkpoint recorded (the recipe names no objective, or "
+        "none was measured at a checkpoint); --latest or --step N\n")
+
+
+def test_a_damaged_record_is_skipped_not_fatal(tmp_path: Path, capsys) -> None:
+    _recorded(tmp_path, "20261208-010203-a1b2")
+    broken = tmp_path / "vol" / "probe" / "runs" / "20261208-999999-0000"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    assert [r["run"] for r in _runs_json(capsys, tmp_path)] == ["20261208-010203-a1b2"]
