@@ -179,3 +179,40 @@ def test_a_train_only_job_s_call_keeps_the_run_record_on_its_volume(tmp_path, mo
     session.train(run=RUN)
     again = json.loads(record_path(tmp_path / "volume" / "probe", RUN["id"]).read_text())
     assert [(a["number"], a["outcome"]) for a in again["attempts"]] == [(1, "lost"), (2, "finished")]
+
+
+def test_the_pipeline_s_driver_keeps_the_record_and_hands_each_stage_the_run_id(tmp_path, monkeypatch) -> None:
+    from launcher.runtime.pipeline import driver
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shutil.copy(ROOT / "tests/recipes/probe_stages.py", tmp_path / "probe_stages.py")
+    body = probe_spec(steps=3)
+    body["stages"] = {"prepare": {"run": "probe_stages:prepare", "retries": 0},
+                      "evaluate": {"run": "probe_stages:evaluate", "retries": 0}}
+    spec = load_spec(write_spec(tmp_path, body)).spec
+    spawned: list[tuple[str, dict]] = []
+
+    class Method:
+        def __init__(self, stage: str) -> None:
+            self.stage = stage
+
+        def spawn(self, **kwargs: Any) -> Any:
+            spawned.append((self.stage, kwargs))
+            return SimpleNamespace(object_id=f"fc-{self.stage}")
+
+    results = {"fc-prepare": {"status": "finished", "metrics": {"rows": 10.0}},
+               "fc-train": {"status": "finished", "steps": 3, "metrics": {"loss": 0.5}},
+               "fc-evaluate": {"status": "finished", "metrics": {"accuracy": 0.9}}}
+    caller = driver.ModalCaller({s: Method(s) for s in spec.pipeline},
+                                lambda call_id: SimpleNamespace(get=lambda: results[call_id]),
+                                run_id=RUN["id"])
+    volume = LocalVolume(tmp_path / "volume", tmp_path / "driver")
+    outcome = driver.run_pipeline(spec, caller, volume, "fc-driver", root=volume.path, run=RUN)
+    assert outcome["status"] == "finished"
+    assert spawned == [(s, {"lease": "fc-driver", "run_id": RUN["id"]}) for s in spec.pipeline]
+    record = json.loads(record_path(tmp_path / "volume" / "probe", RUN["id"]).read_text())
+    assert record["status"] == "finished" and record["coordinator"] == {"kind": "modal call", "call_id": "fc-driver"}
+    assert record["calls"] == {s: [f"fc-{s}"] for s in spec.pipeline}
+    assert [(a["stage"], a["outcome"]) for a in record["attempts"]] == [(s, "finished") for s in spec.pipeline]
+    assert record["metrics"]["values"] == {"accuracy": 0.9}

@@ -59,13 +59,15 @@ class StageCaller(Protocol):
 
 class ModalCaller:
     """Stage calls on Modal. `methods`: each stage's Modal method (`Trainer().train`,
-    `Prepare().run`, ...); `from_id`: `modal.FunctionCall.from_id`."""
+    `Prepare().run`, ...); `from_id`: `modal.FunctionCall.from_id`; `run_id`: the run's id, for
+    each stage call's LAUNCH_RUN_ID (empty: none)."""
 
-    def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any]) -> None:
-        self.methods, self.from_id = methods, from_id
+    def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any], run_id: str = "") -> None:
+        self.methods, self.from_id, self.run_id = methods, from_id, run_id
 
     def spawn(self, stage: str, lease: str) -> str:
-        return str(self.methods[stage].spawn(lease=lease).object_id)
+        named = {"run_id": self.run_id} if self.run_id else {}
+        return str(self.methods[stage].spawn(lease=lease, **named).object_id)
 
     def get(self, call_id: str) -> dict[str, Any]:
         try:

@@ -344,11 +344,12 @@ class Session:
         return resume and self.spec.checkpoint.resume == "auto"
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
-              lease: str = "", run: dict[str, Any] | None = None) -> dict[str, Any]:
+              lease: str = "", run: dict[str, Any] | None = None, run_id: str = "") -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
         `lease`: the call id of the pipeline driver whose lease of the job this call works under
         (empty: the call takes the lease itself). `run`: on Modal, a train-only job's run (its
-        id and what `launch` knew): this call is its coordinator and keeps its record.
+        id and what `launch` knew): this call is its coordinator and keeps its record; `run_id`:
+        a pipeline's train, the run's id from its driver.
 
         A failure that no retry can fix returns {"status": "permanent", ...} instead of raising:
         Modal retries every exception, and retrying a diverged loss only repeats it.
@@ -356,8 +357,8 @@ class Session:
         total = steps or self.spec.train.steps
         self.driver = lease
         self.run_info = run if run and not lease else None
-        if run:  # the run's id, as every process of a local run has it (LAUNCH_RUN_ID)
-            os.environ["LAUNCH_RUN_ID"] = str(run["id"])
+        if run or run_id:  # the run's id, as every process of a local run has it (LAUNCH_RUN_ID)
+            os.environ["LAUNCH_RUN_ID"] = str(run["id"]) if run else run_id
         objective = getattr(self.recipe_cls, "objective", None)
         if isinstance(objective, tuple) and len(objective) == 2:  # for the run's record
             events.emit("objective", name=str(objective[0]), mode=str(objective[1]))
