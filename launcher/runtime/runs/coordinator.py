@@ -24,6 +24,14 @@ from launcher.spec.model import JobSpec
 DIFF = "code.diff"
 
 
+def adopt_run_id(run_id: str) -> None:
+    """On Modal: this process takes the run's id as a local worker has it (LAUNCH_RUN_ID), so
+    whatever reads the runtime's settings names the run's folders alike."""
+    from launcher.runtime.settings import ENV
+
+    os.environ[ENV["run_id"]] = run_id
+
+
 def record_for(job_dir: Path, run: Mapping[str, Any], spec: JobSpec, call_id: str,
                commit: Callable[[], None], say: Callable[[str], None]) -> Recorder:
     """The recorder of run `run["id"]`: the record found on the volume, else a new one."""
