@@ -145,6 +145,9 @@ def test_logs_print_the_saved_lines_of_a_run_named_by_a_prefix(finished, capsys)
     assert main(["logs", record["run"][:17], "--local", "--volumes-dir", str(folder / "volumes")]) == 0
     out = capsys.readouterr().out
     assert "[launch] update 9 of 9" in out and out.rstrip().endswith("[launch] attempt 1: finished")
+    # --follow on a run that has ended prints the same and returns.
+    assert main(["logs", record["run"], "--follow", "--local", "--volumes-dir", str(folder / "volumes")]) == 0
+    assert capsys.readouterr().out == out
 
 
 @pytest.mark.parametrize("which", ["--latest", "--best", "--step=6"])
