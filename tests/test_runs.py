@@ -317,3 +317,15 @@ def test_a_damaged_record_is_skipped_not_fatal(tmp_path: Path, capsys) -> None:
     broken.mkdir()
     (broken / "run.json").write_text("{not json")
     assert [r["run"] for r in _runs_json(capsys, tmp_path)] == ["20261208-010203-a1b2"]
+
+
+def test_the_loop_s_metrics_history_gives_the_last_metrics_and_the_objective(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, _record())
+    rec.set_objective("val/loss", "min")
+    history = rec.path.parent / "metrics.jsonl"
+    history.parent.mkdir(parents=True)
+    history.write_text("\n".join(json.dumps({"step": s, "time": 1000.0 + s, "metrics": {"val/loss": v}})
+                                 for s, v in ((10, 0.8), (20, 0.3), (30, 0.5))) + "\n{\"step\": 40, \"ti")
+    rec.history(history)
+    assert rec.record.metrics == {"step": 30, "time": 1030.0, "values": {"val/loss": 0.5}}
+    assert (rec.record.objective["best"], rec.record.objective["best_step"]) == (0.3, 20)

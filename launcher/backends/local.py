@@ -38,7 +38,7 @@ from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import Outcome, classify
 from launcher.runtime.lifecycle import timeline
-from launcher.runtime.runs.record import RunRecord, new_run_id
+from launcher.runtime.runs.record import METRICS, RunRecord, new_run_id
 from launcher.runtime.runs.recorder import Recorder
 from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.storage.volume import LocalVolume
@@ -210,6 +210,7 @@ class Supervisor:
         if attempt.outcome == "transient" and not attempt.message:
             attempt.message = f"worker exited with code {code}"
         if self.recorder is not None:
+            self.recorder.history(self.recorder.path.parent / METRICS)
             self.recorder.attempt_ended(self.stage, number, "stopped" if self.interrupted and
                                         attempt.outcome != "finished" else attempt.outcome, attempt.message)
         return attempt

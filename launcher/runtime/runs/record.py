@@ -19,6 +19,7 @@ from typing import Any
 _FIELDS: set[str] = set()  # RunRecord's field names, once
 RUNS = "runs"  # the folder in a job's folder that holds one folder per run
 RECORD = "run.json"
+METRICS = "metrics.jsonl"  # beside the record: the loop's metrics history, when it keeps one
 FORMAT = 1
 STATUSES = ("running", "finished", "failed", "stopped", "pruned", "dead")
 ENDED = ("finished", "failed", "stopped", "pruned")

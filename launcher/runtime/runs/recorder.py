@@ -7,6 +7,7 @@ run: a record that cannot be written is said once in the log and the run goes on
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -120,6 +121,25 @@ class Recorder:
                 obj["best"], obj["best_step"] = value, step
         if force or now - self.last_save >= METRICS_EVERY_S:
             self.save()
+
+    def history(self, path: Path) -> None:
+        """The metrics history the loop keeps (`metrics.jsonl`: one `{"step", "time",
+        "metrics"}` object a line), when there is one: its lines newer than what the record
+        has become the last metrics and the objective's last and best. Not saved here."""
+        try:
+            lines = path.read_text("utf-8").splitlines()
+        except OSError:
+            return
+        seen = self.record.step or -1
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                step, values = int(entry["step"]), entry["metrics"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line being written, or damaged
+            if step >= seen and isinstance(values, Mapping):
+                self.metrics(step, values, float(entry.get("time") or time.time()), force=False)
+                seen = step
 
     def set_objective(self, name: str, mode: str) -> None:
         if self.record.objective is None or self.record.objective.get("name") != name:

@@ -52,6 +52,7 @@ from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
+from launcher.runtime.runs.record import METRICS
 from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
@@ -335,6 +336,7 @@ class Session:
         recorder.commit = self._commit_record
         if result:
             recorder.result(result)
+        recorder.history(recorder.path.parent / METRICS)
         recorder.attempt_ended("train", self.attempt, status or outcome, error or "")
         if status is not None:
             recorder.end(status, error)
