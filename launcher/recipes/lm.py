@@ -21,7 +21,6 @@ through ``state_dict``. Each process samples its own contiguous shard of the tra
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -66,6 +65,11 @@ def held_out(name: str, fraction: float) -> bool:
     return digest / 2**64 < fraction
 
 
+def as_tensor(data: bytes) -> torch.Tensor:
+    # frombuffer refuses an empty buffer
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+
+
 def unigram_entropy(data: torch.Tensor) -> float:
     """Entropy of the bytes' own frequencies, in nats per byte."""
     p = torch.bincount(data.long(), minlength=VOCAB).double() / len(data)
@@ -87,9 +91,7 @@ def prepare(ctx: StageContext) -> dict[str, float]:
         splits["val" if held_out(name, cfg["val_fraction"]) else "train"].append(text)
         total += len(text)
         files += 1
-    data = {split: torch.tensor(list(b"".join(parts)), dtype=torch.uint8) if not parts else
-            torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
-            for split, parts in splits.items()}
+    data = {split: as_tensor(b"".join(parts)) for split, parts in splits.items()}
     if min(len(d) for d in data.values()) < 4096:
         raise ValueError(f"too little source under {root} for a train and a validation split "
                          f"({len(data['train'])} and {len(data['val'])} bytes): raise max_bytes "
@@ -328,8 +330,7 @@ def evaluate(ctx: StageContext) -> dict[str, float]:
     model.eval()
     chunks = windows(data["val"], model.block_size, cfg["max_windows"])
     total = 0.0
-    autocast = ctx.accelerator.autocast() if hasattr(ctx.accelerator, "autocast") else contextlib.nullcontext()
-    with autocast:
+    with ctx.accelerator.autocast():  # the unwrapped model runs in the job's precision too
         for chunk in chunks.split(64):
             total += window_loss(model, chunk.to(device)).item() * len(chunk)
         sample = greedy(model, cfg["prompt"].encode(), cfg["sample_bytes"], device)
