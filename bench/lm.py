@@ -2,7 +2,8 @@
 model and data in a plain PyTorch loop, and the checkpoint stall, on this machine's CPU.
 
 Run: python bench/lm.py [--seeds 0 1 2] [--updates 200]
-For each seed (distinct seeds: distinct initialisations and data orders), alternately:
+For each seed (distinct seeds: distinct initialisations and data orders), side by side (started
+together, one torch thread each, so that on a shared machine both see the same load):
 - launcher: `launch jobs/lm.yaml --local` with train.seed=SEED, its model and data as the spec
   says (prepare's output), logging every 10 updates and checkpointing every 50 (as the job does: in the background).
   Its steady state is the median rate over the logged 10-update intervals after the first that
@@ -11,6 +12,10 @@ For each seed (distinct seeds: distinct initialisations and data orders), altern
 - plain: the same GPT, optimizer, schedule, gradient accumulation, batches (the recipe's own
   functions), threads (train.config.torch_threads) and precision (fp32), in a loop with no
   Accelerate, no launcher, no checkpoints, timed in the same 10-update intervals after the first.
+- paired: the recipe's train_step through an Accelerator and the plain step, alternated update
+  by update in one process (60 updates), the ratio of their times: what the step costs through
+  Accelerate, measured so that load from other work moves both alike; and whether the two end
+  with the same parameters.
 Prints each run and the medians: tokens (bytes) per second and their ratio (target >= 0.97),
 and the stall per checkpoint. The machine may be shared: its load average is printed too.
 """
@@ -18,6 +23,7 @@ and the stall per checkpoint. The machine may be shared: its load average is pri
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -67,6 +73,63 @@ print(json.dumps({"times": times, "threads": torch.get_num_threads()}))
 '''.replace("%(log)d", str(LOG_EVERY))
 
 
+PAIRED = r'''
+import json, statistics, sys, time
+from pathlib import Path
+import torch
+from launcher.recipes import lm
+from launcher.runtime.pipeline.stages import StageContext
+from launcher.runtime.train.accelerator import Accelerator
+
+cfg_in, seed, updates, accumulate, data_dir = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
+lm.prepare(StageContext(stage="prepare", config=json.loads(sys.argv[6]), seed=seed, data_dir=data_dir, log=lambda _: None))
+acc = Accelerator(gradient_accumulation_steps=accumulate, cpu=True, mixed_precision="no")
+recipe = lm.LM(cfg_in, seed)
+recipe.data_dir = data_dir
+recipe.setup(acc)
+plain = lm.LM(cfg_in, seed)
+cfg, train, block = recipe.cfg, recipe.shard, recipe.cfg["block_size"]
+
+def plain_step(update):
+    plain.model.train()
+    for micro in range(accumulate):
+        g = torch.Generator().manual_seed(lm.order_seed(seed, update, micro, 0))
+        starts = torch.randint(0, len(train) - block - 1, (cfg["batch_size"],), generator=g)
+        loss = lm.window_loss(plain.model, train[starts[:, None] + torch.arange(block + 1)].long())
+        (loss / accumulate).backward()
+    torch.nn.utils.clip_grad_norm_(plain.model.parameters(), cfg["grad_clip"])
+    plain.optimizer.step()
+    plain.optimizer.zero_grad(set_to_none=True)
+    plain.scheduler.step()
+    loss.item()
+
+ratios = []
+for update in range(updates):
+    t0 = time.perf_counter(); recipe.train_step(update)
+    t1 = time.perf_counter(); plain_step(update)
+    t2 = time.perf_counter()
+    if update >= 5:
+        ratios.append((t2 - t1) / (t1 - t0))
+same = all(torch.equal(a, b) for a, b in zip(recipe.model.parameters(), plain.model.parameters()))
+print(json.dumps({"ratio": statistics.median(ratios), "same": same}))
+'''
+
+
+def paired(seed: int, updates: int, spec: dict) -> dict[str, float]:
+    """The recipe's train_step through Accelerate and the plain step, update by update in one
+    process: a ratio that load from other work on the machine moves little."""
+    train = spec["train"]
+    with tempfile.TemporaryDirectory() as data:
+        proc = subprocess.run(
+            [sys.executable, "-c", PAIRED, json.dumps(train["config"]), str(seed), str(updates),
+             str(train.get("gradient_accumulation_steps", 1)), data,
+             json.dumps(spec["stages"]["prepare"].get("config", {}))],
+            cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"seed {seed}: the paired loop failed\n{proc.stderr}")
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
 def tokens_per_update(train: dict) -> int:
     cfg = train["config"]
     return cfg["batch_size"] * cfg["block_size"] * train.get("gradient_accumulation_steps", 1)
@@ -103,19 +166,21 @@ def launcher_run(seed: int, updates: int, per_update: int) -> dict[str, float]:
             "checkpoints": int(found[1])}
 
 
-def plain_run(seed: int, updates: int, spec: dict) -> dict[str, float]:
-    import json
-
+def plain_start(seed: int, updates: int, spec: dict, data: str) -> subprocess.Popen:
     train = spec["train"]
     prep = spec["stages"]["prepare"].get("config", {})
-    with tempfile.TemporaryDirectory() as data:
-        proc = subprocess.run(
-            [sys.executable, "-c", PLAIN, json.dumps(train["config"]), str(seed), str(updates),
-             str(train.get("gradient_accumulation_steps", 1)), data, json.dumps(prep)],
-            cwd=ROOT, capture_output=True, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", PLAIN, json.dumps(train["config"]), str(seed), str(updates),
+         str(train.get("gradient_accumulation_steps", 1)), data, json.dumps(prep)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def plain_result(seed: int, proc: subprocess.Popen, spec: dict) -> dict[str, float]:
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"seed {seed}: the plain loop failed\n{proc.stderr}")
-    result = json.loads(proc.stdout.splitlines()[-1])
+        raise SystemExit(f"seed {seed}: the plain loop failed\n{err}")
+    train = spec["train"]
+    result = json.loads(out.splitlines()[-1])
     times = result["times"]
     per_update = tokens_per_update(train)
     rates = [per_update * LOG_EVERY / (b - a) for a, b in zip(times, times[1:])]
@@ -130,17 +195,24 @@ def main() -> int:
     spec = yaml.safe_load(JOB.read_text("utf-8"))
     train = spec["train"]
     per_update = tokens_per_update(train)
-    rows = []
+    rows, pairs = [], []
     for seed in args.seeds:
-        plain = plain_run(seed, args.updates, spec)
-        launched = launcher_run(seed, args.updates, per_update)
+        # Side by side, started together: on a machine others share too, both see the same load.
+        with tempfile.TemporaryDirectory() as data:
+            started = plain_start(seed, args.updates, spec, data)
+            launched = launcher_run(seed, args.updates, per_update)
+            plain = plain_result(seed, started, spec)
+        pair = paired(seed, min(args.updates, 60), spec)
+        pairs.append(pair)
         rows.append((plain, launched))
         print(f"seed {seed}: plain {plain['tokens_s']:,.0f} tokens/s, launcher "
               f"{launched['tokens_s']:,.0f} tokens/s ({launched['tokens_s'] / plain['tokens_s']:.3f}x); "
-              f"{launched['checkpoints']} checkpoints, {launched['stall_s'] * 1000:.0f} ms each",
+              f"{launched['checkpoints']} checkpoints, {launched['stall_s'] * 1000:.0f} ms each; "
+              f"paired {pair['ratio']:.3f}x, same parameters {pair['same']}",
               flush=True)
     plain_med = statistics.median(p["tokens_s"] for p, _ in rows)
     launch_med = statistics.median(x["tokens_s"] for _, x in rows)
+    ratio = statistics.median(x["tokens_s"] / p["tokens_s"] for p, x in rows)
     stall = statistics.median(x["stall_s"] for _, x in rows)
     cfg = train["config"]
     print(f"median over {len(rows)} distinct seeds, {args.updates} updates each, on CPU "
@@ -150,8 +222,11 @@ def main() -> int:
           f"{cfg['block_size']} bytes; {per_update} tokens (bytes) an update "
           f"({train.get('gradient_accumulation_steps', 1)} micro-batches)")
     print(f"  plain loop    {plain_med:,.0f} tokens/s")
-    print(f"  launcher      {launch_med:,.0f} tokens/s = {launch_med / plain_med:.3f}x the plain loop "
-          "(target >= 0.97)")
+    print(f"  launcher      {launch_med:,.0f} tokens/s; {ratio:.3f}x the plain loop (median of the "
+          "seeds' ratios; target >= 0.97)")
+    print(f"  paired        the recipe's step through Accelerate {statistics.median(p['ratio'] for p in pairs):.3f}x "
+          "the plain step, interleaved update by update in one process (median over the seeds; "
+          f"the same parameters after every run: {all(p['same'] for p in pairs)})")
     print(f"  checkpoint    {stall * 1000:.0f} ms stall per checkpoint (the job's background checkpoints: the training thread's copy, "
           f"every {SAVE_EVERY} updates, local disk)")
     return 0
