@@ -68,6 +68,7 @@ class Checkpoint:
     keep_last: int
     resume: str  # auto | never
     async_write: bool | str  # checkpoint.async: auto | True | False
+    keep_best: int = 0  # the best by the recipe's objective, kept besides keep_last
 
     def writes_in_background(self, processes: int) -> bool:
         """Whether a run with `processes` training processes writes checkpoints in the
@@ -85,6 +86,7 @@ class Train:
     log_every: int
     tracker: str
     config: dict[str, Any] = field(hash=False)
+    validate_every: int | None = None  # recipe.validate() every this many updates (and at the end)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Stage:
     snapshot: str  # none | cpu | gpu
     config: dict[str, Any] = field(hash=False)
     inputs: tuple[str, ...] = ()  # files it reads, relative to the repository root
+    checkpoint: str = "latest"  # evaluate: which of train's checkpoints it loads (latest | best)
 
     @property
     def gpu_string(self) -> list[str] | str | None:
@@ -139,6 +142,14 @@ class JobSpec:
         for stage in data.get("stages", []):
             if not stage["inputs"]:  # likewise a stage that declares no input files
                 del stage["inputs"]
+            if stage["checkpoint"] == "latest":  # and one that reads the latest checkpoint
+                del stage["checkpoint"]
+        # Likewise the fields of issue 19 at their defaults: the spec hash of a job that sets
+        # none of them is what it was before they existed.
+        if self.checkpoint.keep_best == 0:
+            del data["checkpoint"]["keep_best"]
+        if self.train.validate_every is None:
+            del data["train"]["validate_every"]
         return data
 
     def stage(self, name: str) -> Stage | None:
@@ -186,4 +197,5 @@ def _compute(compute: dict[str, Any]) -> Compute:
 
 def _stage(stage: dict[str, Any]) -> Stage:
     return Stage(stage["name"], stage["run"], _compute(stage["compute"]), Retries(**stage["retries"]),
-                 stage["snapshot"], dict(stage["config"]), tuple(stage.get("inputs", ())))
+                 stage["snapshot"], dict(stage["config"]), tuple(stage.get("inputs", ())),
+                 stage.get("checkpoint", "latest"))
