@@ -152,7 +152,8 @@ def _changes(saved: dict[str, Any], current: dict[str, Any], keys: Collection[st
 # What each field of a manifest's `extra` must be, where present; None is allowed for all.
 _EXTRA_TYPES: dict[str, tuple[type, ...]] = {
     "job": (str,), "recipe": (str,), "world_size": (int,), "train_config": (dict,),
-    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float)}
+    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float),
+    "objective": (dict,)}
 
 
 def _malformed(extra: dict[str, Any]) -> str | None:
@@ -230,6 +231,11 @@ class Checkpointer:
             raise LoadFailed(step)
         extra = _extra(path, step)
         self.start_step = step
+        if self.ctx.pick == "best":
+            recorded = extra.get("objective") or {}
+            events.log(f"the best checkpoint by the objective: {path.name} ({recorded.get('name')} "
+                       f"{recorded['value']:.4g})" if recorded.get("value") is not None else
+                       f"no checkpoint records an objective value: the newest, {path.name}")
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
         self._log_config_changes(path.name, extra)
         self._log_train_changes(path.name, extra)
@@ -353,7 +359,8 @@ class Checkpointer:
 
     def _pick_here(self, skip: Collection[int]) -> tuple[Path, int] | None:
         try:
-            found = store.newest_usable(self.ctx.checkpoints, self._check, _warn, skip)
+            found = store.newest_usable(self.ctx.checkpoints, self._check, _warn, skip,
+                                        best=self.ctx.pick == "best")
         except store.Incompatible as exc:
             raise PermanentError(str(exc)) from exc
         return (found.path, found.step) if found else None
@@ -501,7 +508,8 @@ class Checkpointer:
         self._commit()
         faults.point("committed", step)
         try:
-            store.retain(root, step, self.ctx.spec.checkpoint.keep_last)
+            store.retain(root, step, self.ctx.spec.checkpoint.keep_last,
+                         self.ctx.spec.checkpoint.keep_best)
         except store.CheckpointError as exc:
             _warn(str(exc))
 

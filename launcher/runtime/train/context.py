@@ -33,3 +33,6 @@ class LoopContext:
     # evaluate: loads train's newest checkpoint, saves none; the process count that wrote it
     # does not matter (process 0's recipe state is loaded)
     reads_only: bool = False
+    # which checkpoint resume picks: latest (the newest usable) or best (by the objective the
+    # manifests record; evaluate with stages.evaluate.checkpoint: best)
+    pick: str = "latest"

@@ -52,7 +52,7 @@ from launcher.runtime.lease import Lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
-from launcher.runtime.recipe import checks
+from launcher.runtime.recipe import checks, objective
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train import results
 from launcher.runtime.train.context import LoopContext
@@ -220,6 +220,7 @@ class Session:
 
         self.recipe_cls = import_recipe(self.spec.train.recipe)
         checks.check_class(self.recipe_cls, self.spec.train.recipe)
+        objective.check(self.recipe_cls)
         self.recipe = self._build_recipe()  # seeded first
         if self.spec.snapshot == "gpu" and not self.distributed:
             # A GPU snapshot keeps device memory too: place the model before it is taken,
@@ -281,7 +282,8 @@ class Session:
         newest = store.complete(self.job_dir) if self._resumes(resume) else []
         if newest:
             try:
-                store.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
+                store.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last,
+                             self.spec.checkpoint.keep_best)
             except store.CheckpointError as exc:
                 events.log(f"warning: {exc}")
         faults.point("lease")
