@@ -138,6 +138,14 @@ def test_retention_keeps_the_best_by_the_mode_each_manifest_records(tmp_path: Pa
     assert [c.step for c in store.by_objective(store.complete(root))] == [2, 4, 7, 6]
 
 
+def test_best_falls_back_to_the_newest_when_no_manifest_records_a_value(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    for step in (1, 2):
+        store.save(root, step, lambda folder: (folder / "w").write_text("x"), spec_hash="h")
+    found = store.newest_usable(root, lambda c: None, print, best=True)
+    assert found is not None and found.step == 2
+
+
 @pytest.mark.parametrize(("pick", "step"), [("best", 3), ("latest", 9)])
 def test_evaluate_reads_the_checkpoint_asked_for(tmp_path: Path, pick: str, step: int) -> None:
     stage = {"run": "scored_recipe:evaluate", "retries": 0,
@@ -165,6 +173,21 @@ def test_the_summary_counts_every_attempt(tmp_path: Path) -> None:
     assert "  checkpoints  2 written" in run.output
     assert "  objective    val/score (max): last 0, best 0.9" in run.output
     assert "attempts     2 (1: transient, 2: " in run.output
+    # The history holds each update once: attempt 2 dropped attempt 1's update 4 (after step-3).
+    entries = history.read(Path(os.environ["LAUNCH_LOCAL_DIR"]) / "runs" / "scored" / history.FILE)
+    assert [e["step"] for e in entries] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_fresh_container_carries_the_history_on_from_the_volume(tmp_path: Path) -> None:
+    mirror, local = tmp_path / "volume-runs", tmp_path / "container-runs"
+    mirror.mkdir()
+    lines = [json.dumps({"step": s, "time": 1.0, "metrics": {"val/loss": 1.0 / s}}) for s in (1, 2, 3)]
+    (mirror / history.FILE).write_text("\n".join(lines) + '\n{"step": 4, "ti')  # a torn last line
+    kept = history.History(local, mirror, start_step=2)
+    kept.append(3, {"val/loss": 0.25, "train/loss": float("nan")})
+    entries = history.read(local / history.FILE)
+    assert [(e["step"], e["metrics"]) for e in entries] == [
+        (1, {"val/loss": 1.0}), (2, {"val/loss": 0.5}), (3, {"val/loss": 0.25})]
 
 
 def test_a_validate_that_breaks_the_protocol_is_permanent_and_located(tmp_path: Path) -> None:
