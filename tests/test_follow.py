@@ -104,7 +104,7 @@ class Tty(io.StringIO):
 def test_on_a_tty_a_progress_bar_shows_step_objective_and_sps() -> None:
     stream = Tty()
     display = Display(80, stream)
-    display.metrics({"step": 20, "metrics": {"sps": 51234.0, "return_mean100": 312.5},
+    display.metrics({"step": 20, "sps": 51234.0, "return_mean100": 312.5,
                      "objective": {"name": "return_mean100", "mode": "max", "value": 312.5}})
     display.bar.refresh()
     assert "20/80" in stream.getvalue()
@@ -115,7 +115,7 @@ def test_on_a_tty_a_progress_bar_shows_step_objective_and_sps() -> None:
 def test_a_progress_bar_shows_no_sps_for_a_recipe_without_environments() -> None:
     stream = Tty()
     display = Display(80, stream)
-    display.metrics({"step": 20, "metrics": {"train/loss": 0.5},
+    display.metrics({"step": 20, "train/loss": 0.5,
                      "objective": {"name": "val/loss", "mode": "min", "value": 0.25}})
     display.bar.refresh()
     assert "val/loss 0.25" in stream.getvalue()
@@ -126,7 +126,7 @@ def test_a_progress_bar_shows_no_sps_for_a_recipe_without_environments() -> None
 def test_without_a_tty_there_is_no_bar() -> None:
     display = Display(80, io.StringIO())
     assert display.bar is None
-    display.metrics({"step": 20, "metrics": {"sps": 1.0}})  # plain log lines from the worker say it instead
+    display.metrics({"step": 20, "sps": 1.0})  # plain log lines from the worker say it instead
 
 
 class Gone(io.StringIO):

@@ -109,7 +109,7 @@ class Display:
         objective = event.get("objective")
         if objective and objective.get("value") is not None:
             said.append(f"{objective['name']} {objective['value']:.4g}")
-        sps = (event.get("metrics") or {}).get("sps")
+        sps = event.get("sps")
         if sps is not None:
             said.append(f"{sps:,.0f} SPS")
         with contextlib.suppress(OSError):

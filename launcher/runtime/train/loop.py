@@ -259,8 +259,9 @@ class Loop:
         self.acc.log(logged, step=self.step)
         if self.history is not None:
             self.history.append(self.step, metrics)
-        events.emit("metrics", step=self.step, total=self.spec.train.steps,
-                    objective=self.objective.record(), metrics=logged)
+        # The metrics flat beside the event's own fields (which win over a metric of their name).
+        events.emit("metrics", **{**logged, "step": self.step, "total": self.spec.train.steps,
+                                  "objective": self.objective.record()})
         shown = objective.progress_line(metrics, self.objective, self.progress)
         events.log(f"update {self.step} of {self.spec.train.steps}: {shown}{speed}")
 
