@@ -200,7 +200,7 @@ class Loop:
                     timeline.mark("last_step_done")
                 env_steps = metrics.get("env_steps")
                 first_env_steps = env_steps if first_env_steps is None else first_env_steps
-                validated = self._validate_due(total) and self._validate(total)
+                validated = self._validate_due(total) and self._validate()
                 if validated or self.step % self.spec.train.log_every == 0 or self.step == total:
                     self._log({**metrics, **(validated or {})}, start, first_env_steps)
                 stop_now, time_due = self._agree(stop.requested is not None, self._time_due())
@@ -233,7 +233,7 @@ class Loop:
         every = self.spec.train.validate_every
         return self.validates and (self.step == total or bool(every) and self.step % every == 0)
 
-    def _validate(self, total: int) -> dict[str, float]:
+    def _validate(self) -> dict[str, float]:
         """`recipe.validate()` on every process; its metrics averaged across processes."""
         recipe = self.ctx.recipe
         returned = checks.metrics(recipe, recipe.validate(), self.step, "validate")
