@@ -16,7 +16,7 @@ from typing import Any
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.storage.volume import Volume
-from launcher.spec.model import JobSpec
+from launcher.spec.model import CheckpointPick, JobSpec
 
 
 @dataclass(frozen=True)
@@ -35,4 +35,4 @@ class LoopContext:
     reads_only: bool = False
     # which checkpoint resume picks: latest (the newest usable) or best (by the objective the
     # manifests record; evaluate with stages.evaluate.checkpoint: best)
-    pick: str = "latest"
+    pick: CheckpointPick = "latest"
