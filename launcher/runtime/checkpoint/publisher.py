@@ -4,7 +4,8 @@ Public face: `Publisher(ctx).publish(step, write, extra)`, global rank 0 alone, 
 set aside (at its first publish) every checkpoint after the one this run started from, write
 under a temporary name and publish atomically (`store.save`), mirror the run's tracker files
 into the job's folder, heartbeat the job's lease and commit the volume, then apply retention
-(so a failed deletion never costs the new checkpoint). `started_from(step)` tells it which
+(`checkpoint.keep_last`, and `keep_best` by the objective each manifest records; a failed
+deletion never costs the new checkpoint). `started_from(step)` tells it which
 checkpoint the run resumed from; `copy_as_new_file` is how files reach the volume.
 
 It neither builds nor loads state: what goes into a checkpoint is the manager's (`write`).
