@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from launcher.errors import Problem, SpecError
 from launcher.spec.compose import apply_set
 from launcher.spec.normalise import integers
@@ -112,18 +114,24 @@ def without_sweep(doc: Document) -> Document:
     return job
 
 
+def set_arg(path: str, value: Any) -> str:
+    """The `--set` argument that sets `value` at `path` (YAML text: 1e-05 would be a string)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
+    return f"{path}={text.removesuffix(chr(10)).removesuffix(chr(10) + '...')}"
+
+
 def with_params(doc: Document, params: dict[str, Any]) -> Document:
     """`doc` (a job, without sweep) with each parameter set as `--set PATH=VALUE` sets it."""
     out = Document(copy.deepcopy(doc.value), dict(doc.values), dict(doc.keys))
     for path, value in params.items():
-        out = apply_set(out, f"{path}={json.dumps(value)}")
+        out = apply_set(out, set_arg(path, value))
     return out
 
 
 def _parameter(path: str, raw: dict[str, Any]) -> Parameter:
     kind = next(k for k in KINDS if raw.get(k) is not None)
     if kind in ("choice", "grid"):
-        return Parameter(path, kind, values=tuple(raw[kind]))
+        return Parameter(path, kind, values=tuple(raw[kind]), step=raw.get("step"))
     low, high = raw[kind]
     return Parameter(path, kind, low, high, raw.get("step"))
 
@@ -188,7 +196,7 @@ def _value_problems(doc: Document, job: Document, params: list[Parameter]) -> li
             problems.append(_at(doc, at, f"cannot be swept: {why}", key=True))
             continue
         for value in p.candidates():
-            arg = f"{p.path}={json.dumps(value)}"
+            arg = set_arg(p.path, value)
             try:
                 check(apply_set(Document(copy.deepcopy(job.value), dict(job.values), dict(job.keys)), arg))
             except SpecError as exc:
