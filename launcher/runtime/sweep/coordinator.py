@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from launcher.runtime.sweep.budget import Budget
 from launcher.runtime.sweep.journal import StudyStore
 from launcher.runtime.sweep.search import params_of, space
-from launcher.spec.sweep import Sweep
+from launcher.spec.sweep_model import Sweep
 
 
 @dataclass(frozen=True)

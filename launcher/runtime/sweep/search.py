@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from launcher.spec.sweep import Parameter, Sweep
+from launcher.spec.sweep_model import Parameter, Sweep
 
 # The median rule judges a trial against at least this many others that reported at the same
 # update (Optuna's default of 5 startup trials would never prune a small sweep).
