@@ -127,9 +127,9 @@ def estimate_note() -> str:
 def _budget_lines(spec: JobSpec) -> list[str]:
     if spec.budget_usd is None:
         return []
-    return [f"budget      ${spec.budget_usd:,.2f} for the run: it stops gracefully (final checkpoint, "
-            f"status stopped) when its estimated spend reaches it; worst case one launch "
-            f"{total_worst_case(spec)}; {estimate_note()}"]
+    return [f"budget      ${spec.budget_usd:,.2f} for the run, against its worst case one launch "
+            f"{total_worst_case(spec)}; {estimate_note()} (a single run is not yet stopped at its "
+            "budget: a sweep's budget_usd holds its trials)"]
 
 
 def sweep_lines(spec: JobSpec, sweep: Sweep) -> list[str]:
