@@ -216,3 +216,16 @@ def test_the_budget_holds_the_running_trials_worst_case_back() -> None:
     assert budget.allows(300, [])  # 0.8: exactly the budget
     assert not budget.allows(301, [])
     assert Budget(None, 3.6, 0.4).allows(10 ** 9, [0.0] * 100)  # no budget
+
+
+def test_a_changed_search_is_refused_where_the_earlier_one_is_kept(folder: Path) -> None:
+    spec = write_sweep(folder, {**RANDOM, "trials": 1})
+    assert launch(folder, spec)[0] == 0
+    changed = {**RANDOM, "trials": 1, "parameters": {"train.config.channels": {"choice": [4, 8]}}}
+    code, output = launch(folder, write_sweep(folder, changed))
+    assert code == 1
+    assert output.endswith("sweep.yaml: the sweep's folder on the volume holds a sweep with other "
+                           "settings (parameters); give the sweep another name: to resume the "
+                           "earlier one, undo the change\n")
+    more = launch(folder, write_sweep(folder, {**RANDOM, "trials": 2}))  # extended: resumes
+    assert more[0] == 0 and len(trial_records(folder)) == 2, more[1]

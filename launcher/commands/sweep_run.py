@@ -7,6 +7,7 @@ coordinator is not built yet: `launch SWEEP.yaml` without --local says so.
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import replace
 import tempfile
@@ -71,6 +72,7 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
         with tempfile.TemporaryDirectory(prefix="launch-sweep-") as own:
             store = StudyStore(Path(own), volumes / spec.checkpoint.volume / spec.name / SWEEP_FOLDER)
             study = search_study(store, spec, sweep, search)
+            same_search(study, sweep, loaded.source)
             coordinator = Coordinator(spec.name, sweep, study, store, trials, _budget(loaded, sweep), log)
             previous = stop_signals(lambda _signum: coordinator.stop())
             try:
@@ -105,6 +107,22 @@ def search_study(store: Any, spec: Any, sweep: Sweep, search: Any) -> Any:
     every = spec.train.log_every
     return open_study(store, spec.name, sweep.direction, search.sampler(sweep),
                       search.pruner(sweep, spec.train.steps, every))
+
+
+def same_search(study: Any, sweep: Sweep, source: str) -> None:
+    """A sweep's folder holds one search: a restart resumes it; a changed search (space,
+    method, objective, early stopping) is refused before anything runs: its trials would mix."""
+    # trials, parallel and the budget may change between starts (a sweep extended, say)
+    mine = {k: v for k, v in json.loads(json.dumps(sweep.to_dict())).items()
+            if k not in ("trials", "parallel", "budget_usd")}
+    found = study.user_attrs.get("sweep")
+    if found is None:
+        study.set_user_attr("sweep", mine)
+    elif found != mine:
+        changed = sorted(k for k in mine if found.get(k) != mine[k])
+        raise RunError(f"{source}: the sweep's folder on the volume holds a sweep with other "
+                       f"settings ({', '.join(changed)}); give the sweep another name: to resume "
+                       "the earlier one, undo the change")
 
 
 def view(name: str, sweep: Sweep, outcome: Any, seconds: float) -> str:
