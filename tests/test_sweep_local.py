@@ -103,6 +103,8 @@ def test_a_grid_sweep_runs_every_combination_once(folder: Path) -> None:
     best_params = records[f"digits-t{int(best_row[0]):03d}"]["params"]
     assert {f"train.config.{k}": v for k, v in best["train"]["config"].items()} == best_params
     assert best["train"]["steps"] == 30  # the sweep file's own settings stand
+    picture = Path(re.search(r"^\[sweep\] picture: (.+)$", output, re.MULTILINE)[1])
+    assert picture.read_bytes()[:4] == b"\x89PNG"
     check_code, _ = launch_check(folder, "digits.best.yaml")
     assert check_code == 0
 

@@ -80,9 +80,11 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+            picture = draw_picture(study, sweep, folders(spec, repo_root, options)[0] / "sweep.png")
     finally:
         lock.release()
     click.echo(view(spec.name, sweep, outcome, time.perf_counter() - started), err=True)
+    click.echo(f"[sweep] {picture}", err=True)
     if outcome.interrupted:
         click.echo("[sweep] interrupted: the same command resumes it", err=True)
         return 130
@@ -107,6 +109,17 @@ def search_study(store: Any, spec: Any, sweep: Sweep, search: Any) -> Any:
     every = spec.train.log_every
     return open_study(store, spec.name, sweep.direction, search.sampler(sweep),
                       search.pruner(sweep, spec.train.steps, every))
+
+
+def draw_picture(study: Any, sweep: Sweep, path: Path) -> str:
+    """The sweep's picture, or why there is none; a line to print."""
+    from launcher.runtime.sweep import picture
+
+    if not picture.can_draw():
+        return "no picture: matplotlib is not installed (pip install 'modal-launcher[report]')"
+    if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        return "no picture: no trial reported its objective"
+    return f"picture: {picture.draw(study, sweep, path)}"
 
 
 def same_search(study: Any, sweep: Sweep, source: str) -> None:
