@@ -121,6 +121,10 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
     if rerun and dry_run:
         raise click.UsageError("--rerun is for runs (on Modal or --local)")
     if not dry_run and _is_sweep(job, sets):
+        if fresh or preempt_after or shipped or rerun or detach or use_local_code:
+            raise click.UsageError("--fresh, --preempt-after, --shipped, --rerun, --detach and "
+                                   "--use-local-code are not for sweeps (a sweep resumes; give "
+                                   "it another name to start over)")
         from launcher.commands.sweep_run import sweep
         from launcher.extras import require_optuna, require_runtime
 

@@ -69,6 +69,9 @@ BAD = [
     ("train.config.learning_rate: {uniform: [0.001, 0.01]}",
      "sweep.yaml:8:34: $.sweep.parameters.train.config.learning_rate.uniform: method grid needs a finite "
      "list of values: use grid or choice (or int), or method random or tpe for a uniform range"),
+    ("train.config.channels: {int: [1, 1000000]}",
+     "sweep.yaml:8:29: $.sweep.parameters.train.config.channels.int: method grid would list 1000000 "
+     "values; at most 10000: use a step, or method random or tpe"),
     ("train.config.channels: {choice: [8], step: 2}",
      "sweep.yaml:8:42: $.sweep.parameters.train.config.channels.step: step goes with int or uniform, not choice"),
 ]
@@ -173,3 +176,9 @@ def test_a_sweep_on_modal_says_it_runs_locally_for_now(folder: Path, launch) -> 
     assert result.code == 1
     assert result.err == ("sweep.yaml: sweeps run with --local for now; the coordinator on Modal (a "
                           "CPU function that `launch` spawns) is not built yet\n")
+
+
+def test_options_a_sweep_does_not_take_are_usage_errors(folder: Path, launch) -> None:
+    result = launch(sweep_file(folder, GOOD), "--local", "--fresh")
+    assert result.code == 2
+    assert "are not for sweeps (a sweep resumes; give it another name to start over)" in result.err

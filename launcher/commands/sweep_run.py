@@ -157,7 +157,7 @@ def view(name: str, sweep: Sweep, outcome: Any, seconds: float) -> str:
         lines.append(f"stopped early: {outcome.stopped_by_budget}")
     if outcome.trials:
         lines.append(f"coordinator overhead: {1000 * outcome.overhead_s / len(outcome.trials):.1f} ms "
-                     "per trial (ask, report, tell, copies to the volume)")
+                     "per trial (CPU time of ask, report, tell and copies to the volume)")
     return "\n".join(lines)
 
 

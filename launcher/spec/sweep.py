@@ -28,7 +28,7 @@ from launcher.spec.compose import apply_set
 from launcher.spec.normalise import integers
 from launcher.spec.refs import module_file, split
 from launcher.spec.schema import job_schema
-from launcher.spec.sweep_model import DEFAULT_TRIALS, KINDS, Parameter, Sweep
+from launcher.spec.sweep_model import DEFAULT_TRIALS, KINDS, MAX_GRID, Parameter, Sweep
 from launcher.spec.yamlpos import Document, JsonPath, json_path
 
 # Where trials must agree: the hardware (one worst case prices every trial), the volume and
@@ -105,7 +105,11 @@ def _shape_problems(doc: Document, sweep: dict[str, Any], params: list[Parameter
             problems.append(_at(doc, ("sweep", "parameters", p.path, "step"), f"an int range needs a whole step, not {p.step!r}"))
         if p.kind == "grid" and method == "tpe":
             problems.append(_at(doc, at, "grid values are swept by method grid; with tpe, use choice", key=True))
-        if method == "grid" and p.grid_values() is None:
+        values = p.grid_values()
+        if method == "grid" and values is not None and len(values) > MAX_GRID:
+            problems.append(_at(doc, at, f"method grid would list {len(values)} values; at most "
+                                         f"{MAX_GRID}: use a step, or method random or tpe", key=True))
+        if method == "grid" and values is None:
             problems.append(_at(doc, at, f"method grid needs a finite list of values: use grid or "
                                          f"choice (or int), or method random or tpe for a {p.kind} range", key=True))
     return problems

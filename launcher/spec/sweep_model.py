@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 KINDS = ("log_uniform", "uniform", "int", "choice", "grid")
 DEFAULT_TRIALS = 10
+MAX_GRID = 10000  # values of one parameter that method grid lists
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,12 @@ class Parameter:
         """The values a check applies to the job: both bounds of a range, every listed value."""
         return self.values if self.kind in ("choice", "grid") else (self.low, self.high)
 
-    def grid_values(self) -> tuple[Any, ...] | None:
+    def grid_values(self) -> Sequence[Any] | None:
         """Every value, when the parameter is a finite list (grid, choice, a stepped int)."""
         if self.kind in ("choice", "grid"):
             return self.values
         if self.kind == "int":
-            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))  # type: ignore[arg-type]
+            return range(int(self.low), int(self.high) + 1, int(self.step or 1))  # type: ignore[return-value,arg-type]
         return None
 
     def describe(self) -> str:
