@@ -162,3 +162,18 @@ def test_follow_reports_a_finished_pipeline(fake_modal, capsys) -> None:
     assert backend.follow(SUB) == 0
     assert capsys.readouterr().err == ("job finished\n  train      finished; loss 0.125\n"
                                        "  evaluate   finished; test_accuracy 0.9875\n")
+
+
+def test_follow_exits_3_for_a_bug_in_a_pipeline_stage_or_its_driver(fake_modal, capsys) -> None:
+    stage_bug = FakeCall(result={"status": "failed", "failed_stage": "train", "stages": [
+        {"stage": "train", "status": "permanent", "bug": True, "metrics": {},
+         "error": "a bug in launcher: TypeError: x"}]})
+    stage_bug.release.set()
+    fake_modal(stage_bug)
+    assert backend.follow(SUB) == 3
+    driver_bug = FakeCall(result={"status": "permanent", "bug": True, "failed_stage": None,
+                                  "stages": [], "error": "a bug in launcher: TypeError: y"})
+    driver_bug.release.set()
+    fake_modal(driver_bug)
+    assert backend.follow(SUB) == 3
+    assert "job failed, not retried: a bug in launcher: TypeError: y" in capsys.readouterr().err

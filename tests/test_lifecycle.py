@@ -85,8 +85,9 @@ def import_generated(path: Path) -> Any:
 
 
 def without_volume(calls: list[Call]) -> list[Call]:
-    """The calls without what differs by design: the volume, and where the call id comes from."""
-    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id")})
+    """The calls without what differs by design: the volume, where the call id comes from, and
+    the runtime's settings (the worker parses them and passes them; the app's class reads its own)."""
+    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id", "settings")})
             for name, args in calls]
 
 
@@ -152,7 +153,8 @@ def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
     assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "run", "shutdown"]
     assert without_volume(recorded) == without_volume(on_modal)
     assert on_modal[0][1] == {"spec": module.SPEC, "stage": stage, "volume": module.volume,
-                              "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id}
+                              "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id,
+                              "settings": None}  # its own process's
     assert recorded[0][1]["call_id"] is worker.run_id
     assert on_modal[3][1] == {"lease": "fc-driver"}  # the stage works under the driver's lease
 
