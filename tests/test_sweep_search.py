@@ -1,4 +1,5 @@
-"""The sweep's picture from a study: drawn when matplotlib is there, one line when it is not."""
+"""A sweep as Optuna objects (samplers, pruners, distributions), and its picture from a study:
+drawn when matplotlib is there, one line when it is not."""
 
 from __future__ import annotations
 
@@ -43,3 +44,26 @@ def test_without_matplotlib_the_sweep_says_so(tmp_path: Path, monkeypatch: pytes
     assert draw_picture(a_study(), SWEEP, tmp_path / "sweep.png") == (
         "no picture: matplotlib is not installed (pip install 'modal-launcher[report]')")
     assert not (tmp_path / "sweep.png").exists()
+
+
+def test_the_search_is_optuna_s_own_samplers_pruners_and_distributions() -> None:
+    from dataclasses import replace
+
+    from launcher.runtime.sweep import search
+
+    d = optuna.distributions
+    grid = replace(SWEEP, method="grid", parameters=(Parameter("train.seed", "int", 0, 4, 2),
+                                                     Parameter("x.hidden", "choice", values=([64], [64, 64]))))
+    assert isinstance(search.sampler(grid), optuna.samplers.GridSampler)
+    assert isinstance(search.sampler(replace(SWEEP, method="tpe")), optuna.samplers.TPESampler)
+    assert isinstance(search.sampler(SWEEP), optuna.samplers.RandomSampler)
+    assert isinstance(search.pruner(SWEEP, 200, 20), optuna.pruners.MedianPruner)
+    assert isinstance(search.pruner(replace(SWEEP, early_stop="hyperband"), 200, 20), optuna.pruners.HyperbandPruner)
+    assert isinstance(search.pruner(replace(SWEEP, early_stop="none"), 200, 20), optuna.pruners.NopPruner)
+    assert search.space(SWEEP) == {"train.config.learning_rate": d.FloatDistribution(1e-4, 1e-1, log=True),
+                                   "train.config.channels": d.CategoricalDistribution([4, 8])}
+    hidden = grid.parameters[1]  # lists are stored as JSON text and come back as lists
+    assert search.distribution(hidden) == d.CategoricalDistribution(["[64]", "[64, 64]"])
+    assert search.params_of(grid, {"train.seed": 2, "x.hidden": "[64, 64]"}) == \
+        {"train.seed": 2, "x.hidden": [64, 64]}
+    assert list(grid.parameters[0].grid_values()) == [0, 2, 4]
