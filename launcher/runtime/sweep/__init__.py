@@ -13,6 +13,8 @@ Public face:
 - `search`: the sampler (grid, random, TPE), the pruner (none, median, Hyperband) and the
   distributions for a `launcher.spec.sweep.Sweep`.
 - `budget.Budget`: the spend estimate from the plan's prices and the start rule.
+- `picture.draw(study, sweep, path)`: the objective over updates for every trial (pruned ones
+  marked) and against the most important parameter (matplotlib, the `report` extra).
 
 Optuna (the `sweep` extra) is imported by this package only; the CLI checks for it first.
 """
