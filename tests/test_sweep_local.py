@@ -231,3 +231,5 @@ def test_a_changed_search_is_refused_where_the_earlier_one_is_kept(folder: Path)
                            "earlier one, undo the change\n")
     more = launch(folder, write_sweep(folder, {**RANDOM, "trials": 2}))  # extended: resumes
     assert more[0] == 0 and len(trial_records(folder)) == 2, more[1]
+    first, second = (r["params"] for r in trial_records(folder).values())
+    assert first != second  # the restarted sampler draws on, not the first trial's again

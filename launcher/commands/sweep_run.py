@@ -107,8 +107,12 @@ def search_study(store: Any, spec: Any, sweep: Sweep, search: Any) -> Any:
     from launcher.runtime.sweep.journal import open_study
 
     every = spec.train.log_every
-    return open_study(store, spec.name, sweep.direction, search.sampler(sweep),
-                      search.pruner(sweep, spec.train.steps, every))
+    study = open_study(store, spec.name, sweep.direction, search.sampler(sweep),
+                       search.pruner(sweep, spec.train.steps, every))
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:  # restored: new trials draw on from where the sampler left off, not again
+        study.sampler = search.sampler(sweep, asked)
+    return study
 
 
 def draw_picture(study: Any, sweep: Sweep, path: Path) -> str:

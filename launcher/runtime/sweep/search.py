@@ -42,13 +42,17 @@ def space(sweep: Sweep) -> dict[str, optuna.distributions.BaseDistribution]:
     return {p.path: distribution(p) for p in sweep.parameters}
 
 
-def sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
+def sampler(sweep: Sweep, asked: int = 0) -> optuna.samplers.BaseSampler:
+    """`asked`: trials the study holds already (a restart). A sampler's random state is not in
+    the study, so a restarted one seeded as before would draw the first trials' parameters
+    again: its seed moves on by the trials asked for."""
+    seed = sweep.seed + asked
     if sweep.method == "grid":
         grid = {p.path: [encode(p, v) for v in p.grid_values() or ()] for p in sweep.parameters}
-        return optuna.samplers.GridSampler(grid, seed=sweep.seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if sweep.method == "tpe":
-        return optuna.samplers.TPESampler(seed=sweep.seed)
-    return optuna.samplers.RandomSampler(seed=sweep.seed)
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def pruner(sweep: Sweep, steps: int, report_every: int) -> optuna.pruners.BasePruner:
