@@ -69,6 +69,7 @@ def cli() -> None:
       launch check jobs/*.yaml           validate specs
       launch init NAME                   set up this repository, write a starter spec
       launch diff OLD.yaml NEW.yaml      what a spec change does to the job
+      launch runs [--local]              the runs, newest first; logs, pull, rerun RUN
     """
 
 
@@ -198,6 +199,77 @@ def diff_cmd(old: str, new: str, sets: tuple[str, ...], exit_code: bool) -> int:
     """Diff two specs as resolved (defaults, bases, --set) and as generated apps."""
     from launcher.commands.diff import diff
     return diff(old, new, sets, exit_code)
+
+
+def where_options(func: F) -> F:
+    """Where runs are read: `--local` (with `--volumes-dir`), else Modal (`--env`)."""
+    func = click.option("--env", "environment", metavar="NAME",
+                        help="On Modal: the Environment the jobs' volumes are in.")(func)
+    func = click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+                        help="With --local: where volumes live (default .launch/volumes in the repo).")(func)
+    return click.option("--local", is_flag=True, help="Runs made with --local, on this machine.")(func)
+
+
+def _where(local: bool, volumes_dir: Path | None, environment: str | None) -> object:
+    from launcher.registry import Where
+
+    if volumes_dir is not None and not local:
+        raise click.UsageError("--volumes-dir needs --local")
+    return Where(local, volumes_dir, environment)
+
+
+@cli.command("runs")
+@click.argument("jobs", nargs=-1, metavar="[SPEC.yaml | NAME]...")
+@click.option("--all", "show_all", is_flag=True, help=f"Every run, not only the newest {20}.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per run.")
+@where_options
+@debug_option()
+def runs_cmd(jobs: tuple[str, ...], show_all: bool, as_json: bool, local: bool,
+             volumes_dir: Path | None, environment: str | None) -> int:
+    """List runs, newest first: status, attempts, newest checkpoint, objective, cost, commit."""
+    from launcher.commands.runs import list_runs
+    return list_runs(jobs, _where(local, volumes_dir, environment), show_all, as_json)  # type: ignore[arg-type]
+
+
+@cli.command("logs")
+@click.argument("run")
+@click.option("--stage", metavar="STAGE", help="One stage's logs (default: every stage's, in order).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@where_options
+@debug_option()
+def logs_cmd(run: str, stage: str | None, follow: bool, local: bool, volumes_dir: Path | None,
+             environment: str | None) -> int:
+    """Print a run's logs (RUN: its id, or a unique start of it)."""
+    from launcher.commands.logs import logs
+    return logs(run, stage, follow, _where(local, volumes_dir, environment))  # type: ignore[arg-type]
+
+
+@cli.command("pull")
+@click.argument("target", metavar="RUN|SPEC.yaml")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--step", type=click.IntRange(0), help="The checkpoint after this many updates.")
+@click.option("--best", is_flag=True, help="The best checkpoint by the recipe's objective.")
+@click.option("--latest", is_flag=True, help="The newest checkpoint (the default).")
+@where_options
+@debug_option()
+def pull_cmd(target: str, dest: Path, step: int | None, best: bool, latest: bool, local: bool,
+             volumes_dir: Path | None, environment: str | None) -> int:
+    """Copy a checkpoint's files to DEST, each verified against its manifest's digest."""
+    if sum((step is not None, best, latest)) > 1:
+        raise click.UsageError("--step, --best and --latest exclude each other")
+    from launcher.commands.pull import pull
+    return pull(target, dest, step, best, _where(local, volumes_dir, environment))  # type: ignore[arg-type]
+
+
+@cli.command("rerun")
+@click.argument("run")
+@where_options
+@debug_option(expose=True)
+def rerun_cmd(run: str, local: bool, volumes_dir: Path | None, environment: str | None,
+              debug: bool) -> int:
+    """Run a recorded run's resolved spec again, at its recorded commit, from step 0."""
+    from launcher.commands.rerun import rerun
+    return rerun(run, _where(local, volumes_dir, environment), debug)  # type: ignore[arg-type]
 
 
 @cli.command("schema")

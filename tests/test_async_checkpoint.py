@@ -248,4 +248,4 @@ def test_a_run_that_fails_right_after_a_background_save_still_commits_it(tmp_pat
     assert "attempts     1 (1: permanent)" in run.output
     job = run.volume / "vol" / "probe"
     assert checkpoints(job) == ["step-00000003"]
-    assert sorted(p.name for p in job.iterdir()) == ["step-00000003"]  # no lease, no leftover
+    assert sorted(p.name for p in job.iterdir()) == ["runs", "step-00000003"]  # no lease, no leftover

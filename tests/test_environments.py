@@ -116,23 +116,23 @@ def test_deploy_and_spawn_happen_in_the_app_s_environment(monkeypatch, tmp_path)
     assert sdk.calls == [
         ("deploy", (), {"name": "job", "environment_name": "staging"}),
         ("Cls.from_name", ("job", "Trainer"), {"environment_name": "staging"}),
-        ("spawn", (), {"resume": True, "steps": 0}),
+        ("spawn", (), {"resume": True, "steps": 0, "run": None}),
     ]
     assert sub == backend.Submission("job", "fc-ENV", "staging")
-    assert sub.follow_commands()[:2] == ["modal app logs job --env staging",
-                                         "modal app stop job --env staging"]
+    assert sub.follow_commands()[:2] == ["launch logs fc-ENV --follow --env staging",
+                                         "launch stop fc-ENV --env staging"]
     # Without one, Modal's active environment (the profile's, or MODAL_ENVIRONMENT) is used.
     sdk = FakeSDK(monkeypatch, None)
     sub = backend.submit(tmp_path / "app.py", "job")
     assert sdk.calls[:2] == [("deploy", (), {"name": "job"}), ("Cls.from_name", ("job", "Trainer"), {})]
-    assert sub.follow_commands()[0] == "modal app logs job"
+    assert sub.follow_commands()[0] == "launch logs fc-ENV --follow"
 
 
 def test_a_pipeline_s_driver_is_spawned_in_the_environment(monkeypatch, tmp_path) -> None:
     sdk = FakeSDK(monkeypatch, "production", pipeline=True)
     backend.submit(tmp_path / "app.py", "job", ("prepare",))
     assert sdk.calls[1:] == [("Function.from_name", ("job", "pipeline"), {"environment_name": "production"}),
-                             ("spawn", (), {"rerun": ["prepare"]})]
+                             ("spawn", (), {"rerun": ["prepare"], "run": None})]
 
 
 @pytest.mark.parametrize("overlay, environment, code, min_containers", [

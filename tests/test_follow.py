@@ -93,7 +93,7 @@ def test_ctrl_c_asks_whether_to_stop_the_remote_job(fake_modal, monkeypatch, cap
     assert call.cancelled is cancelled
     err = capsys.readouterr().err
     assert ("stopped fc-1" in err) is cancelled
-    assert ("left running; follow it with:\n  modal app logs ppo-cartpole" in err) is not cancelled
+    assert ("left running; follow it with:\n  launch logs fc-1 --follow" in err) is not cancelled
 
 
 class Tty(io.StringIO):

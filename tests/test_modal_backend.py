@@ -74,20 +74,28 @@ def test_an_auth_error_from_the_server_says_how_to_authenticate(launch, fake_acc
 def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monkeypatch, user_repo) -> None:
     seen = {}
 
-    def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> backend.Submission:
+    def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = (),
+               run: dict | None = None) -> backend.Submission:
         seen["app"] = app_path.read_text()
-        return backend.Submission(app_name, "fc-01TEST")
+        seen["run"] = run
+        return backend.Submission(app_name, "fc-01TEST", run_id=run["id"] if run else None)
 
     monkeypatch.setattr(backend, "submit", submit)
     result = launch(str(user_repo / "jobs/ppo.yaml"), "--use-local-code", "--detach")
     assert result.code == 0
-    assert result.out == "fc-01TEST\n"
+    run = seen["run"]["id"]
+    assert result.out == f"{run}\n"
+    # This run's commands, never `modal app stop`, which stops every run of the app.
     assert result.err.splitlines()[-4:] == [
-        "spawned fc-01TEST on app ppo-cartpole",
-        "follow logs:  modal app logs ppo-cartpole",
-        "stop the job: modal app stop ppo-cartpole",
-        "get result:   python -c \"import modal; print(modal.FunctionCall.from_id('fc-01TEST').get())\"",
+        f"run {run} (call fc-01TEST) on app ppo-cartpole",
+        f"follow logs:  launch logs {run} --follow",
+        f"stop the run: launch stop {run}",
+        "its status:   launch runs ppo-cartpole",
     ]
+    # What the coordinator records: the code that ships (this working tree, its HEAD) and the prices.
+    assert seen["run"]["code"]["mode"] == "local" and seen["run"]["code"]["commit"] == _git(
+        user_repo, "rev-parse", "HEAD").strip()
+    assert seen["run"]["prices"] == {"train": 3.9492, "evaluate": 0.5904} and seen["run"]["source"].endswith("jobs/ppo.yaml")
     assert "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))" \
         in seen["app"]
     assert (user_repo / ".launch/apps/ppo-cartpole.py").read_text() == seen["app"]
@@ -126,7 +134,7 @@ def submitted(fake_account, monkeypatch) -> dict[str, str]:
     """What `launch --detach` would deploy: the app's text, as `submit` read it."""
     apps: dict[str, str] = {}
 
-    def submit(path: Path, name: str, rerun: tuple[str, ...] = ()) -> backend.Submission:
+    def submit(path: Path, name: str, rerun: tuple[str, ...] = (), run: dict | None = None) -> backend.Submission:
         apps["app"] = path.read_text()
         return backend.Submission(name, "fc-1")
 

@@ -185,11 +185,19 @@ def test_the_driver_holds_the_job_in_every_stage_and_a_second_launch_is_refused(
     shutil.copy(RECIPES / "probe_stages.py", tmp_path / "probe_stages.py")
     first = start_launch(tmp_path, spec)
     log = tmp_path / "launch.log"
-    wait_for(f"the first run to start {stage}", lambda: f"stage {stage}: starting" in log.read_text())
     job = tmp_path / "volumes" / "vol" / "probe"
+
+    def recorded() -> bool:  # the log line can come before the driver's record is committed
+        try:
+            return stage in json.loads((job / "driver.json").read_text())["stages"]
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(f"the first run to start {stage}", lambda: f"stage {stage}: starting" in log.read_text())
+    wait_for(f"the driver to record its {stage} call", recorded)
     lease = json.loads((job / "lease.json").read_text())  # the driver's, under the run's id
     record = json.loads((job / "driver.json").read_text())  # the stage calls it made, committed
-    assert lease["call_id"] == record["driver"] and lease["call_id"].startswith("local-")
+    assert lease["call_id"] == record["driver"] and re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", lease["call_id"])
     assert record["stages"][stage]["call"].startswith(f"{lease['call_id']}-{stage}-")
 
     second = launch_forked(tmp_path / "job.yaml")

@@ -26,6 +26,7 @@ from typing import IO
 from launcher.errors import RunError
 from launcher.runtime import lease
 from launcher.runtime.checkpoint import store
+from launcher.runtime.runs.record import RUNS
 from launcher.runtime.storage.volume import LocalVolume
 
 
@@ -129,9 +130,10 @@ def release_lease(volumes: Path, volume: str, job: str, run_id: str) -> None:
 
 
 def archive(volumes: Path, volume: str, job: str) -> Path | None:
-    """--fresh: move the job's folder aside (never delete it), outside the volume."""
+    """--fresh: move the job's folder aside (never delete it), outside the volume; its run
+    records stay."""
     folder = volumes / volume / job
-    if not folder.is_dir() or not any(folder.iterdir()):
+    if not folder.is_dir() or not any(p.name != RUNS for p in folder.iterdir()):
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = volumes / f"{volume}.{stamp}" / job
@@ -141,6 +143,10 @@ def archive(volumes: Path, volume: str, job: str) -> Path | None:
         target = volumes / f"{volume}.{stamp}-{suffix}" / job
     target.parent.mkdir(parents=True, exist_ok=True)
     folder.rename(target)
+    # The job's run records are its history, not its state: they stay (`launch runs`).
+    if (target / RUNS).is_dir():
+        folder.mkdir()
+        (target / RUNS).rename(folder / RUNS)
     return target
 
 

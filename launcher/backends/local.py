@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -40,6 +38,8 @@ from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import Outcome, classify
 from launcher.runtime.lifecycle import timeline
+from launcher.runtime.runs.record import METRICS, RunRecord, new_run_id
+from launcher.runtime.runs.recorder import Recorder
 from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.storage.volume import LocalVolume
 
@@ -129,6 +129,9 @@ class Supervisor:
         self.worker: Any = None
         self.stopped_by: int | None = None  # the signal that asked us to stop
         self.wake = threading.Event()
+        # The run's record and its log of this stage (launcher.runtime.runs), once it holds the job.
+        self.recorder: Recorder | None = None
+        self.log: IO[str] | None = None
         self.preempted_by_us = False
         # The first attempt's worker, started while the spec was validated: usable only if
         # it was started with the environment the validated spec gives.
@@ -192,6 +195,8 @@ class Supervisor:
         it did not commit is lost, as on Modal."""
         attempt = Attempt(number)
         work = self._work(self.stage, number)
+        if self.recorder is not None:
+            self.recorder.attempt_started(self.stage, number)
         try:
             code = self._run_worker(self.start_worker(number, work), number, attempt, display)
         finally:
@@ -204,6 +209,10 @@ class Supervisor:
         self.preempted_by_us = False
         if attempt.outcome == "transient" and not attempt.message:
             attempt.message = f"worker exited with code {code}"
+        if self.recorder is not None:
+            self.recorder.history(self.recorder.path.parent / METRICS)
+            self.recorder.attempt_ended(self.stage, number, "stopped" if self.interrupted and
+                                        attempt.outcome != "finished" else attempt.outcome, attempt.message)
         return attempt
 
     def _run_worker(self, process: WorkerProcess | Restored, number: int, attempt: Attempt,
@@ -225,6 +234,7 @@ class Supervisor:
     def _handle(self, line: str, attempt: Attempt, display: Display) -> None:
         if not line.startswith(PREFIX):
             display.line(line)
+            self.keep(line)
             return
         event = json.loads(line[len(PREFIX):])
         kind = event.pop("event")
@@ -234,6 +244,26 @@ class Supervisor:
             attempt.result = event
         elif kind == "failure":
             attempt.message = event["message"]
+        if self.recorder is not None:
+            self._record(kind, event)
+
+    def _record(self, kind: str, event: dict[str, Any]) -> None:
+        assert self.recorder is not None
+        if kind == "metrics" and self.stage == "train":
+            self.recorder.metrics(int(event.get("step", 0)), event)
+        elif kind == "checkpoint":
+            self.recorder.checkpoint(int(event["step"]))
+        elif kind == "result":
+            self.recorder.result(event)
+        elif kind == "objective":
+            self.recorder.set_objective(event["name"], event["mode"])
+
+    def keep(self, line: str) -> None:
+        """The stage's log, beside the run's record: what `launch logs RUN` shows."""
+        if self.log is not None:
+            with contextlib.suppress(OSError):
+                self.log.write(line + "\n")
+                self.log.flush()
 
     def stop(self, signum: int) -> None:
         """Ctrl-C, SIGTERM or SIGHUP: a preemption. The worker checkpoints (SIGINT, as Modal
@@ -248,12 +278,24 @@ class Supervisor:
     def interrupt(self) -> None:
         self.stop(signal.SIGINT)
 
-    def run(self, app_source: str) -> int:
+    def run(self, app_source: str, record: tuple[RunRecord, str | None] | None = None) -> int:
         """All attempts, under the job's lock; 0 when the last one finished. A job held by
-        another run is a RunError, before anything is written."""
+        another run is a RunError, before anything is written. `record`: the run's record and
+        code diff, kept in the job's folder from the moment the job is held."""
         with holding(self.spec, self.volumes, self.run_dir, self.app_path, app_source,
                      self.options, self.run_id):
-            return self.run_attempts()
+            if record is None:
+                return self.run_attempts()
+            with recording(self.volume_dir / self.spec.name, *record) as recorder:
+                self.recorder = recorder
+                with stage_log(recorder, self.stage) as self.log:
+                    code = self.run_attempts()
+                recorder.end(end_status(code, self.interrupted), self._error())
+                return code
+
+    def _error(self) -> str | None:
+        final = self.attempts[-1] if self.attempts else None
+        return None if final is None or final.outcome == "finished" else final.message or None
 
     def run_attempts(self) -> int:
         """Every attempt of this stage, with its retries; the caller holds the job."""
@@ -264,8 +306,10 @@ class Supervisor:
             while True:
                 attempt = self.attempt(len(self.attempts) + 1, display)
                 self.attempts.append(attempt)
-                display.line(f"[launch] attempt {attempt.number}: {attempt.outcome}"
-                             + (f" ({attempt.message})" if attempt.message else ""))
+                said = (f"[launch] attempt {attempt.number}: {attempt.outcome}"
+                        + (f" ({attempt.message})" if attempt.message else ""))
+                display.line(said)
+                self.keep(said)
                 if attempt.outcome == "finished" or self.interrupted:
                     break
                 if attempt.outcome == "preempted":
@@ -320,8 +364,42 @@ def summary(sup: Supervisor, seconds: float) -> str:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def new_run_id() -> str:
-    return f"local-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+def end_status(code: int, stopped: bool) -> str:
+    return "stopped" if stopped else "finished" if code == 0 else "failed"
+
+
+@contextlib.contextmanager
+def recording(job_dir: Path, record: RunRecord, diff: str | None) -> Iterator[Recorder]:
+    """The run's record, written in the job's committed folder (the supervisor is its only
+    writer), with the code's diff beside it; a run that ends by an exception ends `failed`."""
+    recorder = Recorder(job_dir, record, say=lambda text: click.echo(f"[launch] {text}", err=True))
+    recorder.save()
+    if diff:
+        with contextlib.suppress(OSError):
+            (recorder.path.parent / record.code["diff"]).write_text(diff, "utf-8")
+    try:
+        yield recorder
+    except BaseException as exc:
+        if recorder.record.ended is None:
+            recorder.end("failed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@contextlib.contextmanager
+def stage_log(recorder: Recorder, stage: str) -> Iterator[IO[str] | None]:
+    """The stage's log, in the record's `logs` folder: on local disk, off the volume (a file
+    appended to in place has no place on it: its working copies share the file)."""
+    try:
+        assert recorder.record.logs is not None
+        Path(recorder.record.logs).mkdir(parents=True, exist_ok=True)
+        log: IO[str] | None = open(Path(recorder.record.logs) / f"{stage}.log", "a", encoding="utf-8")
+    except OSError:
+        log = None
+    try:
+        yield log
+    finally:
+        if log is not None:
+            log.close()
 
 
 @contextlib.contextmanager
@@ -377,16 +455,19 @@ def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:
 
 
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
-              early: WorkerProcess | None = None) -> int:
+              early: WorkerProcess | None = None, source: str = "") -> int:
     """Run every attempt here; the exit code: 0 finished, 1 failed, 128 + N stopped by signal N
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports it. `early` is a first worker
     started before the spec was validated (see launcher.backends.workerproc)."""
+    from launcher.backends.runinfo import local_record
+
     run_dir, volumes = folders(spec, repo_root, options)
-    sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early)
+    record = local_record(spec, source, repo_root, run_dir)
+    sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early, run_id=record[0].run)
     started = time.perf_counter()
     previous = stop_signals(sup.stop)
     try:
-        code = sup.run(app_source)
+        code = sup.run(app_source, record)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

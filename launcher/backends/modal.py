@@ -9,9 +9,11 @@ followed with Modal's own CLI (`modal app logs`).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ class Submission:
     app_name: str
     call_id: str
     environment: str | None = None  # the Modal Environment it runs in; None: the active one
+    run_id: str | None = None  # the run's id (launch runs / logs / stop RUN)
 
     @property
     def env_args(self) -> list[str]:
@@ -40,12 +43,10 @@ class Submission:
         return ["--env", self.environment] if self.environment else []
 
     def follow_commands(self) -> list[str]:
+        """Follow logs, stop, see status: this run's, never the whole app's."""
         env = "".join(f" {arg}" for arg in self.env_args)
-        return [
-            f"modal app logs {self.app_name}{env}",
-            f"modal app stop {self.app_name}{env}",
-            f"python -c \"import modal; print(modal.FunctionCall.from_id('{self.call_id}').get())\"",
-        ]
+        run = self.run_id or self.call_id
+        return [f"launch logs {run} --follow{env}", f"launch stop {run}{env}", f"launch runs {self.app_name}{env}"]
 
 
 def has_credentials() -> bool:
@@ -64,7 +65,22 @@ def _server_error(exc: BaseException) -> RunError:
     return RunError(f"Modal did not accept the job: {type(exc).__name__}: {exc}")
 
 
-def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submission:
+@contextlib.contextmanager
+def server_errors(what: str) -> Iterator[None]:
+    """Modal's server errors while reading `what`, as one line each."""
+    import modal.exception
+
+    try:
+        yield
+    except (modal.exception.Error, OSError, TimeoutError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        error = _server_error(exc)
+        raise RunError(f"{what}: {error}" if "credentials" not in str(error) else str(error)) from None
+
+
+def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = (),
+           run: dict[str, Any] | None = None) -> Submission:
     """Deploy the app and spawn its training call (a pipeline: its driver); every server error
     becomes one line."""
     import modal
@@ -77,13 +93,13 @@ def submit(app_path: Path, app_name: str, rerun: tuple[str, ...] = ()) -> Submis
         with modal.enable_output():
             module.app.deploy(name=app_name, **where)
         if hasattr(module, "pipeline"):  # the driver calls each stage: it outlives this machine
-            call = modal.Function.from_name(app_name, "pipeline", **where).spawn(rerun=list(rerun))
+            call = modal.Function.from_name(app_name, "pipeline", **where).spawn(rerun=list(rerun), run=run)
         else:
             trainer = modal.Cls.from_name(app_name, "Trainer", **where)
-            call = trainer().train.spawn(resume=True, steps=0)
+            call = trainer().train.spawn(resume=True, steps=0, run=run)
     except (modal.exception.Error, OSError, TimeoutError) as exc:
         raise _server_error(exc) from None
-    return Submission(app_name, call.object_id, environment)
+    return Submission(app_name, call.object_id, environment, run["id"] if run else None)
 
 
 def follow(sub: Submission) -> int:
@@ -146,14 +162,16 @@ def pipeline_report(result: PipelineResult) -> str:
     return "\n".join(lines)
 
 
-def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...] = ()) -> int:
+def run_modal(app_path: Path, app_name: str, detach: bool, rerun: tuple[str, ...] = (),
+              run: dict[str, Any] | None = None) -> int:
     """Submit and follow; the caller has checked credentials (`has_credentials`)."""
-    sub = submit(app_path, app_name, rerun)
+    sub = submit(app_path, app_name, rerun, run)
     if detach:
-        click.echo(f"spawned {sub.call_id} on app {sub.app_name}", err=True)
-        click.echo("follow logs:  " + sub.follow_commands()[0], err=True)
-        click.echo("stop the job: " + sub.follow_commands()[1], err=True)
-        click.echo("get result:   " + sub.follow_commands()[2], err=True)
-        click.echo(sub.call_id)
+        logs, stop, runs = sub.follow_commands()
+        click.echo(f"run {sub.run_id or sub.call_id} (call {sub.call_id}) on app {sub.app_name}", err=True)
+        click.echo("follow logs:  " + logs, err=True)
+        click.echo("stop the run: " + stop, err=True)
+        click.echo("its status:   " + runs, err=True)
+        click.echo(sub.run_id or sub.call_id)
         return 0
     return follow(sub)

@@ -20,11 +20,13 @@ from typing import Any
 import click
 
 from launcher.backends import jobfolder
-from launcher.backends.local import (Options, Supervisor, folders, holding, new_run_id, stop_signals,
-                                     summary)
+from launcher.backends.local import (Options, Supervisor, end_status, folders, holding, recording,
+                                     stage_log, stop_signals, summary)
+from launcher.backends.runinfo import local_record
 from launcher.backends.workerproc import WorkerProcess
 from launcher.errors import EXIT_BUG, RunError
 from launcher.runtime.pipeline import driver, stages
+from launcher.runtime.runs.recorder import Recorder
 from launcher.runtime.pipeline.results import PipelineResult, StageName, Status
 from launcher.runtime.storage.disk import StorageError
 from launcher.runtime.storage.volume import LocalVolume
@@ -36,12 +38,16 @@ class Pipeline:
     the job's lock and one run id; Ctrl-C, SIGTERM and SIGHUP reach the running one."""
 
     def __init__(self, spec: JobSpec, run_dir: Path, volumes: Path, options: Options,
-                 early: WorkerProcess | None = None, repo_root: Path | None = None) -> None:
-        """`repo_root`: where the stages' declared inputs are read (the repository)."""
+                 early: WorkerProcess | None = None, repo_root: Path | None = None,
+                 source: str = "") -> None:
+        """`repo_root`: where the stages' declared inputs are read (the repository); `source`:
+        the spec file, for the run's record."""
         self.spec, self.run_dir, self.volumes, self.options = spec, run_dir, volumes, options
         self.repo_root = repo_root
         self.app_path = run_dir / "app.py"
-        self.run_id = new_run_id()
+        self.record = local_record(spec, source, repo_root or Path.cwd(), run_dir)
+        self.run_id = self.record[0].run
+        self.recorder: Recorder | None = None  # the run's record, once the job is held
         self.early = early  # for the first stage that runs
         self.supervisors: dict[str, Supervisor] = {}
         self.current: Supervisor | None = None
@@ -56,6 +62,8 @@ class Pipeline:
         """A call of `stage`; it runs when the driver waits for it (`get`)."""
         call = f"{self.run_id}-{stage}-{len(self.calls) + 1}"
         self.calls[call] = (stage, lease)
+        if self.recorder is not None:
+            self.recorder.stage_call(stage, call, save=False)  # with its first attempt
         return call
 
     def get(self, call_id: str) -> dict[str, Any]:
@@ -73,7 +81,12 @@ class Pipeline:
         self.supervisors[name] = self.current = sup
         if self.stopped_by is not None:  # a stop that came while this stage was set up: its
             sup.stop(self.stopped_by)    # worker is stopped as soon as it starts
-        sup.run_attempts()
+        sup.recorder = self.recorder
+        if self.recorder is None:
+            sup.run_attempts()
+        else:
+            with stage_log(self.recorder, name) as sup.log:
+                sup.run_attempts()
         final = sup.attempts[-1]
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
         if sup.interrupted:
@@ -137,26 +150,37 @@ def report(pipe: Pipeline, outcome: PipelineResult, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def record_outcome(recorder: Recorder, outcome: PipelineResult, stopped: bool) -> None:
+    """The pipeline's end in its record: each stage's status, and the run's."""
+    for result in outcome.stages:
+        recorder.record.result[f"{result.stage}.status"] = str(result.status)
+    code = 0 if outcome.status == Status.FINISHED else 1
+    error = outcome.error or (f"stage {outcome.failed_stage} failed" if outcome.failed_stage else None)
+    recorder.end(end_status(code, stopped), None if code == 0 else error)
+
+
 def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
-                       early: WorkerProcess | None = None) -> int:
+                       early: WorkerProcess | None = None, source: str = "") -> int:
     """Every stage here, under the job's lock; exit codes as `run_local`'s."""
     run_dir, volumes = folders(spec, repo_root, options)
     # The stages' declared inputs are read from the repository, by the driver here and by each
     # stage's worker.
-    pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root)
+    pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root, source=source)
     started = time.perf_counter()
     previous = stop_signals(pipe.stop)
     # The driver's own working copy of the volume: it reads the stages' commits after a reload
     # and commits train's result, as Modal's driver function does.
     work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
     try:
-        with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id):
+        with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id), \
+                recording(volumes / spec.checkpoint.volume / spec.name, *pipe.record) as pipe.recorder:
             try:
                 volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
                 outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
                                         inputs_root=repo_root).run(options.rerun)
             except StorageError as exc:  # the driver's own commits: a full disk is the user's
                 raise RunError(str(exc)) from None
+            record_outcome(pipe.recorder, outcome, pipe.stopped_by is not None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

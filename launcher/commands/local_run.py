@@ -49,8 +49,8 @@ def local(job: str, sets: tuple[str, ...], options: Options, shipped: bool = Fal
             # Locally the code is this working tree, whatever image.code says.
             app = render(spec, job, CodeSource("local"))
         if spec.stages:
-            return run_pipeline_local(spec, app, repo.root, options, early=early)
-        return run_local(spec, app, repo.root, options, early=early)
+            return run_pipeline_local(spec, app, repo.root, options, early=early, source=job)
+        return run_local(spec, app, repo.root, options, early=early, source=job)
     finally:
         early.kill()  # refused, interrupted, or done: never left running
         if options.workdir is not None:

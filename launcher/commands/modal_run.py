@@ -52,4 +52,7 @@ def remote(job: str, sets: tuple[str, ...], use_local_code: bool, detach: bool,
     app_path = rendered.repo.root / ".launch" / "apps" / f"{loaded.spec.name}.py"
     write_if_changed(app_path, rendered.app)
     click.echo(plan(loaded.spec, job, rendered.code_line, rendered.ship_lines()), err=True, nl=False)
-    return run_modal(app_path, loaded.spec.name, detach, rerun)
+    from launcher.backends.runinfo import modal_run
+
+    run = modal_run(loaded.spec, job, rendered.repo.root, rendered.code.mode, rendered.code.git_commit)
+    return run_modal(app_path, loaded.spec.name, detach, rerun, run)

@@ -15,7 +15,6 @@ Every source of randomness is the recipe's own generator (minibatch order), save
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from launcher.recipes.configs import schema_beside, with_defaults
 from launcher.runtime.pipeline.stages import StageContext
 
 DATA_FILE = "digits.pt"
@@ -32,16 +32,10 @@ ORDER_SEED_OFFSET = 1 << 32
 
 
 def _schema(name: str) -> dict[str, Any]:
-    # Beside this module, so that `launch check` validates configs without importing torch.
-    return json.loads(Path(__file__).with_name(f"digits.{name}.schema.json").read_text("utf-8"))
+    return schema_beside(__file__, name)
 
 
-def _with_defaults(schema: dict[str, Any], config: dict[str, Any] | Any) -> dict[str, Any]:
-    defaults = {name: prop["default"] for name, prop in schema["properties"].items()}
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown keys: {', '.join(unknown)}")
-    return defaults | dict(config)
+_with_defaults = with_defaults
 
 
 # -- prepare ---------------------------------------------------------------------------------

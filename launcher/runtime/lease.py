@@ -34,6 +34,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ class Lease:
         self.fixed_s = stale_s
         self.held = False
         self.joined = False  # working under another call's lease (a pipeline's driver)
+        # Called with each heartbeat, before the commit it goes with (the run's record).
+        self.on_beat: Callable[[], None] | None = None
 
     def acquire(self, call_id: str) -> None:
         """Take the lease for `call_id` or raise LeaseHeld; the volume was reloaded just before."""
@@ -144,6 +147,8 @@ class Lease:
         self.longest_interval = max(self.longest_interval, now - self.last_beat)
         self.last_beat = now
         self._write(now)
+        if self.on_beat is not None:
+            self.on_beat()
 
     def release(self) -> None:
         """The run is over: remove the lease, if it is still ours, and commit."""

@@ -60,4 +60,4 @@ def test_leftover_temp_directories_are_cleaned_up(tmp_path: Path) -> None:
     assert "removed leftover .tmp-step-00000006-abc123 from an earlier attempt" in run.output
     assert "removed leftover .trash-step-00000001-ff from an earlier attempt" in run.output
     assert "resumed from step-00000003" in run.output
-    assert sorted(p.name for p in volume.iterdir()) == ["step-00000003", "step-00000004"]
+    assert sorted(p.name for p in volume.iterdir()) == ["runs", "step-00000003", "step-00000004"]

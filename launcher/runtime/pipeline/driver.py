@@ -37,6 +37,7 @@ from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.results import PipelineResult, StageName, StageResult, Status
 from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.runs import coordinator
 from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.spec.model import JobSpec
@@ -61,13 +62,15 @@ class StageCaller(Protocol):
 
 class ModalCaller:
     """Stage calls on Modal. `methods`: each stage's Modal method (`Trainer().train`,
-    `Prepare().run`, ...); `from_id`: `modal.FunctionCall.from_id`."""
+    `Prepare().run`, ...); `from_id`: `modal.FunctionCall.from_id`; `run_id`: the run's id, for
+    each stage call's LAUNCH_RUN_ID (empty: none)."""
 
-    def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any]) -> None:
-        self.methods, self.from_id = methods, from_id
+    def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any], run_id: str = "") -> None:
+        self.methods, self.from_id, self.run_id = methods, from_id, run_id
 
     def spawn(self, stage: StageName, lease: str) -> str:
-        return str(self.methods[stage].spawn(lease=lease).object_id)
+        named = {"run_id": self.run_id} if self.run_id else {}
+        return str(self.methods[stage].spawn(lease=lease, **named).object_id)
 
     def get(self, call_id: str) -> dict[str, Any]:
         try:
@@ -159,11 +162,15 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
 class Driver:
     def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
                  commit: str | None = None, root: Path | None = None,
-                 inputs_root: Path | None = None) -> None:
+                 inputs_root: Path | None = None, run: Mapping[str, Any] | None = None) -> None:
         """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
         `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
         checkpoint.mount); `commit`: the code's git commit, for the stages' digests;
-        `inputs_root`: where the stages' declared inputs are (default: see stages.input_root)."""
+        `inputs_root`: where the stages' declared inputs are (default: see stages.input_root);
+        `run`: on Modal, the run this driver coordinates (its id and what `launch` knew): the
+        driver keeps its record (launcher.runtime.runs.coordinator). Locally the supervisor does."""
+        self.run_info = run
+        self.recorder: Any = None
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
         root = root or current_settings().mount(spec.checkpoint.mount)
@@ -184,7 +191,9 @@ class Driver:
         except LeaseHeld as exc:
             events.log(f"error: {exc}")
             return PipelineResult(Status.PERMANENT, error=str(exc))
+        self._record_begin()
         outcome = self._stages(Record(self.folders.job / RECORD, self.call_id), rerun)
+        self._record_end(outcome)
         # Not on an exception (a preemption): the restart takes the lease again, and a stage
         # call may still be at work under it.
         self._reload()
@@ -218,6 +227,9 @@ class Driver:
             events.log(f"stage {name}: starting")
             call = self.caller.spawn(name, self.call_id)
             record.started(name, call)
+            if self.recorder is not None:
+                self.recorder.commit = None  # committed with the driver's record, just below
+                coordinator.begin_attempt(self.recorder, name, call)
             self._save(record)  # before waiting: a restart must find this call, not make another
         else:
             events.log(f"stage {name}: waiting for call {call}, made before the restart")
@@ -228,8 +240,29 @@ class Driver:
             result = _train_result(self.spec, self.folders, self.volume, result, self.commit)
         result = {**result, "stage": name, "wall_seconds": round(time.monotonic() - started, 3)}
         record.finished(name, result)
+        if self.recorder is not None:
+            self.recorder.result(result)
+            number = len(self.recorder.record.attempts_of(name))
+            self.recorder.attempt_ended(name, number, str(result.get("status")), str(result.get("error") or ""))
         self._save(record)
         return StageResult.from_json(result)
+
+    def _record_begin(self) -> None:
+        if self.run_info:
+            coordinator.adopt_run_id(str(self.run_info["id"]))
+            self.recorder = coordinator.record_for(self.folders.job, self.run_info, self.spec,
+                                                   self.call_id, commit=self._commit, say=events.log)
+
+    def _record_end(self, outcome: PipelineResult) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.commit = self._commit
+        finished = outcome.status == Status.FINISHED
+        error = outcome.error or (f"stage {outcome.failed_stage} failed" if outcome.failed_stage else None)
+        self.recorder.end("finished" if finished else "failed", None if finished else error)
+
+    def _commit(self) -> None:
+        guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
 
     def _save(self, record: Record) -> None:
         """The record and a heartbeat of the lease, in one commit."""
@@ -243,13 +276,13 @@ class Driver:
 
 def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
-                 root: Path | None = None) -> dict[str, Any]:
+                 root: Path | None = None, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own); its
     `PipelineResult` as JSON, what Modal returns to `launch`."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    pipeline = Driver(job, caller, volume, own, commit=commit, root=root)
+    pipeline = Driver(job, caller, volume, own, commit=commit, root=root, run=run)
     try:
         return pipeline.run(rerun).to_json()
     except Exception as exc:

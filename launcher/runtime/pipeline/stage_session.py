@@ -99,10 +99,15 @@ class StageSession(ContainerSession):
                                 run_dir=self.run_dir / self.stage.name, volume=self.volume,
                                 times=self.times, folders=self.folders, reads_only=True))
 
-    def run(self, lease: str = "") -> dict[str, Any]:
+    def run(self, lease: str = "", run_id: str = "") -> dict[str, Any]:
         """The stage's result; a failure no retry can fix is returned, not raised (Modal
         retries every exception). `lease`: the call id of the pipeline driver whose lease of
-        the job this call works under; empty: the call takes the lease itself, for its run."""
+        the job this call works under; empty: the call takes the lease itself, for its run.
+        `run_id`: on Modal, the run's id (LAUNCH_RUN_ID), from its driver."""
+        if run_id:
+            from launcher.runtime.runs.coordinator import adopt_run_id
+
+            adopt_run_id(run_id)
         try:
             if self.init_error is not None:
                 raise self.init_error

@@ -59,6 +59,7 @@ from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
+from launcher.runtime.runs.record import METRICS
 from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
@@ -232,6 +233,10 @@ class Session(ContainerSession):
         `settings`: the runtime's settings, as the entry parsed them (default: this process's)."""
         super().__init__(spec, volume if volume is not None else _Unmounted(), call_id, settings)
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
+        # On Modal, for a train-only job: the run this call coordinates, and its record.
+        self.run_info: dict[str, Any] | None = None
+        self.recorder: Any = None
+        self.attempt = 0
         # Tracker files are mirrored to the job's folder with each checkpoint (on Modal).
         self.log_mirror = None if self.settings.run_dir else self.job_dir / "runs"
         checkpoints = self.spec.checkpoint
@@ -318,6 +323,7 @@ class Session(ContainerSession):
         they did not get to (it is committed with the next commit); a run that does not resume
         deletes no checkpoint (its first save sets them aside)."""
         self._hold_job(self.driver)  # a pipeline's train works under its driver's lease
+        self._record_begin()
         for name in store.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
@@ -329,20 +335,80 @@ class Session(ContainerSession):
                 events.log(f"warning: {exc}")
         faults.point("lease")
 
+    def _record_begin(self) -> None:
+        """On Modal, for a train-only job: this attempt, in the run's record (under the lease)."""
+        if not self.run_info:
+            return
+        from launcher.runtime.runs import coordinator
+
+        call_id = self.call_id() or self.own_id
+        self.recorder = coordinator.record_for(self.job_dir, self.run_info, self.spec, call_id,
+                                               commit=self._commit_record, say=events.log)
+        objective = getattr(self.recipe_cls, "objective", None)
+        if isinstance(objective, tuple) and len(objective) == 2:
+            self.recorder.set_objective(str(objective[0]), str(objective[1]))
+        self.attempt = coordinator.begin_attempt(self.recorder, "train", call_id)
+        self.recorder.commit = None  # from here the record rides on the checkpoints' commits
+        self.lease.on_beat = self._record_beat
+
+    def _record_beat(self) -> None:
+        """A commit is coming: the newest checkpoint and metrics go with it."""
+        from launcher.runtime.runs import coordinator
+
+        if self.recorder is None:
+            return
+        loop = self.loop
+        if loop is not None and loop.last_metrics:
+            self.recorder.metrics(loop.step, loop.last_metrics, force=False)
+        newest = coordinator.newest_checkpoint(self.job_dir)
+        if newest is not None and newest[0] != self.recorder.record.newest_step:
+            self.recorder.checkpoint(*newest)  # saved, and committed by the caller
+        else:
+            self.recorder.save()
+
+    def _record_end(self, status: str | None, error: str | None,
+                    result: dict[str, Any] | None = None, outcome: str = "transient") -> None:
+        """This attempt's end; with `status`, the run's (None: Modal retries the call)."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        self.lease.on_beat = None
+        recorder.commit = self._commit_record
+        if result:
+            recorder.result(result)
+        recorder.history(recorder.path.parent / METRICS)
+        recorder.attempt_ended("train", self.attempt, status or outcome, error or "")
+        if status is not None:
+            recorder.end(status, error)
+
+    def _commit_record(self) -> None:
+        with contextlib.suppress(VolumeError):
+            guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
+
     def _resumes(self, resume: bool) -> bool:
         return resume_policy.resumes(resume, self.spec.checkpoint.resume)
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
-              lease: str = "") -> dict[str, Any]:
+              lease: str = "", run: dict[str, Any] | None = None, run_id: str = "") -> dict[str, Any]:
         """Run to `steps` (default train.steps) updates in total. Re-entrant on a warm container.
         `lease`: the call id of the pipeline driver whose lease of the job this call works under
-        (empty: the call takes the lease itself).
+        (empty: the call takes the lease itself). `run`: on Modal, a train-only job's run (its
+        id and what `launch` knew): this call is its coordinator and keeps its record; `run_id`:
+        a pipeline's train, the run's id from its driver.
 
         A failure that no retry can fix returns {"status": "permanent", ...} instead of raising:
         Modal retries every exception, and retrying a diverged loss only repeats it.
         """
         total = steps or self.spec.train.steps
         self.driver = lease
+        self.run_info = run if run and not lease else None
+        if run or run_id:  # the run's id, as every process of a local run has it (LAUNCH_RUN_ID)
+            from launcher.runtime.runs.coordinator import adopt_run_id
+
+            adopt_run_id(str(run["id"]) if run else run_id)
+        objective = getattr(self.recipe_cls, "objective", None)
+        if isinstance(objective, tuple) and len(objective) == 2:  # for the run's record
+            events.emit("objective", name=str(objective[0]), mode=str(objective[1]))
         try:
             if self.init_error is not None:
                 raise self.init_error
@@ -353,8 +419,12 @@ class Session(ContainerSession):
         except Exception as exc:
             failed = self._failed(exc)
             if failed is None:
+                self._record_end(None, f"{type(exc).__name__}: {exc}",
+                                 outcome="preempted" if isinstance(exc, Preempted) else "transient")
                 raise  # transient: retried (its traceback is kept)
+            self._record_end("failed", failed["error"])
             return self._given_up(failed)
+        self._record_end("finished" if result.get("status") == "finished" else "stopped", None, result)
         self.lease.release()
         faults.point("released")
         return result

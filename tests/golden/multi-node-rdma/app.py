@@ -143,9 +143,10 @@ class Trainer:
         self.session.stage2()
 
     @modal.method()
-    def train(self, resume: bool = True, steps: int = 0) -> dict:
-        # Re-entrant: a warm container runs it again without repeating stage 1 or 2.
-        return self.session.train(resume=resume, steps=steps or None, cluster=modal.Cluster.from_context())
+    def train(self, resume: bool = True, steps: int = 0, run: dict | None = None) -> dict:
+        # Re-entrant: a warm container runs it again without repeating stage 1 or 2. `run`: the
+        # run `launch` started (its id, code, versions): this call keeps the run's record.
+        return self.session.train(resume=resume, steps=steps or None, cluster=modal.Cluster.from_context(), run=run)
 
     @modal.exit()
     def shutdown(self) -> None:

@@ -181,10 +181,12 @@ class Trainer:
         self.session.stage2()
 
     @modal.method()
-    def train(self, resume: bool = True, steps: int = 0, lease: str = "") -> dict:
+    def train(self, resume: bool = True, steps: int = 0, lease: str = "", run_id: str = "") -> dict:
         # Re-entrant: a warm container runs it again without repeating stage 1 or 2. `lease`:
-        # the pipeline driver's call id, whose lease of the job this call works under.
-        return self.session.train(resume=resume, steps=steps or None, lease=lease)
+        # the pipeline driver's call id, whose lease of the job this call works under; `run_id`:
+        # the run's id (LAUNCH_RUN_ID).
+        return self.session.train(resume=resume, steps=steps or None, lease=lease,
+                                  run_id=run_id)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -228,10 +230,11 @@ class Prepare:
         self.session.stage2()
 
     @modal.method()
-    def run(self, lease: str = "") -> dict:
+    def run(self, lease: str = "", run_id: str = "") -> dict:
         # A permanent failure comes back as a result: Modal would retry an exception. `lease`:
-        # the pipeline driver's call id, whose lease of the job this call works under.
-        return self.session.run(lease=lease)
+        # the pipeline driver's call id, whose lease of the job this call works under; `run_id`:
+        # the run's id (LAUNCH_RUN_ID).
+        return self.session.run(lease=lease, run_id=run_id)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -274,10 +277,11 @@ class Evaluate:
         self.session.stage2()
 
     @modal.method()
-    def run(self, lease: str = "") -> dict:
+    def run(self, lease: str = "", run_id: str = "") -> dict:
         # A permanent failure comes back as a result: Modal would retry an exception. `lease`:
-        # the pipeline driver's call id, whose lease of the job this call works under.
-        return self.session.run(lease=lease)
+        # the pipeline driver's call id, whose lease of the job this call works under; `run_id`:
+        # the run's id (LAUNCH_RUN_ID).
+        return self.session.run(lease=lease, run_id=run_id)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -298,7 +302,7 @@ class Evaluate:
     region=['us-east'],
     cloud=None,
 )
-def pipeline(rerun: list[str] | None = None) -> dict:
+def pipeline(rerun: list[str] | None = None, run: dict | None = None) -> dict:
     """The driver (what `launch` spawns): prepare -> train -> evaluate, each stage a call
     on its own class, so the pipeline runs on without the machine that launched it. It holds the
     job's lease under its call id; `launch --local` runs this same driver
@@ -310,9 +314,10 @@ def pipeline(rerun: list[str] | None = None) -> dict:
         'prepare': Prepare().run,
         'evaluate': Evaluate().run,
     }
-    caller = ModalCaller(methods, modal.FunctionCall.from_id)
+    caller = ModalCaller(methods, modal.FunctionCall.from_id, run_id=(run or {}).get("id", ""))
+    # `run`: the run `launch` started (its id, code, versions): the driver keeps its record.
     return run_pipeline(SPEC, caller, volume, modal.current_function_call_id(), rerun=rerun or [],
-                        commit=CODE_COMMIT)
+                        commit=CODE_COMMIT, run=run)
 
 
 @app.local_entrypoint()
