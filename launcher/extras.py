@@ -34,3 +34,10 @@ def require_runtime(what: str) -> None:
     if absent:
         raise LauncherError(f"{what}: the training runtime is not installed (no {', '.join(absent)}); "
                             f"install it with: {install_hint()}")
+
+
+def require_optuna() -> None:
+    """Refuse a sweep when Optuna (the `sweep` extra) is not installed."""
+    if not _findable("optuna"):
+        raise LauncherError("a sweep needs Optuna, which is not installed; install it with: "
+                            "pip install 'modal-launcher[sweep]'")

@@ -136,6 +136,7 @@ class JobSpec:
     train: Train = field(hash=False, default=None)  # type: ignore[assignment]
     stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
     environment: str | None = None  # the Modal Environment; None: the profile's active one
+    budget_usd: float | None = None  # the run's budget in estimated US dollars; None: none
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, not tuples): what the generated app embeds. A job without stages
@@ -145,6 +146,8 @@ class JobSpec:
             del data["stages"]
         if self.environment is None:  # likewise for a job that names no Modal Environment
             del data["environment"]
+        if self.budget_usd is None:  # and for a job without a budget
+            del data["budget_usd"]
         for stage in data.get("stages", []):
             if not stage["inputs"]:  # likewise a stage that declares no input files
                 del stage["inputs"]
@@ -194,6 +197,7 @@ class JobSpec:
             train=Train(**data["train"]),
             stages=tuple(_stage(stage) for stage in data.get("stages", [])),
             environment=data.get("environment"),
+            budget_usd=data.get("budget_usd"),
         )
 
 
