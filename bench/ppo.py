@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEP = re.compile(r"\[launch\] update (\d+) of \d+: .*return ([\d.]+), ([\d,]+) env-steps/s")
+STEP = re.compile(r"\[launch\] update (\d+) of \d+: return_mean100 ([\d.]+).*, ([\d,]+) env-steps/s")
 STAGE = re.compile(r"\[launch\] (stage[12]) took ([\d.]+) s")
 RESUMED = re.compile(r"\[launch\] resumed from \S+ \(after update (\d+)")
 OVERHEAD = re.compile(r"checkpoints\s+(\d+) written .*\(([\d.]+) s, ([\d.]+)% of training time")

@@ -121,6 +121,20 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
         raise click.UsageError("--detach is for runs on Modal")
     if rerun and dry_run:
         raise click.UsageError("--rerun is for runs (on Modal or --local)")
+    if not dry_run and _is_sweep(job, sets):
+        if fresh or preempt_after or shipped or rerun or detach or use_local_code:
+            raise click.UsageError("--fresh, --preempt-after, --shipped, --rerun, --detach and "
+                                   "--use-local-code are not for sweeps (a sweep resumes; give "
+                                   "it another name to start over)")
+        from launcher.commands.sweep_run import sweep
+        from launcher.extras import require_optuna, require_runtime
+
+        require_optuna()
+        if local:
+            require_runtime("--local")
+        from launcher.backends.local import Options
+        return sweep(job, sets, local, Options(processes=processes, volumes_dir=volumes_dir,
+                                               debug=debug))
     if dry_run:
         from launcher.commands.render_app import dry_run as do_dry_run
         return do_dry_run(job, sets, out, use_local_code, explain)
@@ -134,6 +148,14 @@ def run_cmd(job: str, dry_run: bool, local: bool, sets: tuple[str, ...], out: st
                                             rerun=rerun), shipped=shipped, use_local_code=use_local_code)
     from launcher.commands.modal_run import remote
     return remote(job, sets, use_local_code, detach, rerun, debug)
+
+
+def _is_sweep(job: str, sets: tuple[str, ...]) -> bool:
+    """Whether JOB is a sweep spec (a `sweep:` section, after its bases and --set)."""
+    from launcher.spec.compose import compose
+    from launcher.spec.sweep import is_sweep
+
+    return is_sweep(compose(Path(job), tuple(sets), display=job))
 
 
 @cli.command("check")

@@ -122,3 +122,27 @@ def breakdown(spec: JobSpec, table: dict[str, Any]) -> list[str]:
         f"  keep-warm idle      {c.idle_per_day()} a day "
         f"({_plural(c.idle_containers, 'container')} × {per_container} × 24h)",
     ]
+
+
+def worst_usd(c: Cost) -> float | None:
+    """A cost's worst case in dollars: every attempt running to its timeout; None: no price."""
+    return None if c.price is None else c.price * c.gpus * c.timeout_s / 3600 * c.attempts
+
+
+@dataclass(frozen=True)
+class SweepCost:
+    """A sweep's worst cases: one trial (train), the stages that run once (prepare before the
+    trials, evaluate on the best), and the whole sweep; None where a price is missing."""
+
+    trial: float | None
+    once: float | None
+    whole: float | None
+
+
+def sweep_cost(spec: JobSpec, trials: int, table: dict[str, Any] | None = None) -> SweepCost:
+    costs = dict(stage_costs(spec, table))
+    trial = worst_usd(costs.pop("train"))
+    others = [worst_usd(c) for c in costs.values()]
+    once = None if any(o is None for o in others) else sum(others)  # type: ignore[arg-type]
+    whole = None if trial is None or once is None else trial * trials + once
+    return SweepCost(trial, once, whole)

@@ -39,3 +39,10 @@ def require(what: str, needs: str, modules: tuple[str, ...], extra: str) -> None
     if absent:
         raise LauncherError(f"{what}: {needs} is not installed (no {', '.join(absent)}); "
                             f"install it with: {install_hint(extra)}")
+
+
+def require_optuna() -> None:
+    """Refuse a sweep when Optuna (the `sweep` extra) is not installed."""
+    if not _findable("optuna"):
+        raise LauncherError("a sweep needs Optuna, which is not installed; install it with: "
+                            "pip install 'modal-launcher[sweep]'")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from launcher.cost import cost, stage_costs, stage_line, summary, total_worst_case
+from launcher.cost import (cost, prices, stage_costs, stage_line, summary, sweep_cost,
+                           total_worst_case)
 from launcher.errors import printable
 from launcher.spec.model import Compute, JobSpec
 from launcher.spec.pipeline import (DRIVER_MARGIN_S, MODAL_MAX_TIMEOUT_S, bound_s, driver_timeout_s,
                                      steps)
 from launcher.spec.rules import warnings as spec_warnings
+from launcher.spec.sweep import Sweep
 from launcher.spec.units import human_seconds, rough_duration
 from launcher.spec.yamlpos import json_path
 
@@ -113,8 +115,60 @@ def _environment_lines(spec: JobSpec) -> list[str]:
             f"volume {spec.checkpoint.volume} and the secrets are looked up there"]
 
 
-def plan(spec: JobSpec, source: str, code_line: str, code_lines: Sequence[str] = ()) -> str:
-    """`code_lines`: what ships of the code, under the `code` line."""
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.2f}"
+
+
+def estimate_note() -> str:
+    table = prices()
+    return f"estimates from the plan's prices ({table['date']}, {table['source']})"
+
+
+def _budget_lines(spec: JobSpec) -> list[str]:
+    if spec.budget_usd is None:
+        return []
+    return [f"budget      ${spec.budget_usd:,.2f} for the run, against its worst case one launch "
+            f"{total_worst_case(spec)}; {estimate_note()} (a single run is not yet stopped at its "
+            "budget: a sweep's budget_usd holds its trials)"]
+
+
+def sweep_lines(spec: JobSpec, sweep: Sweep) -> list[str]:
+    """The search space, the trial count, and the worst cases against the budget."""
+    c = sweep_cost(spec, sweep.trials)
+    where = "the sweep's" if sweep.objective_from == "sweep" else "the recipe's"
+    stop = {"none": "none", "median": "median (a trial worse than the median of the others at "
+            "the same update is stopped gracefully)", "hyperband": "hyperband (successive halving)"}
+    lines = [f"sweep       {sweep.method}, {sweep.trials} trials, {sweep.parallel} at once; objective "
+             f"{sweep.metric} ({sweep.direction}, {where}); early stop {stop[sweep.early_stop]}"]
+    width = max(len(p.path) for p in sweep.parameters)
+    lines += [f"  {p.path:<{width}}  {p.describe()}" for p in sweep.parameters]
+    grid = sweep.grid_size()
+    if grid is not None:
+        lines.append(f"  space     {grid} combinations")
+    stages = [s.name for s in spec.stages]
+    once = (["prepare runs once for the sweep (every trial reads its data)"] if "prepare" in stages else []) + \
+        (["evaluate runs once, on the best trial"] if "evaluate" in stages else [])
+    lines.append(f"  trials    each a run of the job with its parameters, in job folder "
+                 f"{spec.name}-tNNN{'; ' + ', '.join(once) if once else ''}")
+    lines.append(f"sweep cost  worst case one trial {_usd(c.trial)}, whole sweep {_usd(c.whole)} "
+                 f"({sweep.trials} trials{' + the stages run once' if once else ''}); {estimate_note()}")
+    if sweep.budget_usd is not None:
+        if c.trial is None:
+            verdict = "no price on file for the GPU: the budget cannot be held"
+        elif c.whole is not None and c.whole <= sweep.budget_usd:
+            verdict = "covers the worst case of the whole sweep"
+        else:
+            fits = int((sweep.budget_usd - (c.once or 0)) // c.trial) if c.trial else sweep.trials
+            verdict = (f"covers the worst case of {max(fits, 0)} of {sweep.trials} trials; no trial starts "
+                       "when the spend so far and the running trials' worst case would pass it")
+        lines.append(f"  budget    ${sweep.budget_usd:,.2f}: {verdict}")
+    return lines
+
+
+def plan(spec: JobSpec, source: str, code_line: str, code_lines: Sequence[str] = (),
+         sweep: Sweep | None = None) -> str:
+    """`code_lines`: what ships of the code, under the `code` line; `sweep`: the search of a
+    sweep spec, whose trials run `spec`."""
     k = spec.keep_warm
     lines = [
         f"plan: {spec.name} from {source} (spec sha256 {spec.hash[:12]})",
@@ -133,7 +187,9 @@ def plan(spec: JobSpec, source: str, code_line: str, code_lines: Sequence[str] =
         f"code        {code_line}",
         *code_lines,
         summary(spec),
+        *_budget_lines(spec),
         *_stage_lines(spec),
+        *(sweep_lines(spec, sweep) if sweep is not None else []),
         *warnings(spec),
     ]
     return "".join(f"{printable(line)}\n" for line in lines)

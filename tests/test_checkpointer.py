@@ -101,17 +101,18 @@ def test_a_saved_state_resumes_with_its_step_and_extra(manager, tmp_path: Path) 
     volume = volume_at(tmp_path)
     first, recipe = manager(volume)
     recipe.count = 7
-    first.save(3, {"best_return": 12.5})
+    objective = {"name": "val/loss", "mode": "min", "value": 0.5, "at": 3, "best": 0.25}
+    first.save(3, {"objective": objective})
     assert (first.written, volume.commits) == (1, 1)  # committed by the manager itself
 
     second, fresh = manager(volume_at(tmp_path, "work-2"))
     restored = second.resume()
-    assert restored == Restored(3, {"best_return": 12.5, "job": "probe", "recipe": "probe_recipe:Probe",
+    assert restored == Restored(3, {"objective": objective, "job": "probe", "recipe": "probe_recipe:Probe",
                                     "train_config": {"width": 8, "lr": 0.05, "envs": 2},
                                     "model_config": {"width": 8}, "world_size": 1,
                                     "train": {"steps": 8, "seed": 0, "mixed_precision": "no",
                                               "gradient_accumulation_steps": 1, "log_every": 1,
-                                              "tracker": "none"}})
+                                              "tracker": "none", "validate_every": None}})
     assert fresh.count == 7
     assert torch.equal(fresh.model.weight, recipe.model.weight)
 
@@ -342,12 +343,13 @@ def test_a_manifest_nested_too_deep_is_skipped_with_a_warning(manager, tmp_path:
 
 @pytest.mark.parametrize(("key", "value"), [
     ("train_config", "abc"), ("model_config", [1]), ("world_size", "2"), ("job", 5),
-    ("best_return", "high"), ("train", "abc"), ("data_digest", 1.5), ("world_size", True)])
+    ("best_return", "high"), ("train", "abc"), ("data_digest", 1.5), ("world_size", True),
+    ("objective", 0.5)])
 def test_a_field_of_the_wrong_type_in_extra_skips_the_checkpoint_with_a_warning(
         manager, tmp_path: Path, capsys, key: str, value: Any) -> None:
     saver, _ = manager(volume_at(tmp_path))
-    saver.save(1, {"best_return": 2.0})
-    saver.save(2, {"best_return": 3.0})
+    saver.save(1, {})
+    saver.save(2, {})
     _rewrite_manifest(tmp_path / "volume" / "probe" / "step-00000002",
                       lambda m: m["extra"].__setitem__(key, value))
     other, _ = manager(volume_at(tmp_path, "work-2"))

@@ -57,6 +57,7 @@ def test_every_field_with_the_file_the_base_the_flag_or_the_default(tmp_path) ->
     job = write(tmp_path, "job.yaml", JOB)
     assert explained(job, ("train.steps=50",)) == """\
 explain: job: each resolved field = value, and where the value came from
+  budget_usd = null                                 default
   checkpoint.async = auto                           default
   checkpoint.every = 10m                            default
   checkpoint.every_steps = 100                      default
@@ -90,6 +91,7 @@ explain: job: each resolved field = value, and where the value came from
   retries.max_retries = 2                           base.yaml:6
   secrets = []                                      default
   snapshot = cpu                                    default
+  sweep = null                                      default
   train.config = {}                                 default
   train.gradient_accumulation_steps = 1             default
   train.log_every = 10                              default

@@ -101,13 +101,25 @@ class Tty(io.StringIO):
         return True
 
 
-def test_on_a_tty_a_progress_bar_shows_step_sps_and_return() -> None:
+def test_on_a_tty_a_progress_bar_shows_step_objective_and_sps() -> None:
     stream = Tty()
     display = Display(80, stream)
-    display.metrics({"step": 20, "sps": 51234.0, "return_mean100": 312.5})
+    display.metrics({"step": 20, "sps": 51234.0, "return_mean100": 312.5,
+                     "objective": {"name": "return_mean100", "mode": "max", "value": 312.5}})
     display.bar.refresh()
     assert "20/80" in stream.getvalue()
-    assert "51,234 SPS, return 312.5" in stream.getvalue()
+    assert "return_mean100 312.5, 51,234 SPS" in stream.getvalue()
+    display.close()
+
+
+def test_a_progress_bar_shows_no_sps_for_a_recipe_without_environments() -> None:
+    stream = Tty()
+    display = Display(80, stream)
+    display.metrics({"step": 20, "train/loss": 0.5,
+                     "objective": {"name": "val/loss", "mode": "min", "value": 0.25}})
+    display.bar.refresh()
+    assert "val/loss 0.25" in stream.getvalue()
+    assert "SPS" not in stream.getvalue()
     display.close()
 
 

@@ -26,7 +26,7 @@ def launch_ppo(volumes: Path, *sets: str, env: dict[str, str] | None = None) -> 
 def test_the_main_job_solves_cartpole(tmp_path: Path) -> None:
     run = launch_ppo(tmp_path)
     assert run.returncode == 0, run.stderr
-    last = re.search(r"return\s+last ([\d.]+), best ([\d.]+)", run.stderr)
+    last = re.search(r"objective\s+return_mean100 \(max\): last ([\d.]+), best ([\d.]+)", run.stderr)
     assert last is not None, run.stderr
     assert float(last[1]) >= 475.0
     assert "summary: ppo-cartpole finished" in run.stderr

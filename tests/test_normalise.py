@@ -66,6 +66,9 @@ def a_valid_integer(schema: dict[str, Any]) -> int:
 
 def spec_with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     spec = json.loads(json.dumps(MINIMAL))
+    if path[0] == "sweep":  # a sweep's integers, in a sweep that is valid otherwise
+        spec["sweep"] = {"objective": {"metric": "loss", "direction": "min"},
+                         "parameters": {"train.seed": {"choice": [0, 1]}}}
     here = spec
     for key in path[:-1]:
         here = here.setdefault(key, {})

@@ -72,6 +72,12 @@ class Attempt:
     outcome: Outcome = "transient"
     message: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    # What its events said as it went, for an attempt killed before its result: the last update
+    # it logged, the checkpoints it wrote (the newest), the objective's last record.
+    step: int | None = None
+    checkpoints: int = 0
+    newest_checkpoint: int | None = None
+    objective: dict[str, Any] | None = None
 
 
 class Display:
@@ -99,9 +105,15 @@ class Display:
         if self.bar is None:
             return  # the worker's own log line says the same
         self.bar.n = event["step"]
-        ret = event.get("return_mean100")
+        said = []
+        objective = event.get("objective")
+        if objective and objective.get("value") is not None:
+            said.append(f"{objective['name']} {objective['value']:.4g}")
+        sps = event.get("sps")
+        if sps is not None:
+            said.append(f"{sps:,.0f} SPS")
         with contextlib.suppress(OSError):
-            self.bar.set_postfix_str(f"{event['sps']:,.0f} SPS" + (f", return {ret:.1f}" if ret is not None else ""))
+            self.bar.set_postfix_str(", ".join(said))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -239,7 +251,12 @@ class Supervisor:
         event = json.loads(line[len(PREFIX):])
         kind = event.pop("event")
         if kind == "metrics":
+            attempt.step = event["step"]
+            attempt.objective = event.get("objective") or attempt.objective
             display.metrics(event)
+        elif kind == "checkpoint":
+            attempt.checkpoints += 1
+            attempt.newest_checkpoint = event["step"]
         elif kind == "result":
             attempt.result = event
         elif kind == "failure":
@@ -331,10 +348,33 @@ def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1
     return WorkerProcess(spec_env, options.processes, attempt, options.debug, options.spawn)
 
 
+def _updates(sup: Supervisor) -> str:
+    """How far the run got across its attempts, and its newest checkpoint."""
+    reached = [s for a in sup.attempts for s in (a.result.get("steps"), a.step, a.newest_checkpoint)
+               if s is not None]
+    saved = [a.newest_checkpoint for a in sup.attempts if a.newest_checkpoint is not None]
+    if not reached:
+        return f"n/a of {sup.spec.train.steps}"
+    newest = f" (newest checkpoint written: step {saved[-1]})" if saved and saved[-1] != max(reached) else ""
+    return f"{max(reached)} of {sup.spec.train.steps}{newest}"
+
+
+def _objective(sup: Supervisor, result: dict[str, Any]) -> str:
+    """The objective's last and best values across the run (the newest attempt that said them:
+    each carries the best on from the checkpoint it resumed), or that the recipe declares none."""
+    said = [a.result.get("objective") or a.objective for a in sup.attempts]
+    record = next((r for r in reversed(said) if r), None)
+    if not record:
+        trained = result or any(a.step is not None for a in sup.attempts)
+        return "none declared (the recipe's objective attribute names one)" if trained else "n/a"
+    fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    return (f"{record['name']} ({record['mode']}): last {fmt(record.get('value'))}, "
+            f"best {fmt(record.get('best'))}")
+
+
 def summary(sup: Supervisor, seconds: float) -> str:
     final = sup.attempts[-1]
     result = next((a.result for a in reversed(sup.attempts) if a.result), {})
-    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     outcomes = ", ".join(f"{a.number}: {a.outcome}" for a in sup.attempts)
     if final.outcome == "finished":
         state = "finished"
@@ -344,12 +384,10 @@ def summary(sup: Supervisor, seconds: float) -> str:
         state = "failed"
     lines = [
         f"summary: {sup.spec.name} {state}",
-        f"  updates      {result.get('steps', 'n/a')} of {sup.spec.train.steps}",
+        f"  updates      {_updates(sup)}",
         f"  wall time    {seconds:.1f} s",
-        # A recipe that reports no episode return (a classifier) gets no return line.
-        *([f"  return       last {fmt(result.get('last_return'))}, best {fmt(result.get('best_return'))}"]
-          if not result or {result.get("last_return"), result.get("best_return")} != {None} else []),
-        f"  checkpoints  {sum(a.result.get('checkpoints_written', 0) for a in sup.attempts)} written "
+        f"  objective    {_objective(sup, result)}",
+        f"  checkpoints  {sum(a.checkpoints for a in sup.attempts)} written "
         f"to {sup.volume_dir / sup.spec.name}" + (f" ({result['checkpoint_seconds']:.2f} s, "
                                   f"{result['checkpoint_overhead_pct']:.1f}% of training time"
                                   f"{', written in the background' if result.get('checkpoints_in_background') else ''})"

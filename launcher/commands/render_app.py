@@ -73,7 +73,7 @@ def dry_run(job: str, sets: tuple[str, ...], out: str | None, use_local_code: bo
     if rendered.note:
         click.echo(printable(f"note: {rendered.note} (this dry run shows the app with local code)"), err=True)
     click.echo(plan(rendered.loaded.spec, rendered.loaded.source, rendered.code_line,
-                    rendered.ship_lines()), err=True, nl=False)
+                    rendered.ship_lines(), rendered.loaded.sweep), err=True, nl=False)
     if explain:
         click.echo(explain_text(rendered.loaded.doc, rendered.loaded.spec, prices()), err=True, nl=False)
     if out is None:

@@ -6,8 +6,11 @@
 - ``Digits`` (the recipe train runs): a small convolutional classifier trained through
   Accelerate. It builds the model in ``__init__`` (stage 1, before the memory snapshot) and
   reads the prepared data in ``setup`` (stage 2, after the volume reload), from ``data_dir``,
-  which the runtime sets before calling ``setup``.
-- ``evaluate``: the test accuracy of the newest checkpoint.
+  which the runtime sets before calling ``setup``. It holds out ``val_fraction`` of the
+  training images (the same ones for a seed) for ``validate``, whose accuracy is its objective:
+  ``checkpoint.keep_best`` keeps the best checkpoints by it.
+- ``evaluate``: the test accuracy of the newest checkpoint (``stages.evaluate.checkpoint:
+  best``: of the best by validation accuracy).
 
 Every source of randomness is the recipe's own generator (minibatch order), saved in
 ``state_dict`` with the position in the current epoch, so a resumed run continues bit for bit.
@@ -29,6 +32,7 @@ DATA_FILE = "digits.pt"
 CLASSES = 10
 # Keeps the minibatch generator's stream apart from the model's initialisation for one seed.
 ORDER_SEED_OFFSET = 1 << 32
+SPLIT_SEED_OFFSET = 2 << 32  # and the validation split's
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -103,6 +107,8 @@ class ConvNet(nn.Module):
 class Digits:
     config_schema: ClassVar[dict[str, Any]] = _schema("Digits")
     model_fields: ClassVar[tuple[str, ...]] = ("channels", "hidden")
+    objective: ClassVar[tuple[str, str]] = ("val/accuracy", "max")
+    progress: ClassVar[tuple[str, ...]] = ("loss", "val/loss")
 
     def __init__(self, config: dict[str, Any], seed: int) -> None:
         self.cfg = _with_defaults(self.config_schema, config)
@@ -122,8 +128,15 @@ class Digits:
 
     def setup(self, accelerator: Any) -> None:
         data = load_data(self.data_dir)
-        self.x = data["x_train"].to(accelerator.device)
-        self.y = data["y_train"].to(accelerator.device)
+        # The held-out images: a seeded draw, the same on every process and every attempt.
+        split = torch.Generator().manual_seed(self.seed + SPLIT_SEED_OFFSET)
+        order = torch.randperm(len(data["y_train"]), generator=split)
+        held = max(1, round(self.cfg["val_fraction"] * len(order)))
+        val, train = order[:held], order[held:]
+        self.x = data["x_train"][train].to(accelerator.device)
+        self.y = data["y_train"][train].to(accelerator.device)
+        self.x_val = data["x_train"][val].to(accelerator.device)
+        self.y_val = data["y_train"][val].to(accelerator.device)
         self.accelerator = accelerator
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         # Each process draws its own minibatches (a checkpoint, if any, replaces this state).
@@ -149,6 +162,16 @@ class Digits:
         accuracy = (logits.argmax(1) == self.y[index]).float().mean()
         return {"loss": loss.item(), "accuracy": accuracy.item(), "epoch": float(self.epoch)}
 
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Accuracy and loss on the held-out images (every process: all of them)."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        logits = model(self.x_val)
+        model.train()
+        return {"val/accuracy": (logits.argmax(1) == self.y_val).float().mean().item(),
+                "val/loss": nn.functional.cross_entropy(logits, self.y_val).item()}
+
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "order": self.order.clone(),
                 "position": self.position, "epoch": self.epoch}
@@ -165,7 +188,8 @@ class Digits:
 
 @torch.no_grad()
 def evaluate(ctx: StageContext) -> dict[str, float]:
-    """Test accuracy and loss of the newest checkpoint, on the held-out test set."""
+    """Test accuracy and loss of the checkpoint loaded (the newest, or the best by validation
+    accuracy with `checkpoint: best`), on the held-out test set."""
     data = load_data(ctx.data_dir)
     device = ctx.accelerator.device
     model = ctx.accelerator.unwrap_model(ctx.recipe.model)

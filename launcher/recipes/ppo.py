@@ -147,6 +147,10 @@ def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Te
 class PPO:
     config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
     model_fields: ClassVar[tuple[str, ...]] = ("hidden_sizes", "activation")
+    # The mean return of the last 100 episodes: what the progress line, the summary and
+    # checkpoint.keep_best go by.
+    objective: ClassVar[tuple[str, str]] = ("return_mean100", "max")
+    progress: ClassVar[tuple[str, ...]] = ("loss",)
 
     def __init__(self, config: dict[str, Any], seed: int) -> None:
         self.cfg = PPOConfig.from_dict(config)

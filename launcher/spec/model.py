@@ -15,6 +15,7 @@ StageName = Literal["prepare", "train", "evaluate"]  # the stages of a pipeline,
 CodeMode = Literal["git", "local"]  # image.code
 ResumeMode = Literal["auto", "never"]  # checkpoint.resume
 AsyncWrite = Literal["auto", True, False]  # checkpoint.async
+CheckpointPick = Literal["latest", "best"]  # stages.evaluate.checkpoint
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Checkpoint:
     keep_last: int
     resume: ResumeMode
     async_write: AsyncWrite  # checkpoint.async
+    keep_best: int = 0  # the best by the recipe's objective, kept besides keep_last
 
     def writes_in_background(self, processes: int) -> bool:
         """Whether a run with `processes` training processes writes checkpoints in the
@@ -90,6 +92,7 @@ class Train:
     log_every: int
     tracker: str
     config: dict[str, Any] = field(hash=False)
+    validate_every: int | None = None  # recipe.validate() every this many updates (and at the end)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Stage:
     snapshot: str  # none | cpu | gpu
     config: dict[str, Any] = field(hash=False)
     inputs: tuple[str, ...] = ()  # files it reads, relative to the repository root
+    checkpoint: CheckpointPick = "latest"  # evaluate: which of train's checkpoints it loads
 
     @property
     def gpu_string(self) -> list[str] | str | None:
@@ -132,6 +136,7 @@ class JobSpec:
     train: Train = field(hash=False, default=None)  # type: ignore[assignment]
     stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
     environment: str | None = None  # the Modal Environment; None: the profile's active one
+    budget_usd: float | None = None  # the run's budget in estimated US dollars; None: none
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, not tuples): what the generated app embeds. A job without stages
@@ -141,9 +146,19 @@ class JobSpec:
             del data["stages"]
         if self.environment is None:  # likewise for a job that names no Modal Environment
             del data["environment"]
+        if self.budget_usd is None:  # and for a job without a budget
+            del data["budget_usd"]
         for stage in data.get("stages", []):
             if not stage["inputs"]:  # likewise a stage that declares no input files
                 del stage["inputs"]
+            if stage["checkpoint"] == "latest":  # and one that reads the latest checkpoint
+                del stage["checkpoint"]
+        # Likewise the fields of issue 19 at their defaults: the spec hash of a job that sets
+        # none of them is what it was before they existed.
+        if self.checkpoint.keep_best == 0:
+            del data["checkpoint"]["keep_best"]
+        if self.train.validate_every is None:
+            del data["train"]["validate_every"]
         return data
 
     def stage(self, name: str) -> Stage | None:
@@ -182,6 +197,7 @@ class JobSpec:
             train=Train(**data["train"]),
             stages=tuple(_stage(stage) for stage in data.get("stages", [])),
             environment=data.get("environment"),
+            budget_usd=data.get("budget_usd"),
         )
 
 
@@ -191,4 +207,5 @@ def _compute(compute: dict[str, Any]) -> Compute:
 
 def _stage(stage: dict[str, Any]) -> Stage:
     return Stage(stage["name"], stage["run"], _compute(stage["compute"]), Retries(**stage["retries"]),
-                 stage["snapshot"], dict(stage["config"]), tuple(stage.get("inputs", ())))
+                 stage["snapshot"], dict(stage["config"]), tuple(stage.get("inputs", ())),
+                 stage.get("checkpoint", "latest"))

@@ -163,7 +163,8 @@ def _stages(raw: dict[str, Any]) -> list[dict[str, Any]]:
              "compute": _compute(stages[name]["compute"], raw["compute"]),
              "retries": _retries(raw["retries"], stages[name]["retries"]),
              "snapshot": stages[name]["snapshot"], "config": stages[name]["config"],
-             "inputs": stages[name].get("inputs", [])}
+             "inputs": stages[name].get("inputs", []),
+             **({"checkpoint": stages[name]["checkpoint"]} if name == "evaluate" else {})}
             for name in STAGE_ORDER if name in stages]
 
 
@@ -184,5 +185,5 @@ def fields(raw: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": {"volume": p["volume"], "mount": p["mount"], "every_steps": p["every_steps"],
                        "every_s": None if p["every"] is None else units.seconds(p["every"]),
                        "keep_last": p["keep_last"], "resume": p["resume"],
-                       "async_write": p["async"]},
+                       "async_write": p["async"], "keep_best": p["keep_best"]},
     }

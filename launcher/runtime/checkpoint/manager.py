@@ -199,6 +199,11 @@ class Checkpointer:
             raise LoadFailed(step)
         extra = _extra(path, step)
         self.publisher.started_from(step)
+        if self.ctx.pick == "best":
+            recorded = extra.get("objective") or {}
+            events.log(f"the best checkpoint by the objective: {path.name} ({recorded.get('name')} "
+                       f"{recorded['value']:.4g})" if recorded.get("value") is not None else
+                       f"no checkpoint records an objective value: the newest, {path.name}")
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
         run = self.run()
         for note in (resume_policy.config_note(path.name, extra, run),
@@ -312,7 +317,8 @@ class Checkpointer:
 
     def _pick_here(self, skip: Collection[int]) -> tuple[Path, int] | None:
         try:
-            found = store.newest_usable(self.ctx.checkpoints, self._check, _warn, skip)
+            found = store.newest_usable(self.ctx.checkpoints, self._check, _warn, skip,
+                                        best=self.ctx.pick == "best")
         except store.Incompatible as exc:
             raise PermanentError(str(exc)) from exc
         return (found.path, found.step) if found else None

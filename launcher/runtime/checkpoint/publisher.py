@@ -3,8 +3,9 @@
 Public face: `Publisher(ctx).publish(step, write, extra)`, global rank 0 alone, in this order:
 set aside (at its first publish) every checkpoint after the one this run started from, write
 under a temporary name and publish atomically (`store.save`), copy the run's logs (tracker
-files, runtime/runlogs.py) into the job's folder, heartbeat the job's lease and commit the
-volume, then apply retention (so a failed deletion never costs the new checkpoint). `started_from(step)` tells it which
+files, runtime/runlogs.py) into the job's folder, heartbeat the job's lease and commit the volume, then apply retention
+(`checkpoint.keep_last`, and `keep_best` by the objective each manifest records; a failed
+deletion never costs the new checkpoint). `started_from(step)` tells it which
 checkpoint the run resumed from.
 
 It neither builds nor loads state: what goes into a checkpoint is the manager's (`write`).
@@ -47,7 +48,8 @@ class Publisher:
         self.commit()
         faults.point("committed", step)
         try:
-            store.retain(root, step, self.ctx.spec.checkpoint.keep_last)
+            store.retain(root, step, self.ctx.spec.checkpoint.keep_last,
+                         self.ctx.spec.checkpoint.keep_best)
         except store.CheckpointError as exc:
             _warn(str(exc))
 

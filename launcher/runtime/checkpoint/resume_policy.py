@@ -39,7 +39,8 @@ PLAIN = ("keep only tensors, numbers, strings, and lists, tuples and dicts of th
 # What each field of a manifest's `extra` must be, where present; None is allowed for all.
 _EXTRA_TYPES: dict[str, tuple[type, ...]] = {
     "job": (str,), "recipe": (str,), "world_size": (int,), "train_config": (dict,),
-    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float)}
+    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float),
+    "objective": (dict,)}
 
 
 @dataclass(frozen=True)

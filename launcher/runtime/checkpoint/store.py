@@ -6,7 +6,9 @@ every file's size and sha256, versions, caller's ``extra``). It is written under
 ``.tmp-step-00000100-<random>``, fsynced, then renamed into place, so a final-named
 directory with a valid manifest is always complete. Deletion renames to ``.trash-...``
 first, so a kill mid-delete never leaves a half-deleted directory that looks complete.
-``set_aside`` moves checkpoints that a run starting from an earlier step would overwrite into
+Retention keeps the newest ``keep_last`` and, with ``keep_best``, the best by the objective
+value each manifest records (``extra.objective``: name, mode, value); it never deletes one of
+those. ``set_aside`` moves checkpoints that a run starting from an earlier step would overwrite into
 ``<root>/set-aside/<time>-<random>/``, where nothing looks for checkpoints.
 
 Stdlib only: the store does not care what writes the files (in practice
@@ -78,6 +80,7 @@ def save(
     spec_hash: str,
     extra: dict[str, Any] | None = None,
     keep_last: int | None = None,
+    keep_best: int = 0,
 ) -> Checkpoint:
     """Write a checkpoint via ``writer(tmp_dir)``, publish it atomically, apply retention."""
     if keep_last is not None and keep_last < 1:
@@ -99,7 +102,7 @@ def save(
             raise
         raise failed from exc
     if keep_last is not None:
-        _retain(root, step, keep_last)
+        _retain(root, step, keep_last, keep_best)
     return Checkpoint(root / step_name(step), step, manifest)
 
 
@@ -132,14 +135,21 @@ def newest_usable(
     check: Callable[[Checkpoint], object],
     warn: Callable[[str], object],
     skip: Collection[int] = (),
+    best: bool = False,
 ) -> Checkpoint | None:
     """The newest checkpoint that verifies and passes ``check``, newest first; each that fails
     is skipped with a warning. Neither step changes anything: loading is the caller's.
+    ``best``: the best by the objective value the manifests record first (see `by_objective`),
+    then those that record none, newest first.
 
     ``check`` raising `Incompatible` stops the search (an older checkpoint of the same run
     would be just as incompatible). Steps in ``skip`` (loaded before and failed) are passed over.
     """
     candidates = [(s, p) for s, p in _step_dirs(Path(root)) if s not in skip]
+    if best:
+        ranked = by_objective(complete(root))
+        first = [(c.step, c.path) for c in ranked if c.step not in skip]
+        candidates = first + [c for c in candidates if c not in first]
     for i, (step, path) in enumerate(candidates):
         try:
             ckpt = Checkpoint(path, step, read_manifest(path, step))
@@ -270,15 +280,41 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def retain(root: str | os.PathLike[str], step: int, keep_last: int) -> None:
-    """Apply ``keep_last`` on its own, e.g. once the new checkpoint is committed."""
-    _retain(Path(root), step, keep_last)
+def retain(root: str | os.PathLike[str], step: int, keep_last: int, keep_best: int = 0) -> None:
+    """Apply ``keep_last`` and ``keep_best`` on their own, e.g. once the new checkpoint is
+    committed."""
+    _retain(Path(root), step, keep_last, keep_best)
 
 
-def _retain(root: Path, step: int, keep_last: int) -> None:
-    """Keep the newest ``keep_last`` checkpoints up to ``step``; newer ones are left alone."""
+def objective_value(ckpt: Checkpoint) -> tuple[float, str] | None:
+    """The objective value and mode (min | max) the checkpoint's manifest records, or None."""
+    recorded = ckpt.manifest.get("extra", {}).get("objective")
+    if not isinstance(recorded, dict):
+        return None
+    value, mode = recorded.get("value"), recorded.get("mode")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or mode not in ("min", "max"):
+        return None
+    return float(value), mode
+
+
+def by_objective(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+    """The checkpoints that record an objective value, best first (ties: the newer first); the
+    mode is the newest one's (a recipe changed since is ranked by what it says now)."""
+    valued = [(c, found) for c in checkpoints if (found := objective_value(c)) is not None]
+    if not valued:
+        return []
+    mode = max(valued, key=lambda item: item[0].step)[1][1]
+    sign = 1.0 if mode == "min" else -1.0
+    return [c for c, (value, _) in sorted(valued, key=lambda item: (sign * item[1][0], -item[0].step))
+            if value == value]  # a NaN is never best
+
+
+def _retain(root: Path, step: int, keep_last: int, keep_best: int = 0) -> None:
+    """Keep the newest ``keep_last`` checkpoints up to ``step`` and the best ``keep_best`` of
+    them by objective; newer ones are left alone."""
     older = [c for c in complete(root) if c.step <= step]
-    for ckpt in older[keep_last:]:
+    kept = {c.step for c in older[:keep_last]} | {c.step for c in by_objective(older)[:keep_best]}
+    for ckpt in (c for c in older if c.step not in kept):
         try:
             _discard(ckpt.path)
         except OSError as exc:

@@ -91,13 +91,15 @@ class StageSession(ContainerSession):
         return loop
 
     def _new_loop(self) -> Loop:
-        # checkpoint.resume is train's choice; evaluate always takes what train saved last.
+        # checkpoint.resume is train's choice; evaluate takes what train saved last, or its best
+        # by the objective (stages.evaluate.checkpoint).
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
         # Train's checkpoints, where its Session keeps them, whatever its process count.
         return Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
                                 logs=self.logs, volume=self.volume,
-                                times=self.times, folders=self.folders, reads_only=True))
+                                times=self.times, folders=self.folders, reads_only=True,
+                                pick=self.stage.checkpoint))
 
     def run(self, lease: str = "", run_id: str = "") -> dict[str, Any]:
         """The stage's result; a failure no retry can fix is returned, not raised (Modal

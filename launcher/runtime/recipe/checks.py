@@ -1,7 +1,7 @@
 """The recipe protocol enforced, and failures told in terms of the user's own code.
 
-A recipe that breaks the protocol (a missing method, `train_step` returning something other
-than a dict of numbers, `state_dict` returning something other than a dict) fails the same
+A recipe that breaks the protocol (a missing method, `train_step` or `validate` returning
+something other than a dict of numbers, `state_dict` returning something other than a dict) fails the same
 way on every retry: it is a permanent failure, and its message names the user's file and
 line. So is any exception before the first update of an attempt completes (a bad config, a
 typo in `setup`, a recipe that cannot load): retrying cannot fix it, and on Modal each retry
@@ -65,18 +65,19 @@ def check_class(recipe_cls: type, ref: str) -> None:
                             "launcher/runtime/recipe/protocol.py)")
 
 
-def metrics(recipe: Any, returned: Any, update: int) -> dict[str, float]:
-    """`train_step`'s result as floats, or a ProtocolError naming the method."""
-    method = f"{type(recipe).__name__}.train_step"
+def metrics(recipe: Any, returned: Any, update: int, name: str = "train_step") -> dict[str, float]:
+    """`train_step`'s (or `validate`'s) result as floats, or a ProtocolError naming the method."""
+    method = f"{type(recipe).__name__}.{name}"
+    found = getattr(type(recipe), name)
     if not isinstance(returned, dict):
-        raise ProtocolError(f"{where(type(recipe).train_step)}: {method} returned "
+        raise ProtocolError(f"{where(found)}: {method} returned "
                             f"{type(returned).__name__} in update {update}; it must return a dict "
                             "of metric names to numbers")
     try:
         return {str(k): float(v) for k, v in returned.items()}
     except (TypeError, ValueError):
         bad = next(k for k, v in returned.items() if not _number(v))
-        raise ProtocolError(f"{where(type(recipe).train_step)}: {method} returned {bad!r}: "
+        raise ProtocolError(f"{where(found)}: {method} returned {bad!r}: "
                             f"{type(returned[bad]).__name__} in update {update}; metrics must be "
                             "numbers") from None
 

@@ -19,6 +19,21 @@ Updates are counted one way in every message, log line and checkpoint name: "upd
 the sixth update, done by ``train_step(5)``, and checkpoint ``step-00000006`` holds the state
 after it (a loss that turns NaN in ``train_step(5)`` is reported as "in update 6 of 80").
 
+**Validation and the objective** (all optional). ``validate()`` returns a dict of metric names
+to numbers measured on held-out data; the runtime calls it in the loop (never in stage 1 or
+before ``setup``: the same rules as ``train_step``), on every process as Accelerate expects (each
+process may validate its own shard), every ``train.validate_every`` updates and after the last
+one, and logs the mean across processes like ``train_step``'s metrics. Leave the model as
+``train_step`` expects it (``model.train()`` again after ``model.eval()``). Class attributes
+beside ``config_schema``:
+
+- ``objective = ("val/loss", "min")``: a metric ``train_step`` or ``validate`` returns, and
+  ``"min"`` or ``"max"``: the progress line shows it with its best so far, the summary its last
+  and best values, each checkpoint's manifest records it (``extra.objective``), and
+  ``checkpoint.keep_best`` / ``stages.evaluate.checkpoint: best`` go by it.
+- ``progress = ("train/loss", "val/loss")``: what the progress line shows besides the objective
+  (default: every metric returned). Names may be namespaced (``train/``, ``val/``).
+
 **Data from a pipeline's prepare stage** (``stages.prepare``): the runtime sets
 ``recipe.data_dir`` (the job's data folder on the volume) after ``__init__`` and before
 ``setup``. Read the data in ``setup``, never in ``__init__``: stage 1 runs before the memory
@@ -34,8 +49,9 @@ hyperparameters (each param group's lr, eps, betas, weight_decay, ...; a schedul
 come from the freshly built recipe while the optimizer's state comes from the checkpoint. For
 that, keep optimizers and LR schedulers as attributes of the recipe (or in a list or dict there).
 
-Breaking the protocol (a missing method, ``train_step`` returning something other than a dict of
-numbers, ``state_dict`` returning something other than a dict) and any exception before an
+Breaking the protocol (a missing method, ``train_step`` or ``validate`` returning something other
+than a dict of numbers, ``state_dict`` returning something other than a dict, an ``objective`` or
+``progress`` attribute of the wrong form) and any exception before an
 attempt's first update completes are permanent failures: not retried, and reported with the
 file and line in the recipe's code.
 """
@@ -55,6 +71,9 @@ class Recipe(Protocol):
     def setup(self, accelerator: Any) -> None: ...
 
     def train_step(self, step: int) -> dict[str, float]: ...
+
+    # Optional: `validate(self) -> dict[str, float]`, and the class attributes
+    # `objective: tuple[str, str]` and `progress: tuple[str, ...]` (see above).
 
     def state_dict(self) -> dict[str, Any]: ...
 

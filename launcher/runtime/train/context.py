@@ -17,7 +17,7 @@ from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.runlogs import RunLogs
 from launcher.runtime.storage.volume import Volume
-from launcher.spec.model import JobSpec
+from launcher.spec.model import CheckpointPick, JobSpec
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,6 @@ class LoopContext:
     # evaluate: loads train's newest checkpoint, saves none; the process count that wrote it
     # does not matter (process 0's recipe state is loaded)
     reads_only: bool = False
+    # which checkpoint resume picks: latest (the newest usable) or best (by the objective the
+    # manifests record; evaluate with stages.evaluate.checkpoint: best)
+    pick: CheckpointPick = "latest"

@@ -30,11 +30,9 @@ from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.lifecycle import timeline
 from launcher.runtime.lifecycle.signals import StopFlag
 from launcher.runtime.pipeline import stages
-from launcher.runtime.recipe import checks
-from launcher.runtime.train import results, trackers
+from launcher.runtime.recipe import checks, objective
+from launcher.runtime.train import history, results, trackers
 from launcher.runtime.train.context import LoopContext
-
-RETURN_KEY = "return_mean100"  # the recipe metric the summary reports as "return"
 
 
 class Phase(enum.Enum):
@@ -94,7 +92,13 @@ class Loop:
         self.updates = 0  # updates done by this loop (this attempt)
         self.last_save = time.monotonic()
         self.last_metrics: dict[str, float] = {}
-        self.best_return: float | None = None
+        recipe_cls = type(ctx.recipe)
+        # What the recipe says matters (runtime/recipe/objective.py): its objective's last and
+        # best values, the metrics its progress line shows, its validate() if it has one.
+        self.objective = objective.Tracker(objective.of(recipe_cls))
+        self.progress = objective.progress_names(recipe_cls)
+        self.validates = callable(getattr(recipe_cls, "validate", None))
+        self.history: history.History | None = None  # rank 0, while the loop runs
 
     @property
     def step(self) -> int:
@@ -177,7 +181,7 @@ class Loop:
             self.state.broke()  # half loaded: never saved, never trained; the session rebuilds
             raise
         if restored.step:
-            self.best_return = restored.extra.get("best_return")
+            self.objective.restore(restored.extra.get("objective"))
         return restored.step
 
     def catch_up(self) -> None:
@@ -194,6 +198,12 @@ class Loop:
         # Trackers are open only while the loop runs: Modal's volume.reload() refuses to run
         # while files are open, and a warm container reloads before its next call.
         trackers.start(self.acc, self.spec, self.ctx.logs)
+        if self.acc.is_main_process:
+            self.history = history.History(self.ctx.logs.folder, self.ctx.logs.mirror, self.step)
+        if self.spec.checkpoint.keep_best and self.objective.objective is None:
+            events.log(f"warning: checkpoint.keep_best is {self.spec.checkpoint.keep_best}, but "
+                       f"{type(self.ctx.recipe).__name__} declares no objective: only keep_last "
+                       "applies (see launcher/runtime/recipe/protocol.py)")
         try:
             with checks.first_update_pending(lambda: f"in update {self.step + 1} of {total}",
                                              type(self.ctx.recipe), lambda: self.updates == 0):
@@ -236,8 +246,9 @@ class Loop:
                     timeline.mark("last_step_done")
                 env_steps = metrics.get("env_steps")
                 first_env_steps = env_steps if first_env_steps is None else first_env_steps
-                if self.step % self.spec.train.log_every == 0 or self.step == total:
-                    self._log(metrics, start, first_env_steps)
+                validated = self._validate_due(total) and self._validate()
+                if validated or self.step % self.spec.train.log_every == 0 or self.step == total:
+                    self._log({**metrics, **(validated or {})}, start, first_env_steps)
                 stop_now, time_due = self._agree(stop.requested is not None, self._time_due())
                 every = self.spec.checkpoint.every_steps
                 if (every and self.step % every == 0) or time_due or stop_now or self.step == total:
@@ -260,22 +271,45 @@ class Loop:
                 raise PermanentError(f"{key} became {value} in update {update} of {total} "
                                      f"(train_step({update - 1})): training diverged (lower the "
                                      "learning rate, or check the recipe)")
-        self.last_metrics = metrics
-        if RETURN_KEY in metrics and metrics.get("episodes", 1) > 0:
-            seen = metrics[RETURN_KEY]
-            self.best_return = seen if self.best_return is None else max(self.best_return, seen)
+        self.last_metrics = {**self.last_metrics, **metrics}
+        self.objective.see(metrics, update)
         return metrics
 
+    def _validate_due(self, total: int) -> bool:
+        every = self.spec.train.validate_every
+        return self.validates and (self.step == total or bool(every) and self.step % every == 0)
+
+    def _validate(self) -> dict[str, float]:
+        """`recipe.validate()` on every process; its metrics averaged across processes."""
+        recipe = self.ctx.recipe
+        returned = checks.metrics(recipe, recipe.validate(), self.step, "validate")
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            every = gather_object([returned])  # any names, in any order, on each process
+            returned = {k: sum(m[k] for m in every if k in m) / sum(k in m for m in every)
+                        for k in dict.fromkeys(k for m in every for k in m)}
+        self.last_metrics = {**self.last_metrics, **returned}
+        self.objective.see(returned, self.step)
+        return returned or {}
+
     def _log(self, metrics: dict[str, float], start: float, first_env_steps: float | None) -> None:
-        elapsed = max(time.perf_counter() - start, 1e-9)
-        done = (metrics.get("env_steps", 0.0) - (first_env_steps or 0.0)) * self.acc.num_processes
-        sps = done / elapsed
-        self.acc.log({**metrics, "sps": sps}, step=self.step)
-        events.emit("metrics", step=self.step, total=self.spec.train.steps, sps=sps, **metrics)
-        ret = f", return {metrics[RETURN_KEY]:.1f}" if RETURN_KEY in metrics else ""
-        speed = f", {sps:,.0f} env-steps/s" if "env_steps" in metrics else ""
-        events.log(f"update {self.step} of {self.spec.train.steps}: "
-                   f"loss {metrics.get('loss', float('nan')):.4f}{ret}{speed}")
+        """Trackers, the metrics history, the supervisor's event, the progress line."""
+        logged = dict(metrics)
+        speed = ""
+        if "env_steps" in metrics:  # a recipe that steps environments: their throughput
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            done = (metrics["env_steps"] - (first_env_steps or 0.0)) * self.acc.num_processes
+            logged["sps"] = done / elapsed
+            speed = f", {logged['sps']:,.0f} env-steps/s"
+        self.acc.log(logged, step=self.step)
+        if self.history is not None:
+            self.history.append(self.step, metrics)
+        # The metrics flat beside the event's own fields (which win over a metric of their name).
+        events.emit("metrics", **{**logged, "step": self.step, "total": self.spec.train.steps,
+                                  "objective": self.objective.record()})
+        shown = objective.progress_line(metrics, self.objective, self.progress)
+        events.log(f"update {self.step} of {self.spec.train.steps}: {shown}{speed}")
 
     def _time_due(self) -> bool:
         every = self.spec.checkpoint.every_s
@@ -293,7 +327,8 @@ class Loop:
 
     def save(self) -> None:
         """Checkpoint the current step through the manager (also the exit hook's safety net)."""
-        self.checkpoints.save(self.step, {"best_return": self.best_return})
+        record = self.objective.record()
+        self.checkpoints.save(self.step, {} if record is None else {"objective": record})
         self.state.saved()
         self.last_save = time.monotonic()
 
@@ -319,8 +354,7 @@ class Loop:
             "checkpoint_overhead_pct": round(100 * save_seconds / train_seconds, 3),
             "checkpoints_written": self.checkpoints.written,
             "checkpoints_in_background": self.checkpoints.background,
-            "last_return": self.last_metrics.get(RETURN_KEY), "best_return": self.best_return,
-            "episodes": self.last_metrics.get("episodes"),
+            "objective": self.objective.record(),
             "stage_seconds": dict(self.ctx.times), "processes": self.acc.num_processes,
             "metrics": self.last_metrics,
         }

@@ -61,6 +61,7 @@ from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
 from launcher.runtime.runlogs import RunLogs
+from launcher.runtime.recipe.objective import check as check_objective
 from launcher.runtime.runs.record import METRICS
 from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.settings import current as current_settings
@@ -305,6 +306,7 @@ class Session(ContainerSession):
 
         self.recipe_cls = import_recipe(self.spec.train.recipe)
         checks.check_class(self.recipe_cls, self.spec.train.recipe)
+        check_objective(self.recipe_cls)
         self.recipe = self._build_recipe()  # seeded first
         if self.spec.snapshot == "gpu" and not self.distributed:
             # A GPU snapshot keeps device memory too: place the model before it is taken,
@@ -353,7 +355,8 @@ class Session(ContainerSession):
         newest = store.complete(self.job_dir) if self._resumes(resume) else []
         if newest:
             try:
-                store.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last)
+                store.retain(self.job_dir, newest[0].step, self.spec.checkpoint.keep_last,
+                             self.spec.checkpoint.keep_best)
             except store.CheckpointError as exc:
                 events.log(f"warning: {exc}")
         faults.point("lease")
