@@ -174,7 +174,8 @@ def test_the_summary_counts_every_attempt(tmp_path: Path) -> None:
     assert "  objective    val/score (max): last 0, best 0.9" in run.output
     assert "attempts     2 (1: transient, 2: " in run.output
     # The history holds each update once: attempt 2 dropped attempt 1's update 4 (after step-3).
-    entries = history.read(Path(os.environ["LAUNCH_LOCAL_DIR"]) / "runs" / "scored" / history.FILE)
+    [kept] = (Path(os.environ["LAUNCH_LOCAL_DIR"]) / "runs" / "scored").glob(f"*/{history.FILE}")  # the run's folder
+    entries = history.read(kept)
     assert [e["step"] for e in entries] == [1, 2, 3, 4, 5, 6, 7]
 
 
