@@ -114,7 +114,9 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "train", "shutdown"]
     assert without_volume(local) == without_volume(on_modal)
     assert on_modal[0][1]["spec"] == spec.to_dict() == module.SPEC
-    assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster, "lease": ""}
+    # no run record from launch here (a direct call): run is None and the run id is the call's
+    assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster, "lease": "",
+                              "run": None, "run_id": ""}
     assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
     volume = local[0][1]["volume"]  # ... and a local directory here
     assert isinstance(volume, LocalVolume) and volume.committed == tmp_path / "volume"
@@ -156,7 +158,7 @@ def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
                               "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id,
                               "settings": None}  # its own process's
     assert recorded[0][1]["call_id"] is worker.run_id
-    assert on_modal[3][1] == {"lease": "fc-driver"}  # the stage works under the driver's lease
+    assert on_modal[3][1] == {"lease": "fc-driver", "run_id": ""}  # under the driver's lease
 
 
 PIPELINE_GOLDENS = sorted({case for case, _ in PIPELINE_CASES})
@@ -177,7 +179,8 @@ def test_a_pipelines_train_gets_the_drivers_lease_on_modal_and_locally(
     calls.clear()
     assert worker.attempt(app) == {"status": "finished"}
     assert without_volume(calls) == without_volume(on_modal)
-    assert on_modal[3] == ("train", {"resume": True, "steps": None, "cluster": None, "lease": "fc-driver"})
+    assert on_modal[3] == ("train", {"resume": True, "steps": None, "cluster": None, "lease": "fc-driver",
+                                     "run": None, "run_id": ""})
 
 
 class Hooks:

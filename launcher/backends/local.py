@@ -235,7 +235,7 @@ class Supervisor:
         timer = self._preempt_later(worker) if number == 1 else None
         try:
             for raw in worker.stdout:
-                self._handle(raw.rstrip("\n"), attempt, display)
+                self.handle(raw.rstrip("\n"), attempt, display)
             code = worker.wait()
             timeline.mark("worker_exited")
             return code
@@ -243,7 +243,9 @@ class Supervisor:
             if timer is not None:
                 timer.cancel()
 
-    def _handle(self, line: str, attempt: Attempt, display: Display) -> None:
+    def handle(self, line: str, attempt: Attempt, display: Display) -> None:
+        """One line of a worker's output: an event or a log line. The sweep's trial supervisor
+        extends it to see each report."""
         if not line.startswith(PREFIX):
             display.line(line)
             self.keep(line)

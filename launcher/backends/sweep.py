@@ -48,7 +48,7 @@ class TrialSupervisor(Supervisor):
         super().__init__(*args, **kwargs)
         self.report, self.tag = report, tag
 
-    def _handle(self, line: str, attempt: Any, display: Display) -> None:
+    def handle(self, line: str, attempt: Any, display: Display) -> None:
         if not line.startswith(PREFIX):
             display.line(f"[{self.tag}] {line}")
             return
@@ -58,7 +58,7 @@ class TrialSupervisor(Supervisor):
                        if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
             if self.report(int(event["step"]), metrics):
                 self.stop(signal.SIGINT)  # graceful: the worker checkpoints, then ends
-        super()._handle(line, attempt, display)
+        super().handle(line, attempt, display)
 
 
 def _link_tree(source: Path, dest: Path) -> None:

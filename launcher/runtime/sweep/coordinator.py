@@ -232,9 +232,9 @@ class Coordinator:
                 started = time.thread_time()
                 frozen = pending.pop(0) if pending else None
                 # A trial that was running: the same trial of the study, with its parameters
-                # (Optuna has no public face for re-opening one; its id is stable).
-                trial = (self.study.ask(space(self.sweep)) if frozen is None
-                         else optuna.trial.Trial(self.study, frozen._trial_id))
+                # (its id in the storage is stable).
+                trial = (self.study.ask(space(self.sweep)) if frozen is None else optuna.trial.Trial(
+                    self.study, self.store.trial_id(self.study.study_name, frozen.number)))
                 with self.lock:
                     self.overhead_s += time.thread_time() - started
                 self._start(trial, frozen)

@@ -54,6 +54,7 @@ class StudyStore:
         self.lock = threading.Lock()
         self.copy_seconds = 0.0  # time spent mirroring, for the overhead figure
         self.copies = 0
+        self.journal: JournalStorage | None = None  # made by storage()
 
     @property
     def restored(self) -> bool:
@@ -63,7 +64,15 @@ class StudyStore:
         self.local.mkdir(parents=True, exist_ok=True)
         if self.restored:
             shutil.copyfile(self.remote / JOURNAL, self.local / JOURNAL)
-        return JournalStorage(OwnJournal(self.local / JOURNAL))
+        self.journal = JournalStorage(OwnJournal(self.local / JOURNAL))
+        return self.journal
+
+    def trial_id(self, study_name: str, number: int) -> int:
+        """The storage's id of a study's trial, through the storage's public face (a trial that
+        was running when the coordinator stopped is re-opened under it)."""
+        assert self.journal is not None, "storage() opens the journal first"
+        study = self.journal.get_study_id_from_name(study_name)
+        return self.journal.get_trial_id_from_study_id_trial_number(study, number)
 
     def publish(self) -> None:
         """Copy the journal to the volume: after every change of the study."""
