@@ -69,6 +69,8 @@ def cli() -> None:
       launch check jobs/*.yaml           validate specs
       launch init NAME                   set up this repository, write a starter spec
       launch diff OLD.yaml NEW.yaml      what a spec change does to the job
+      launch stop RUN [--now]            stop a run (final checkpoint first)
+      launch report RUN...               training curves of runs, as a picture
     """
 
 
@@ -176,6 +178,27 @@ def diff_cmd(old: str, new: str, sets: tuple[str, ...], exit_code: bool) -> int:
     """Diff two specs as resolved (defaults, bases, --set) and as generated apps."""
     from launcher.commands.diff import diff
     return diff(old, new, sets, exit_code)
+
+
+@cli.command("stop")
+@click.argument("run")
+@click.option("--now", is_flag=True, help="Stop at once, without a final checkpoint (kill the worker; "
+                                          "on Modal cancel the call).")
+@click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where local runs keep their volumes (default .launch/volumes in the repo).")
+@click.option("--env", "environment", metavar="NAME", help="On Modal: the run's Modal Environment.")
+@click.option("--job", type=click.Path(dir_okay=False), metavar="JOB.yaml",
+              help="On Modal with --now: the run's spec, to release its lease of the job at once.")
+@debug_option()
+def stop_cmd(run: str, now: bool, volumes_dir: Path | None, environment: str | None,
+             job: str | None) -> int:
+    """Stop RUN: after its current update, with a final checkpoint (graceful), or --now.
+
+    RUN is a local run's id (or a unique prefix of it) or a Modal call id (fc-...). The run
+    ends as stopped: not retried, no later stage, the job free for the next launch.
+    """
+    from launcher.commands.stop import stop
+    return stop(run, now, volumes_dir, environment, job)
 
 
 @cli.command("schema")

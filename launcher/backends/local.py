@@ -37,6 +37,7 @@ from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import EXIT_BUG, RunError
+from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
 from launcher.runtime.lifecycle import timeline
@@ -128,6 +129,7 @@ class Supervisor:
         self.attempts: list[Attempt] = []
         self.worker: Any = None
         self.stopped_by: int | None = None  # the signal that asked us to stop
+        self.requested: StopRequest | None = None  # `launch stop` asked (see `request`)
         self.wake = threading.Event()
         self.preempted_by_us = False
         # The first attempt's worker, started while the spec was validated: usable only if
@@ -138,7 +140,7 @@ class Supervisor:
 
     @property
     def interrupted(self) -> bool:
-        return self.stopped_by is not None
+        return self.stopped_by is not None or self.requested is not None
 
     @property
     def snapshot(self) -> str:
@@ -164,7 +166,8 @@ class Supervisor:
         root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
         return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
                 "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                "LAUNCH_LEASE": self.lease, **root, **workdir_setting(self.options),
+                "LAUNCH_LEASE": self.lease, "LAUNCH_CONTROL_DIR": str(control_dir(self.volumes)),
+                **root, **workdir_setting(self.options),
                 **({"LAUNCH_REPO_ROOT": str(self.inputs_root)} if self.inputs_root else {})}
 
     def _work(self, stage: str, number: int) -> Path:
@@ -199,6 +202,10 @@ class Supervisor:
         finally:
             LocalVolume.discard(work)
         attempt.outcome = classify(code)
+        if attempt.result.get("status") == "stopped" or (self.requested is not None
+                                                         and attempt.outcome != "finished"):
+            attempt.outcome = "stopped"  # `launch stop`: its loop ended it, or --now killed it
+            attempt.message = attempt.message or "stopped at once (launch stop --now)"
         if self.preempted_by_us and attempt.outcome == "transient":
             # As on Modal, a preemption during start-up (before the loop can checkpoint) still
             # restarts without spending a retry; the restart resumes from the last commit.
@@ -211,8 +218,8 @@ class Supervisor:
     def _run_worker(self, process: WorkerProcess | Restored, number: int, attempt: Attempt,
                     display: Display) -> int:
         worker = self.worker = process.proc
-        if self.interrupted:  # a stop that came while it was starting
-            worker.send_signal(signal.SIGINT)
+        if self.stopped_by is not None:  # a stop that came while it was starting (a graceful
+            worker.send_signal(signal.SIGINT)  # `launch stop` is seen by its loop instead)
         timer = self._preempt_later(worker) if number == 1 else None
         try:
             for raw in worker.stdout:
@@ -250,6 +257,18 @@ class Supervisor:
     def interrupt(self) -> None:
         self.stop(signal.SIGINT)
 
+    def request(self) -> None:
+        """SIGUSR1 from `launch stop`: read its request. Graceful, the worker's loop sees it too
+        and ends after its next update with a final checkpoint; here no further attempt starts.
+        `--now`: the worker's process group is killed at once."""
+        found = StopRequest.of(FolderRequests(control_dir(self.volumes)).get(self.run_id))
+        if found is None:
+            return
+        self.requested = found
+        self.wake.set()
+        if found.now and self.worker is not None and self.worker.poll() is None:
+            kill_group(self.worker)
+
     def run(self, app_source: str) -> int:
         """All attempts, under the job's lock; 0 when the last one finished. A job held by
         another run is a RunError, before anything is written."""
@@ -268,7 +287,7 @@ class Supervisor:
                 self.attempts.append(attempt)
                 display.line(f"[launch] attempt {attempt.number}: {attempt.outcome}"
                              + (f" ({attempt.message})" if attempt.message else ""))
-                if attempt.outcome == "finished" or self.interrupted:
+                if attempt.outcome in ("finished", "stopped") or self.interrupted:
                     break
                 if attempt.outcome == "preempted":
                     continue  # as on Modal: a preemption restarts the input and spends no retry
@@ -282,7 +301,27 @@ class Supervisor:
         finally:
             display.close()
         outcome = self.attempts[-1].outcome
+        if outcome == "stopped":
+            return EXIT_STOPPED
         return 0 if outcome == "finished" else EXIT_BUG if outcome == "bug" else 1
+
+
+def kill_group(worker: Any) -> None:
+    """SIGKILL to the worker and everything it started: its own process group (workers start
+    a session of their own), else the worker alone."""
+    pid = getattr(worker, "pid", None)
+    try:
+        if pid is not None and os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except ProcessLookupError:
+        return
+    worker.send_signal(signal.SIGKILL)
+
+
+def control_dir(volumes: Path) -> Path:
+    """Where `launch stop` leaves requests for the runs on these volumes ('@': never a volume)."""
+    return volumes / "@control"
 
 
 def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1) -> WorkerProcess:
@@ -296,6 +335,8 @@ def summary(sup: Supervisor, seconds: float) -> str:
     outcomes = ", ".join(f"{a.number}: {a.outcome}" for a in sup.attempts)
     if final.outcome == "finished":
         state = "finished"
+    elif final.outcome == "stopped":
+        state = "stopped (launch stop)"
     elif sup.stopped_by is not None:
         state = f"stopped ({signal.Signals(sup.stopped_by).name})"
     else:
@@ -314,12 +355,13 @@ def summary(sup: Supervisor, seconds: float) -> str:
                                   if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
     ]
-    if final.outcome != "finished":
+    if final.outcome not in ("finished", "stopped"):
         lines.append(f"  error        {final.message or 'interrupted'}")
     return "\n".join(lines)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_STOPPED = 128 + signal.SIGTERM  # `launch stop` ends a run as SIGTERM does: 143
 
 
 def new_run_id() -> str:
@@ -354,6 +396,7 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
         yield
     finally:
         jobfolder.release_lease(*where, run_id)
+        FolderRequests(control_dir(volumes)).pop(run_id)  # asked of this run: never of the next
         lock.release()
 
 
@@ -378,9 +421,12 @@ def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Pat
             options.volumes_dir or local_state(repo_root) / "volumes")
 
 
-def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:
-    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`; the previous handlers, to restore."""
-    return {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
+def stop_signals(handler: Callable[[int], None], request: Callable[[], None]) -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`, SIGUSR1 (`launch stop`) to `request`;
+    the previous handlers, to restore."""
+    previous = {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _signum, _frame: request())
+    return previous
 
 
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
@@ -391,7 +437,7 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
     run_dir, volumes = folders(spec, repo_root, options)
     sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early)
     started = time.perf_counter()
-    previous = stop_signals(sup.stop)
+    previous = stop_signals(sup.stop, sup.request)
     try:
         code = sup.run(app_source)
     finally:

@@ -20,10 +20,11 @@ from typing import Any
 import click
 
 from launcher.backends import jobfolder
-from launcher.backends.local import (Options, Supervisor, folders, holding, new_run_id, stop_signals,
+from launcher.backends.local import (EXIT_STOPPED, Options, Supervisor, control_dir, folders, holding, new_run_id, stop_signals,
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
 from launcher.errors import RunError
+from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.pipeline import driver, stages
 from launcher.runtime.storage.disk import StorageError
 from launcher.runtime.storage.volume import LocalVolume
@@ -45,6 +46,7 @@ class Pipeline:
         self.supervisors: dict[str, Supervisor] = {}
         self.current: Supervisor | None = None
         self.stopped_by: int | None = None
+        self.requested = False  # `launch stop` asked: the running stage stops, no later one starts
         self.calls: dict[str, tuple[str, str]] = {}  # call id -> (stage, the driver's lease)
 
     @property
@@ -63,6 +65,8 @@ class Pipeline:
         return self.run_stage(*self.calls[call_id])
 
     def run_stage(self, name: str, lease: str = "") -> dict[str, Any]:
+        if self.requested:
+            return {"status": "stopped", "error": "stopped before it started (launch stop)"}
         if self.interrupted:
             return {"status": "interrupted", "error": "interrupted"}
         early, self.early = self.early, None
@@ -74,6 +78,9 @@ class Pipeline:
         sup.run_attempts()
         final = sup.attempts[-1]
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
+        if final.outcome == "stopped" or sup.requested is not None:
+            self.requested = True
+            return {**result, "status": "stopped", "error": final.message or None}
         if sup.interrupted:
             self.stopped_by = self.stopped_by or sup.stopped_by
             return {**result, "status": "interrupted", "error": "interrupted"}
@@ -91,6 +98,15 @@ class Pipeline:
     def interrupt(self) -> None:
         self.stop(signal.SIGINT)
 
+    def request(self) -> None:
+        """SIGUSR1 from `launch stop`: no later stage starts; the running stage's supervisor
+        reads the request too (graceful: its loop stops; --now: its worker is killed)."""
+        if StopRequest.of(FolderRequests(control_dir(self.volumes)).get(self.run_id)) is None:
+            return
+        self.requested = True
+        if self.current is not None:
+            self.current.request()
+
 
 def _attempts(sup: Supervisor | None) -> str:
     if sup is None:
@@ -106,7 +122,8 @@ def stage_lines(pipe: Pipeline, outcome: dict[str, Any]) -> list[str]:
     for name in pipe.spec.pipeline:
         result = results.get(name)
         if result is None:
-            why = "the run was refused" if outcome.get("error") else "an earlier stage failed"
+            why = "the run was refused" if outcome.get("error") else \
+                "the run was stopped" if outcome["status"] == "stopped" else "an earlier stage failed"
             lines.append(f"  {name:<12} not run ({why})")
             continue
         status = result.get("status")
@@ -124,6 +141,8 @@ def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
         f"summary: {pipe.spec.name} failed", f"  wall time    {seconds:.1f} s"]
     if outcome["status"] != "finished" and train is not None and train.attempts[-1].outcome == "finished":
         head[0] = f"summary: {pipe.spec.name} failed"  # train finished, a later stage did not
+    if outcome["status"] == "stopped":
+        head[0] = f"summary: {pipe.spec.name} stopped (launch stop)"
     if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
         head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
@@ -143,7 +162,7 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     # stage's worker.
     pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root)
     started = time.perf_counter()
-    previous = stop_signals(pipe.stop)
+    previous = stop_signals(pipe.stop, pipe.request)
     # The driver's own working copy of the volume: it reads the stages' commits after a reload
     # and commits train's result, as Modal's driver function does.
     work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
@@ -152,7 +171,8 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
             try:
                 volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
                 outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
-                                        inputs_root=repo_root).run(options.rerun)
+                                        inputs_root=repo_root,
+                                        stops=FolderRequests(control_dir(volumes))).run(options.rerun)
             except StorageError as exc:  # the driver's own commits: a full disk is the user's
                 raise RunError(str(exc)) from None
     finally:
@@ -163,4 +183,6 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
     if pipe.stopped_by is not None:
         return 128 + pipe.stopped_by
+    if outcome["status"] == "stopped":
+        return EXIT_STOPPED
     return 0 if outcome["status"] == "finished" else 1

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from launcher.runtime import events
+from launcher.runtime.control.stop import Requests, StopWatch
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
@@ -154,13 +155,15 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
 class Driver:
     def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
                  commit: str | None = None, root: Path | None = None,
-                 inputs_root: Path | None = None) -> None:
-        """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
+                 inputs_root: Path | None = None, stops: Requests | None = None) -> None:
+        """`stops`: where `launch stop` leaves requests (runtime/control/stop.py): none of the
+        stages after a request starts. `call_id`: this driver call's id (Modal's function call id; locally the run's id);
         `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
         checkpoint.mount); `commit`: the code's git commit, for the stages' digests;
         `inputs_root`: where the stages' declared inputs are (default: see stages.input_root)."""
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
+        self.stops = None if stops is None else StopWatch(stops, lambda: call_id, poll_s=0.0)
         root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
         self.folders = StageFolders(root, spec.name)
         # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
@@ -194,6 +197,10 @@ class Driver:
         for name in self.spec.pipeline:
             result = self._stage(name, record, rerun)
             done.append(result)
+            if result.get("status") == "stopped":
+                events.log(f"stage {name} stopped as asked (launch stop); no later stage runs")
+                return {"status": "stopped", "failed_stage": None, "stopped_stage": name,
+                        "stages": done}
             if result.get("status") not in ("finished", "skipped"):
                 events.log(f"stage {name} failed: {result.get('error') or result.get('status')}; "
                            "the pipeline stops here")
@@ -210,6 +217,9 @@ class Driver:
             skipped = _skip(self.spec, self.folders, rerun, self.commit, self.inputs_root) if name == "prepare" else None
             if skipped is not None:
                 return skipped
+            if self.stops is not None and self.stops.requested() is not None:
+                return {"stage": name, "status": "stopped",
+                        "error": "stopped before it started (launch stop)"}
             events.log(f"stage {name}: starting")
             call = self.caller.spawn(name, self.call_id)
             record.started(name, call)
@@ -238,9 +248,9 @@ class Driver:
 
 def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
-                 root: Path | None = None) -> dict[str, Any]:
+                 root: Path | None = None, stops: Requests | None = None) -> dict[str, Any]:
     """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    return Driver(job, caller, volume, own, commit=commit, root=root).run(rerun)
+    return Driver(job, caller, volume, own, commit=commit, root=root, stops=stops).run(rerun)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.runtime.control.stop import StopWatch
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.storage.volume import Volume
@@ -33,3 +34,4 @@ class LoopContext:
     # evaluate: loads train's newest checkpoint, saves none; the process count that wrote it
     # does not matter (process 0's recipe state is loaded)
     reads_only: bool = False
+    stops: StopWatch | None = None  # asked between updates: has `launch stop` asked this run to stop?

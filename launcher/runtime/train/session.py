@@ -46,6 +46,8 @@ from typing import Any
 from launcher.runtime import events, faults
 from launcher.runtime.checkpoint import store
 from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
+from launcher.runtime.control import stop
+from launcher.runtime.control.stop import Requests
 from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
                                        keep_traceback, launchers_bug)
 from launcher.runtime.lease import Lease
@@ -147,15 +149,21 @@ class _Unmounted:
 
 class Session:
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
-                 call_id: Callable[[], str | None] | None = None) -> None:
+                 call_id: Callable[[], str | None] | None = None, stops: Requests | None = None) -> None:
         """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
         `call_id` gives the id of the call being served (Modal's function call id): a retry of
-        the same call takes the job's lease over. Without one, each container is a call."""
+        the same call takes the job's lease over. Without one, each container is a call.
+        `stops`: where `launch stop` leaves requests (a modal.Dict on Modal; default: the local
+        folder LAUNCH_CONTROL_DIR names, if any), see runtime/control/stop.py."""
         self.spec = JobSpec.from_dict(spec)
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
         self.job_dir = self.root / self.spec.name
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
+        requests = stops if stops is not None else stop.from_environment()
+        # The run a stop request names: a pipeline's driver (its call id), else this call.
+        self.stops = None if requests is None else stop.StopWatch(
+            requests, lambda: self.driver or self.call_id() or None)
         self.own_id = ""  # made on first use: containers restored from one snapshot differ
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
@@ -249,7 +257,8 @@ class Session:
     def _new_loop(self) -> Loop:
         return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.job_dir,
                                 run_dir=self.run_dir, volume=self.volume, times=self.times,
-                                log_mirror=self.log_mirror, lease=self.lease, folders=self._folders()))
+                                log_mirror=self.log_mirror, lease=self.lease, folders=self._folders(),
+                                stops=self.stops))
 
     def _folders(self) -> StageFolders | None:
         """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
