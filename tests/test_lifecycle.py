@@ -85,8 +85,9 @@ def import_generated(path: Path) -> Any:
 
 
 def without_volume(calls: list[Call]) -> list[Call]:
-    """The calls without what differs by design: the volume, and where the call id comes from."""
-    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id")})
+    """The calls without what differs by design: the volume, where the call id comes from, and
+    where stop requests are kept (a modal.Dict there, a folder here)."""
+    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id", "stops", "reports")})
             for name, args in calls]
 
 
@@ -114,6 +115,7 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     assert without_volume(local) == without_volume(on_modal)
     assert on_modal[0][1]["spec"] == spec.to_dict() == module.SPEC
     assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster, "lease": ""}
+    assert on_modal[0][1]["stops"] is module.stop_requests  # the app's modal.Dict there
     assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
     volume = local[0][1]["volume"]  # ... and a local directory here
     assert isinstance(volume, LocalVolume) and volume.committed == tmp_path / "volume"

@@ -37,6 +37,7 @@ from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
 from launcher.errors import EXIT_BUG, RunError
+from launcher.runtime import notify
 from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import classify
@@ -294,6 +295,9 @@ class Supervisor:
                 if attempt.outcome in ("permanent", "bug") or used >= retries.max_retries:
                     break
                 used += 1
+                notify.send(self.spec, "retried", self.run_id,
+                            detail=f"{self.stage} attempt {attempt.number} {attempt.outcome}"
+                                   + (f": {attempt.message}" if attempt.message else ""))
                 delay = retries.delay(used)
                 display.line(f"[launch] retry {used} of {retries.max_retries} in {delay:g} s")
                 if self.wake.wait(delay):  # stopped during the delay: no further attempt
@@ -445,4 +449,10 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
             signal.signal(sig, handler)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(summary(sup, time.perf_counter() - started), err=True)
+    final = sup.attempts[-1] if sup.attempts else None
+    result = next((a.result for a in reversed(sup.attempts) if a.result), {})
+    status = "finished" if code == 0 else "stopped" if sup.interrupted or (
+        final is not None and final.outcome == "stopped") else "failed"
+    notify.send(spec, status, sup.run_id, objective=notify.objective_of(result),
+                detail="" if final is None or status != "failed" else final.message)
     return 128 + sup.stopped_by if sup.stopped_by is not None else code

@@ -181,6 +181,8 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
         LocalVolume.discard(work)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
+    driver.notify_outcome(spec, pipe.run_id, {**outcome, "status": "stopped"}
+                          if pipe.stopped_by is not None else outcome)
     if pipe.stopped_by is not None:
         return 128 + pipe.stopped_by
     if outcome["status"] == "stopped":

@@ -113,6 +113,15 @@ def gpu_string(compute: Compute) -> list[str] | str | None:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """The webhook a run's coordinator calls (launcher.runtime.notify)."""
+
+    url: str | None  # exactly one of url and url_env
+    url_env: str | None
+    on: tuple[str, ...]  # finished | failed | retried | stopped
+
+
+@dataclass(frozen=True)
 class JobSpec:
     version: int
     name: str
@@ -127,6 +136,7 @@ class JobSpec:
     train: Train = field(hash=False, default=None)  # type: ignore[assignment]
     stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
     environment: str | None = None  # the Modal Environment; None: the profile's active one
+    notify: Notify | None = None  # the run's webhook; None: none
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, not tuples): what the generated app embeds. A job without stages
@@ -136,6 +146,8 @@ class JobSpec:
             del data["stages"]
         if self.environment is None:  # likewise for a job that names no Modal Environment
             del data["environment"]
+        if self.notify is None:  # and for one without a webhook
+            del data["notify"]
         for stage in data.get("stages", []):
             if not stage["inputs"]:  # likewise a stage that declares no input files
                 del stage["inputs"]
@@ -177,7 +189,14 @@ class JobSpec:
             train=Train(**data["train"]),
             stages=tuple(_stage(stage) for stage in data.get("stages", [])),
             environment=data.get("environment"),
+            notify=_notify(data.get("notify")),
         )
+
+
+def _notify(notify: dict[str, Any] | None) -> Notify | None:
+    if notify is None:
+        return None
+    return Notify(notify.get("url"), notify.get("url_env"), tuple(notify["on"]))
 
 
 def _compute(compute: dict[str, Any]) -> Compute:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from launcher.runtime import events
+from launcher.runtime import events, notify
 from launcher.runtime.control.stop import Requests, StopWatch
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
@@ -140,7 +140,8 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     out = {"stage": "train", "status": result.get("status", "failed"), "metrics": metrics,
            "error": result.get("error"), "seconds": result.get("seconds"),
-           "steps": result.get("steps")}
+           "steps": result.get("steps"),
+           **({"objective": result["objective"]} if result.get("objective") else {})}
     if out["status"] == "finished":
         earlier = stages.earlier_train_result(folders, result)
         if earlier is not None:  # nothing trained: keep what describes the checkpoint
@@ -246,6 +247,21 @@ class Driver:
         guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
 
 
+def notify_outcome(spec: JobSpec, run: str, outcome: Mapping[str, Any]) -> None:
+    """The pipeline's end, to the spec's webhook: its status, train's objective, and (on Modal)
+    the estimated cost of every stage's wall time."""
+    done = outcome.get("stages") or []
+    train = next((r for r in done if r.get("stage") == "train"), {})
+    status = outcome.get("status")
+    status = status if status in ("finished", "stopped") else "failed"
+    where = outcome.get("failed_stage")
+    failed = next((r for r in done if r.get("stage") == where), {})
+    error = failed.get("error") or outcome.get("error") or ""
+    detail = f"in stage {where}" + (f": {error}" if error else "") if where else str(error)
+    notify.send(spec, status, run, objective=notify.objective_of(train),
+                cost_usd=outcome.get("cost_usd"), detail=detail)
+
+
 def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
                  root: Path | None = None, stops: Requests | None = None) -> dict[str, Any]:
@@ -253,4 +269,8 @@ def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume:
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    return Driver(job, caller, volume, own, commit=commit, root=root, stops=stops).run(rerun)
+    outcome = Driver(job, caller, volume, own, commit=commit, root=root, stops=stops).run(rerun)
+    # On Modal the driver is the run's coordinator: it reports, detached or not.
+    seconds = {r["stage"]: r["wall_seconds"] for r in outcome["stages"] if "wall_seconds" in r}
+    notify_outcome(job, own, {**outcome, "cost_usd": notify.estimate(job, seconds)})
+    return outcome

@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults
+from launcher.runtime import events, faults, notify
 from launcher.runtime.checkpoint import store
 from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
 from launcher.runtime.control import stop
@@ -51,6 +51,7 @@ from launcher.runtime.control.stop import Requests
 from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
                                        keep_traceback, launchers_bug)
 from launcher.runtime.lease import Lease
+from launcher.runtime.lease import read as read_lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
@@ -149,17 +150,21 @@ class _Unmounted:
 
 class Session:
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
-                 call_id: Callable[[], str | None] | None = None, stops: Requests | None = None) -> None:
+                 call_id: Callable[[], str | None] | None = None, stops: Requests | None = None,
+                 reports: bool = False) -> None:
         """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
         `call_id` gives the id of the call being served (Modal's function call id): a retry of
         the same call takes the job's lease over. Without one, each container is a call.
         `stops`: where `launch stop` leaves requests (a modal.Dict on Modal; default: the local
-        folder LAUNCH_CONTROL_DIR names, if any), see runtime/control/stop.py."""
+        folder LAUNCH_CONTROL_DIR names, if any), see runtime/control/stop.py. `reports`: this
+        call is its run's coordinator (on Modal, a job without stages), which calls the spec's
+        `notify:` webhook (locally the supervisor does)."""
         self.spec = JobSpec.from_dict(spec)
         self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
         self.job_dir = self.root / self.spec.name
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
+        self.reports = reports
         requests = stops if stops is not None else stop.from_environment()
         # The run a stop request names: a pipeline's driver (its call id), else this call.
         self.stops = None if requests is None else stop.StopWatch(
@@ -283,7 +288,12 @@ class Session:
         if self.driver:  # a pipeline's train: the driver holds the job, this call works under it
             self.lease.join(self.driver)
         else:
-            self.lease.acquire(self.call_id() or self.own_id)
+            call = self.call_id() or self.own_id
+            held = read_lease(self.job_dir)
+            if self.reports and held is not None and held.call_id == call:
+                # An earlier attempt of this very call held it: Modal retried (or restarted) it.
+                notify.send(self.spec, "retried", call)
+            self.lease.acquire(call)
         for name in store.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
@@ -323,10 +333,21 @@ class Session:
             with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
                 self.lease.release()  # the run is over (a lease held by another run stays theirs)
             events.log(f"error: {failed['error']}")
+            self._report("failed", failed)
             return failed
         self.lease.release()
         faults.point("released")
+        self._report(result.get("status", "finished"), result)
         return result
+
+    def _report(self, status: str, result: dict[str, Any]) -> None:
+        """The run's end, to the spec's webhook, when this call coordinates its run."""
+        if not self.reports:
+            return
+        seconds = result.get("seconds")
+        notify.send(self.spec, status, self.call_id() or self.own_id,
+                    objective=notify.objective_of(result), detail=str(result.get("error") or ""),
+                    cost_usd=notify.estimate(self.spec, {"train": seconds}) if seconds else None)
 
     def _failed(self, exc: BaseException) -> dict[str, Any] | None:
         if self.log_mirror is None:  # locally: the run folder is kept
