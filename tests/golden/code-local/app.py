@@ -131,7 +131,7 @@ class Trainer:
 
         # The call id names this run in the job's lease: a retry of this call takes it over.
         self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id,
-                               stops=stop_requests)
+                               stops=stop_requests, reports=True)
         self.session.stage1()
 
     @modal.enter(snap=False)
