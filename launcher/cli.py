@@ -201,6 +201,21 @@ def stop_cmd(run: str, now: bool, volumes_dir: Path | None, environment: str | N
     return stop(run, now, volumes_dir, environment, job)
 
 
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.png"),
+              show_default=True, help="The picture: FILE.png, or FILE.html (one self-contained page).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="A metric to draw (repeatable); default the objective, then every metric.")
+@click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where local runs keep their volumes (default .launch/volumes in the repo).")
+@debug_option()
+def report_cmd(runs: tuple[str, ...], out: Path, metrics: tuple[str, ...], volumes_dir: Path | None) -> int:
+    """Draw the objective and metrics of RUNS over updates (needs the report extra: matplotlib)."""
+    from launcher.commands.report import report
+    return report(runs, out, metrics, volumes_dir)
+
+
 @cli.command("schema")
 @debug_option()
 def schema_cmd() -> int:

@@ -158,3 +158,20 @@ def test_a_failed_run_reports_failed_and_a_dead_webhook_does_not_fail_a_run(hook
     fine = run_forked(write_spec(tmp_path / "b", dead))
     assert fine.code == 0, fine.output
     assert "warning: notify: finished of run" in fine.output
+
+
+def test_on_is_a_key_as_written_though_yaml_1_1_reads_it_as_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from launcher.cli import main
+    from launcher.load import load_spec
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text("version: 1\nname: probe\ncheckpoint: {volume: vol}\nsecrets: [team-slack]\n"
+                    "train: {recipe: launcher.recipes.ppo:PPO}\n"
+                    "notify:\n  url_env: TEAM_WEBHOOK\n  on: [stopped]\n")
+    assert load_spec(spec).spec.notify == Notify(None, "TEAM_WEBHOOK", ("stopped",))
+    spec.write_text(spec.read_text().replace("  url_env: TEAM_WEBHOOK\n", "") + "  yes: 1\n")
+    assert main(["check", str(spec)]) == 1
+    assert capsys.readouterr().err.splitlines()[:2] == [
+        f"{spec}:7:3: $.notify: give exactly one of url_env (an environment variable a secret sets: "
+        "preferred) and url",
+        f"{spec}:8:3: $.notify: unknown key 'yes'"]
