@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from matplotlib import image as mpimg
+from runjob import cli
 
-from launcher.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_A, RUN_B = "20261208-010203-a1b2", "20261208-020304-c3d4"
@@ -43,10 +43,7 @@ def volumes(tmp_path: Path) -> Path:
 
 
 def report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["report", *args])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return cli(capsys, "report", *args)
 
 
 def test_a_png_of_two_runs_decodes_with_a_panel_per_metric(

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fault"))
 
 from forkrun import launch_forked, run_forked  # noqa: E402
-from runjob import RECIPES, checkpoints, probe_spec, write_spec  # noqa: E402
+from runjob import RECIPES, checkpoints, cli, probe_spec, write_spec  # noqa: E402
 from test_signals import alive, rows, start_launch, wait_for  # noqa: E402
 
 from launcher.cli import main  # noqa: E402
@@ -32,10 +32,7 @@ def run_id(volumes: Path, job: str = "probe") -> str:
 
 
 def stop(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["stop", *args])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return cli(capsys, "stop", *args)
 
 
 def test_a_graceful_stop_commits_a_final_checkpoint_ends_stopped_and_frees_the_job(
