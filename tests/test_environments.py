@@ -120,7 +120,7 @@ def test_deploy_and_spawn_happen_in_the_app_s_environment(monkeypatch, tmp_path)
     ]
     assert sub == backend.Submission("job", "fc-ENV", "staging")
     assert sub.follow_commands()[:2] == ["modal app logs job --env staging",
-                                         "modal app stop job --env staging"]
+                                         "launch stop fc-ENV --env staging"]
     # Without one, Modal's active environment (the profile's, or MODAL_ENVIRONMENT) is used.
     sdk = FakeSDK(monkeypatch, None)
     sub = backend.submit(tmp_path / "app.py", "job")

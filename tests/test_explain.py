@@ -84,6 +84,7 @@ explain: job: each resolved field = value, and where the value came from
   keep_warm.min_containers = 1                      job.yaml:7
   keep_warm.scaledown_window = 5m                   default
   name = job                                        job.yaml:3
+  notify = null                                     default
   retries.backoff_coefficient = 2.0                 default
   retries.initial_delay = 10s                       default
   retries.max_delay = 60s                           default

@@ -85,7 +85,7 @@ def test_detach_prints_the_call_and_how_to_follow_it(launch, fake_account, monke
     assert result.err.splitlines()[-4:] == [
         "spawned fc-01TEST on app ppo-cartpole",
         "follow logs:  modal app logs ppo-cartpole",
-        "stop the job: modal app stop ppo-cartpole",
+        "stop the job: launch stop fc-01TEST",
         "get result:   python -c \"import modal; print(modal.FunctionCall.from_id('fc-01TEST').get())\"",
     ]
     assert "image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.ship_filter(CODE, 'local'))" \

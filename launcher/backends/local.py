@@ -36,7 +36,7 @@ import click
 from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
-from launcher.errors import EXIT_BUG, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
 from launcher.runtime import notify
 from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.events import PREFIX
@@ -365,7 +365,6 @@ def summary(sup: Supervisor, seconds: float) -> str:
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-EXIT_STOPPED = 128 + signal.SIGTERM  # `launch stop` ends a run as SIGTERM does: 143
 
 
 def new_run_id() -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from launcher.backends.worker import import_app
-from launcher.errors import EXIT_BUG, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
 
 CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN_ID and "
                     "MODAL_TOKEN_SECRET); `launch JOB --local` runs without an account")
@@ -40,7 +40,7 @@ class Submission:
         env = "".join(f" {arg}" for arg in self.env_args)
         return [
             f"modal app logs {self.app_name}{env}",
-            f"modal app stop {self.app_name}{env}",
+            f"launch stop {self.call_id}{env}",
             f"python -c \"import modal; print(modal.FunctionCall.from_id('{self.call_id}').get())\"",
         ]
 
@@ -120,7 +120,13 @@ def follow(sub: Submission) -> int:
         return EXIT_BUG if result.get("bug") else 1
     if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
         click.echo(pipeline_report(result), err=True)
+        if result.get("status") == "stopped":
+            return EXIT_STOPPED
         return 0 if result.get("status") == "finished" else 1
+    if isinstance(result, dict) and result.get("status") == "stopped":
+        click.echo(f"job stopped (launch stop) after update {result.get('steps')}; checkpoint "
+                   "committed", err=True)
+        return EXIT_STOPPED
     click.echo(f"job finished: {result}", err=True)
     return 0
 
@@ -129,8 +135,10 @@ def pipeline_report(result: dict[str, Any]) -> str:
     """The driver's result: each stage's outcome and metrics, and the stage that failed."""
     from launcher.runtime.pipeline.stages import describe
 
-    lines = [f"job {'finished' if result.get('status') == 'finished' else 'failed'}"
-             + (f" in stage {result['failed_stage']}" if result.get("failed_stage") else "")]
+    status = result.get("status")
+    where = result.get("failed_stage") or result.get("stopped_stage")
+    lines = [f"job {status if status in ('finished', 'stopped') else 'failed'}"
+             + (f" in stage {where}" if where else "")]
     for stage in result["stages"]:
         error = f" ({stage['error']})" if stage.get("error") and stage.get("status") != "finished" else ""
         lines.append(f"  {stage['stage']:<10} {stage.get('status')}{error}; "

@@ -20,10 +20,10 @@ from typing import Any
 import click
 
 from launcher.backends import jobfolder
-from launcher.backends.local import (EXIT_STOPPED, Options, Supervisor, control_dir, folders, holding, new_run_id, stop_signals,
+from launcher.backends.local import (Options, Supervisor, control_dir, folders, holding, new_run_id, stop_signals,
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
-from launcher.errors import RunError
+from launcher.errors import EXIT_STOPPED, RunError
 from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.pipeline import driver, stages
 from launcher.runtime.storage.disk import StorageError

@@ -264,7 +264,7 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:  # noqa: A
 def _notify(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
     """Exactly one place for the webhook's URL (said here: the schema's oneOf would say less)."""
     notify = _get(raw, ("notify",), dict)
-    if notify is not None and ("url" in notify) == ("url_env" in notify):
+    if notify is not None and (notify.get("url") is None) == (notify.get("url_env") is None):
         yield _at(doc, ("notify",), "give exactly one of url_env (an environment variable a secret "
                                     "sets: preferred) and url")
 
