@@ -65,10 +65,11 @@ def test_a_graceful_stop_commits_a_final_checkpoint_ends_stopped_and_frees_the_j
     assert f"resumed from step-{done:08d}" in again.output
 
 
+@pytest.mark.parametrize("snapshot", ["none", "cpu"])  # cpu: the attempt is restored from a snapshot
 def test_stop_now_kills_the_worker_and_the_run_ends_stopped_without_a_retry(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], snapshot: str) -> None:
     volumes = tmp_path / "volumes"
-    launch = start_launch(tmp_path, probe_spec(steps=400, train=SLOW))
+    launch = start_launch(tmp_path, probe_spec(steps=400, train=SLOW, snapshot=snapshot))
     wait_for("the run to train", lambda: len(rows(tmp_path)) >= 4)
     worker = rows(tmp_path)[0]["pid"]
     run = run_id(volumes)
@@ -83,6 +84,19 @@ def test_stop_now_kills_the_worker_and_the_run_ends_stopped_without_a_retry(
     assert not (volumes / "vol" / "probe" / "lease.json").exists()
     # What it committed before the kill stays: every_steps 3.
     assert checkpoints(volumes / "vol" / "probe")[-1].startswith("step-")
+
+
+def test_a_graceful_stop_of_two_processes_stops_both_at_the_same_update(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    volumes = tmp_path / "volumes"
+    launch = start_launch(tmp_path, probe_spec(steps=400, train=SLOW), "--processes", "2")
+    wait_for("both ranks to train", lambda: all(len(rows(tmp_path, r)) >= 3 for r in (0, 1)))
+    assert stop(capsys, run_id(volumes), "--volumes-dir", str(volumes))[0] == 0
+    assert launch.wait(timeout=300) == 143, (tmp_path / "launch.log").read_text()
+    done = [len(rows(tmp_path, r)) for r in (0, 1)]
+    assert done[0] == done[1]  # the ranks agreed on the update to stop after
+    assert checkpoints(volumes / "vol" / "probe")[-1] == f"step-{done[0]:08d}"
+    assert "summary: probe stopped (launch stop)" in (tmp_path / "launch.log").read_text()
 
 
 def test_stop_of_an_unknown_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

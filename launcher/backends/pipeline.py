@@ -78,8 +78,8 @@ class Pipeline:
         sup.run_attempts()
         final = sup.attempts[-1]
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
-        if final.outcome == "stopped" or sup.requested is not None:
-            self.requested = True
+        if final.outcome == "stopped":  # a stage that finished meanwhile stays finished; the
+            self.requested = True        # next one does not start (see above)
             return {**result, "status": "stopped", "error": final.message or None}
         if sup.interrupted:
             self.stopped_by = self.stopped_by or sup.stopped_by
