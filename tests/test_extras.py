@@ -26,7 +26,13 @@ def test_the_checked_modules_are_the_local_extra() -> None:
 
 def test_the_cli_needs_no_runtime_and_dev_brings_it() -> None:
     assert not set(names(PYPROJECT["project"]["dependencies"])) & set(extras.RUNTIME_MODULES)
-    assert "modal-launcher[local,examples]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "modal-launcher[local,examples,report]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+
+
+def test_report_s_matplotlib_is_an_extra_of_its_own() -> None:
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    assert names(optional["report"]) == ["matplotlib"]
+    assert "matplotlib" not in names(PYPROJECT["project"]["dependencies"]) + names(optional["local"])
 
 
 @pytest.mark.parametrize("hidden", [("torch",), ("torch", "accelerate"), extras.RUNTIME_MODULES])
