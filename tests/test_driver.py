@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from launcher.runtime import faults
+from launcher.runtime.failures import VolumeError
 from launcher.runtime.pipeline import driver, stages
 from launcher.spec import yamlpos
 from launcher.spec.validate import validate
@@ -62,7 +64,7 @@ class Caller:
 
 def run(tmp_path: Path, caller: Caller, call: str = "fc-driver", volume: Volume | None = None,
         rerun: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
-    return driver.Driver(SPEC, caller, volume or Volume(), call, root=tmp_path, **kwargs).run(rerun)
+    return driver.Driver(SPEC, caller, volume or Volume(), call, root=tmp_path, **kwargs).run(rerun).to_json()
 
 
 def lease_of(tmp_path: Path) -> dict[str, Any] | None:
@@ -190,3 +192,32 @@ def test_the_driver_and_the_stage_results_need_neither_torch_nor_the_cli() -> No
             "bad = {'torch', 'accelerate', 'sklearn', 'click', 'jinja2', 'jsonschema'} & set(sys.modules)\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+# -- a bug in the driver's own code is launcher's, not the user's transient failure ------------
+
+@pytest.fixture
+def bug_in_the_driver():
+    """A TypeError raised from launcher's own code while the driver waits for prepare."""
+    faults.arm("bug:prepare-run:1")
+    yield lambda stage: faults.point(f"{stage}-run")
+    faults.arm(None)
+
+
+def test_a_bug_in_the_driver_is_a_bug_result_not_retried_with_its_traceback_kept(
+        tmp_path: Path, bug_in_the_driver: Any) -> None:
+    caller, volume = Caller(during=bug_in_the_driver), Volume()
+    out = driver.run_pipeline(SPEC, caller, volume, "fc-driver", root=tmp_path)
+    assert caller.stages == ["prepare"]  # nothing after it
+    assert (out["status"], out["bug"], out["stages"], out["failed_stage"]) == ("permanent", True, [], None)
+    assert out["error"].startswith("internal error (a bug in launcher): ")
+    assert "TypeError: an injected bug in launcher at prepare-run" in out["error"]
+    assert out["error"].endswith("; the traceback is in job/errors.log (checkpoint.volume)")
+    kept = (tmp_path / "job" / "errors.log").read_text()
+    assert 'launcher/runtime/faults.py", line' in kept and volume.commits >= 2
+
+
+def test_the_volumes_failure_in_the_driver_is_raised_for_modal_to_restart(tmp_path: Path) -> None:
+    caller = Caller({"prepare": VolumeError("checkpoint.volume v: reload failed")})
+    with pytest.raises(VolumeError):
+        driver.run_pipeline(SPEC, caller, Volume(), "fc-driver", root=tmp_path)

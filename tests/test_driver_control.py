@@ -23,7 +23,8 @@ def test_a_stopped_train_ends_the_pipeline_as_stopped_and_evaluate_never_starts(
     caller = Caller({"train": {"status": "stopped", "steps": 7, "metrics": {}}})
     out = run(tmp_path, caller, stops=Requests())
     assert caller.stages == ["prepare", "train"]
-    assert (out["status"], out["failed_stage"], out["stopped_stage"]) == ("stopped", None, "train")
+    assert (out["status"], out["failed_stage"]) == ("stopped", None)
+    assert [(s["stage"], s["status"]) for s in out["stages"]] == [("prepare", "finished"), ("train", "stopped")]
     assert lease_of(tmp_path) is None  # released: the next launch is not blocked
 
 

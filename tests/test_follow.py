@@ -176,3 +176,18 @@ def test_a_stopped_job_and_a_stopped_pipeline_exit_143(fake_modal, capsys) -> No
     fake_modal(call)
     assert backend.follow(SUB) == 143
     assert capsys.readouterr().err == "job stopped in stage train\n  train      stopped; loss 0.5\n"
+
+
+def test_follow_exits_3_for_a_bug_in_a_pipeline_stage_or_its_driver(fake_modal, capsys) -> None:
+    stage_bug = FakeCall(result={"status": "failed", "failed_stage": "train", "stages": [
+        {"stage": "train", "status": "permanent", "bug": True, "metrics": {},
+         "error": "a bug in launcher: TypeError: x"}]})
+    stage_bug.release.set()
+    fake_modal(stage_bug)
+    assert backend.follow(SUB) == 3
+    driver_bug = FakeCall(result={"status": "permanent", "bug": True, "failed_stage": None,
+                                  "stages": [], "error": "a bug in launcher: TypeError: y"})
+    driver_bug.release.set()
+    fake_modal(driver_bug)
+    assert backend.follow(SUB) == 3
+    assert "job failed, not retried: a bug in launcher: TypeError: y" in capsys.readouterr().err

@@ -86,8 +86,11 @@ def import_generated(path: Path) -> Any:
 
 def without_volume(calls: list[Call]) -> list[Call]:
     """The calls without what differs by design: the volume, where the call id comes from, and
-    where stop requests are kept (a modal.Dict there, a folder here)."""
-    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id", "stops", "reports")})
+    the runtime's settings (the worker parses them and passes them; the app's class reads its own),
+    where stop requests are kept (a modal.Dict there, a folder here) and whether the call reports
+    (on Modal the training call of a job without stages is its run's coordinator)."""
+    differ = ("volume", "call_id", "settings", "stops", "reports")
+    return [(name, {k: v for k, v in args.items() if k not in differ})
             for name, args in calls]
 
 
@@ -154,7 +157,8 @@ def test_a_stage_runs_the_same_hooks_on_modal_and_locally(
     assert [name for name, _ in on_modal] == ["__init__", "stage1", "stage2", "run", "shutdown"]
     assert without_volume(recorded) == without_volume(on_modal)
     assert on_modal[0][1] == {"spec": module.SPEC, "stage": stage, "volume": module.volume,
-                              "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id}
+                              "commit": module.CODE_COMMIT, "call_id": modal.current_function_call_id,
+                              "settings": None}  # its own process's
     assert recorded[0][1]["call_id"] is worker.run_id
     assert on_modal[3][1] == {"lease": "fc-driver"}  # the stage works under the driver's lease
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from runjob import RECIPES, launch_forked, launch_local, probe_spec, write_spec
 
+from launcher.runtime.pipeline.results import PipelineResult
+
 
 def pipeline_spec(steps: int = 6, prepare: dict[str, Any] | None = None, **sections: Any) -> dict:
     spec = probe_spec(steps=steps, **sections)
@@ -166,8 +168,8 @@ def test_a_pipeline_stopped_by_a_signal_says_so_whichever_stage_was_running(tmp_
     spec = load_spec(write(tmp_path, pipeline_spec())).spec
     pipe = Pipeline(spec, tmp_path / "run", tmp_path / "volumes", Options())
     pipe.stop(signal.SIGTERM)  # while prepare ran, before train had a supervisor
-    outcome = {"status": "failed", "failed_stage": "prepare",
-               "stages": [{"stage": "prepare", "status": "interrupted", "error": "interrupted"}]}
+    outcome = PipelineResult.from_json({"status": "failed", "failed_stage": "prepare", "stages": [
+        {"stage": "prepare", "status": "interrupted", "error": "interrupted"}]})
     assert report(pipe, outcome, 1.0).splitlines()[0] == "summary: probe stopped (SIGTERM)"
 
 
@@ -210,7 +212,8 @@ def test_a_pipeline_refused_before_any_stage_says_why(tmp_path: Path, monkeypatc
     spec = load_spec(write(tmp_path, pipeline_spec())).spec
     pipe = Pipeline(spec, tmp_path / "run", tmp_path / "volumes", Options())
     held = "probe: already running on volume vol: call fc-1 (pid 1 on h) since ..."
-    outcome = {"status": "permanent", "error": held, "failed_stage": None, "stages": []}
+    outcome = PipelineResult.from_json({"status": "permanent", "error": held, "failed_stage": None,
+                                        "stages": []})
     lines = report(pipe, outcome, 1.0).splitlines()
     assert lines[0] == "summary: probe failed" and lines[-1] == f"  error        {held}"
     assert "  train        not run (the run was refused)" in lines
@@ -300,3 +303,11 @@ def test_a_second_run_with_nothing_to_train_keeps_trains_result(tmp_path: Path) 
     second = launch_forked(spec)
     assert second.code == 0, second.output
     assert json.loads(result.read_text()) == trained
+
+
+def test_a_launcher_bug_in_a_stage_stops_the_pipeline_and_exits_3(tmp_path: Path) -> None:
+    run = launch_forked(write(tmp_path, pipeline_spec()), env={"LAUNCH_FAULT": "bug:step:2"})
+    assert run.code == 3, run.output  # EXIT_BUG, as a single job's bug: not the user's failure
+    assert "attempts 1 (1: bug)" in line(run.output, "train")  # not retried
+    assert "TypeError: an injected bug in launcher at step" in line(run.output, "train")
+    assert line(run.output, "evaluate") == "evaluate     not run (an earlier stage failed)"

@@ -40,13 +40,13 @@ from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
 from launcher.runtime import notify
 from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.events import PREFIX
-from launcher.runtime.failures import classify
+from launcher.runtime.failures import Outcome, classify
 from launcher.runtime.lifecycle import timeline
+from launcher.runtime.settings import RuntimeSettings
 from launcher.runtime.storage.volume import LocalVolume
-from launcher.spec.refs import CODE_ROOT
 
 if TYPE_CHECKING:  # annotations only: the supervisor starts its worker sooner without it
-    from launcher.spec.model import JobSpec
+    from launcher.spec.model import JobSpec, StageName
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Options:
 @dataclass
 class Attempt:
     number: int
-    outcome: str = "transient"
+    outcome: Outcome = "transient"
     message: str = ""
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -113,7 +113,7 @@ class Display:
 
 class Supervisor:
     def __init__(self, spec: JobSpec, app_path: Path, run_dir: Path, volumes: Path,
-                 options: Options, early: WorkerProcess | None = None, stage: str = "train",
+                 options: Options, early: WorkerProcess | None = None, stage: StageName = "train",
                  run_id: str | None = None, lease: str = "", inputs_root: Path | None = None) -> None:
         """`stage`: which of a pipeline's stages its attempts run (each with its own retries);
         `run_id`: the run's id (a pipeline's stages share one), a new one when None; `lease`:
@@ -164,21 +164,19 @@ class Supervisor:
         return worker
 
     def _settings(self, work: Path) -> dict[str, str]:
-        root = {CODE_ROOT: str(self.options.code_root)} if self.options.code_root else {}
-        return {"LAUNCH_VOLUME": str(self.volume_dir), "LAUNCH_CHECKPOINT_DIR": str(work),
-                "LAUNCH_RUN_DIR": str(self.run_dir), "LAUNCH_RUN_ID": self.run_id,
-                "LAUNCH_LEASE": self.lease, "LAUNCH_CONTROL_DIR": str(control_dir(self.volumes)),
-                **root, **workdir_setting(self.options),
-                **({"LAUNCH_REPO_ROOT": str(self.inputs_root)} if self.inputs_root else {})}
+        return RuntimeSettings(volume=self.volume_dir, checkpoint_dir=work, run_dir=self.run_dir,
+                               run_id=self.run_id, lease=self.lease, code_root=self.options.code_root,
+                               repo_root=self.inputs_root, workdir=self.options.workdir,
+                               control_dir=control_dir(self.volumes)).to_env()
 
-    def _work(self, stage: str, number: int) -> Path:
+    def _work(self, stage: StageName, number: int) -> Path:
         """Where an attempt of `stage` works: its own working copy, or (restored from a
         snapshot) its class's mount path, the same for each of its attempts."""
         name = MOUNT if mode(self.spec, stage) != "none" else f"a{number}"
         return jobfolder.work_copy(self.volumes, self.spec.checkpoint.volume, self.spec.name,
                                    self.run_id, f"{'' if stage == 'train' else stage + '-'}{name}")
 
-    def _class(self, stage: str) -> Class:
+    def _class(self, stage: StageName) -> Class:
         return Class(stage, mode(self.spec, stage), self._settings(self._work(stage, 1)))
 
     def _preempt_later(self, worker: Any) -> threading.Timer | None:
@@ -401,11 +399,6 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
         jobfolder.release_lease(*where, run_id)
         FolderRequests(control_dir(volumes)).pop(run_id)  # asked of this run: never of the next
         lock.release()
-
-
-def workdir_setting(options: Options) -> dict[str, str]:
-    """LAUNCH_WORKDIR for a worker that runs from the shipped tree (runtime/lifecycle/workdir.py)."""
-    return {"LAUNCH_WORKDIR": str(options.workdir)} if options.workdir is not None else {}
 
 
 def _cannot_prepare(exc: OSError) -> str:

@@ -14,12 +14,15 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from launcher.backends.worker import import_app
 from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
+
+if TYPE_CHECKING:
+    from launcher.runtime.pipeline.results import PipelineResult
 
 CREDENTIALS_HELP = ("no Modal credentials: run `modal setup` (or set MODAL_TOKEN_ID and "
                     "MODAL_TOKEN_SECRET); `launch JOB --local` runs without an account")
@@ -119,10 +122,15 @@ def follow(sub: Submission) -> int:
         click.echo(f"job failed, not retried: {result['error']}", err=True)
         return EXIT_BUG if result.get("bug") else 1
     if isinstance(result, dict) and "stages" in result:  # a pipeline's driver
-        click.echo(pipeline_report(result), err=True)
-        if result.get("status") == "stopped":
+        from launcher.runtime.pipeline.results import PipelineResult, Status
+
+        pipeline = PipelineResult.from_json(result)
+        click.echo(pipeline_report(pipeline), err=True)
+        if pipeline.status == Status.FINISHED:
+            return 0
+        if pipeline.status == Status.STOPPED:
             return EXIT_STOPPED
-        return 0 if result.get("status") == "finished" else 1
+        return EXIT_BUG if pipeline.has_bug else 1
     if isinstance(result, dict) and result.get("status") == "stopped":
         click.echo(f"job stopped (launch stop) after update {result.get('steps')}; checkpoint "
                    "committed", err=True)
@@ -131,18 +139,18 @@ def follow(sub: Submission) -> int:
     return 0
 
 
-def pipeline_report(result: dict[str, Any]) -> str:
+def pipeline_report(result: PipelineResult) -> str:
     """The driver's result: each stage's outcome and metrics, and the stage that failed."""
+    from launcher.runtime.pipeline.results import Status
     from launcher.runtime.pipeline.stages import describe
 
-    status = result.get("status")
-    where = result.get("failed_stage") or result.get("stopped_stage")
-    lines = [f"job {status if status in ('finished', 'stopped') else 'failed'}"
-             + (f" in stage {where}" if where else "")]
-    for stage in result["stages"]:
-        error = f" ({stage['error']})" if stage.get("error") and stage.get("status") != "finished" else ""
-        lines.append(f"  {stage['stage']:<10} {stage.get('status')}{error}; "
-                     f"{describe(stage.get('metrics') or {})}")
+    ended = result.status if result.status in (Status.FINISHED, Status.STOPPED) else "failed"
+    where = result.failed_stage or next(
+        (s.stage for s in result.stages if s.status == Status.STOPPED), None)
+    lines = [f"job {ended}" + (f" in stage {where}" if where else "")]
+    for stage in result.stages:
+        error = f" ({stage.error})" if stage.error and stage.status != Status.FINISHED else ""
+        lines.append(f"  {str(stage.stage):<10} {stage.status}{error}; {describe(stage.metrics)}")
     return "\n".join(lines)
 
 

@@ -23,9 +23,10 @@ from launcher.backends import jobfolder
 from launcher.backends.local import (Options, Supervisor, control_dir, folders, holding, new_run_id, stop_signals,
                                      summary)
 from launcher.backends.workerproc import WorkerProcess
-from launcher.errors import EXIT_STOPPED, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
 from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.pipeline import driver, stages
+from launcher.runtime.pipeline.results import PipelineResult, StageName, Status
 from launcher.runtime.storage.disk import StorageError
 from launcher.runtime.storage.volume import LocalVolume
 from launcher.spec.model import JobSpec
@@ -53,7 +54,7 @@ class Pipeline:
     def interrupted(self) -> bool:
         return self.stopped_by is not None
 
-    def spawn(self, stage: str, lease: str) -> str:
+    def spawn(self, stage: StageName, lease: str) -> str:
         """A call of `stage`; it runs when the driver waits for it (`get`)."""
         call = f"{self.run_id}-{stage}-{len(self.calls) + 1}"
         self.calls[call] = (stage, lease)
@@ -61,14 +62,15 @@ class Pipeline:
 
     def get(self, call_id: str) -> dict[str, Any]:
         if call_id not in self.calls:  # a driver restarted with another run's record: never here
-            return {"status": "failed", "error": f"call {call_id} is not one of this run's"}
+            return {"status": Status.FAILED, "error": f"call {call_id} is not one of this run's"}
         return self.run_stage(*self.calls[call_id])
 
-    def run_stage(self, name: str, lease: str = "") -> dict[str, Any]:
+    def run_stage(self, name: StageName, lease: str = "") -> dict[str, Any]:
+        """The stage's result, as JSON (a `StageResult`'s), as Modal's call would return it."""
         if self.requested:
-            return {"status": "stopped", "error": "stopped before it started (launch stop)"}
+            return {"status": Status.STOPPED, "error": "stopped before it started (launch stop)"}
         if self.interrupted:
-            return {"status": "interrupted", "error": "interrupted"}
+            return {"status": Status.INTERRUPTED, "error": "interrupted"}
         early, self.early = self.early, None
         sup = Supervisor(self.spec, self.app_path, self.run_dir, self.volumes, self.options, early,
                          stage=name, run_id=self.run_id, lease=lease, inputs_root=self.repo_root)
@@ -80,13 +82,14 @@ class Pipeline:
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
         if final.outcome == "stopped":  # a stage that finished meanwhile stays finished; the
             self.requested = True        # next one does not start (see above)
-            return {**result, "status": "stopped", "error": final.message or None}
+            return {**result, "status": Status.STOPPED, "error": final.message or None}
         if sup.interrupted:
             self.stopped_by = self.stopped_by or sup.stopped_by
-            return {**result, "status": "interrupted", "error": "interrupted"}
+            return {**result, "status": Status.INTERRUPTED, "error": "interrupted"}
         if final.outcome != "finished":  # permanent, or its retries ran out
-            status = "permanent" if final.outcome in ("permanent", "bug") else "failed"
-            return {**result, "status": status, "error": final.message}
+            status = Status.PERMANENT if final.outcome in ("permanent", "bug") else Status.FAILED
+            bug = {"bug": True} if final.outcome == "bug" else {}
+            return {**result, "status": status, "error": final.message, **bug}
         return result
 
     def stop(self, signum: int) -> None:
@@ -115,42 +118,41 @@ def _attempts(sup: Supervisor | None) -> str:
         f"{a.number}: {a.outcome}" for a in sup.attempts) + ")"
 
 
-def stage_lines(pipe: Pipeline, outcome: dict[str, Any]) -> list[str]:
+def stage_lines(pipe: Pipeline, outcome: PipelineResult) -> list[str]:
     """One line per stage of the pipeline, in order: outcome, wall time, attempts, metrics."""
-    results = {r["stage"]: r for r in outcome["stages"]}
     lines = []
     for name in pipe.spec.pipeline:
-        result = results.get(name)
+        result = outcome.stage(name)
         if result is None:
-            why = "the run was refused" if outcome.get("error") else \
-                "the run was stopped" if outcome["status"] == "stopped" else "an earlier stage failed"
+            why = "the run was refused" if outcome.error else \
+                "the run was stopped" if outcome.status == Status.STOPPED else "an earlier stage failed"
             lines.append(f"  {name:<12} not run ({why})")
             continue
-        status = result.get("status")
-        wall = f", {result.get('wall_seconds', 0.0):.1f} s" if status != "skipped" else \
+        status = result.status
+        wall = f", {result.raw.get('wall_seconds', 0.0):.1f} s" if status != Status.SKIPPED else \
             " (unchanged since it finished; --rerun prepare runs it again)"
-        error = f"; {result['error']}" if status != "finished" and result.get("error") else ""
+        error = f"; {result.error}" if status != Status.FINISHED and result.error else ""
         lines.append(f"  {name:<12} {status}{wall}{_attempts(pipe.supervisors.get(name))}"
-                     f"{error}; {stages.describe(result.get('metrics') or {})}")
+                     f"{error}; {stages.describe(result.metrics)}")
     return lines
 
 
-def report(pipe: Pipeline, outcome: dict[str, Any], seconds: float) -> str:
+def report(pipe: Pipeline, outcome: PipelineResult, seconds: float) -> str:
     train = pipe.supervisors.get("train")
     head = summary(train, seconds).splitlines() if train is not None else [
         f"summary: {pipe.spec.name} failed", f"  wall time    {seconds:.1f} s"]
-    if outcome["status"] != "finished" and train is not None and train.attempts[-1].outcome == "finished":
+    if outcome.status != Status.FINISHED and train is not None and train.attempts[-1].outcome == "finished":
         head[0] = f"summary: {pipe.spec.name} failed"  # train finished, a later stage did not
-    if outcome["status"] == "stopped":
+    if outcome.status == Status.STOPPED:
         head[0] = f"summary: {pipe.spec.name} stopped (launch stop)"
     if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
         head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
-    if outcome.get("error"):  # refused before any stage ran: another run holds the job
-        lines.append(f"  error        {outcome['error']}")
-    if outcome["failed_stage"] is not None:
-        failed = next(r for r in outcome["stages"] if r["stage"] == outcome["failed_stage"])
-        lines.append(f"  failed in    {outcome['failed_stage']}: {failed.get('error') or failed.get('status')}")
+    if outcome.error:  # refused before any stage ran: another run holds the job
+        lines.append(f"  error        {outcome.error}")
+    failed = outcome.stage(outcome.failed_stage) if outcome.failed_stage is not None else None
+    if failed is not None:
+        lines.append(f"  failed in    {outcome.failed_stage}: {failed.error or failed.status}")
     return "\n".join(lines)
 
 
@@ -181,10 +183,14 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
         LocalVolume.discard(work)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
-    driver.notify_outcome(spec, pipe.run_id, {**outcome, "status": "stopped"}
-                          if pipe.stopped_by is not None else outcome)
+    ended = outcome.to_json()
+    driver.notify_outcome(spec, pipe.run_id, {**ended, "status": "stopped"}
+                          if pipe.stopped_by is not None else ended)
     if pipe.stopped_by is not None:
         return 128 + pipe.stopped_by
-    if outcome["status"] == "stopped":
+    if outcome.status == Status.FINISHED:
+        return 0
+    if outcome.status == Status.STOPPED:
         return EXIT_STOPPED
-    return 0 if outcome["status"] == "finished" else 1
+    # A bug in launcher, in any stage: not the user's failure (as a single job's run says it).
+    return EXIT_BUG if outcome.has_bug else 1

@@ -50,9 +50,11 @@ from launcher.runtime.failures import (EXIT_BUG, EXIT_OK, EXIT_PERMANENT, EXIT_P
 from launcher.runtime.lifecycle import lifeline, process, timeline, workdir
 from launcher.runtime.lifecycle.container import Hooks, run_container, run_input
 from launcher.runtime.pipeline.stage_session import StageSession
+from launcher.runtime.settings import PREFIX, current
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import LocalVolume, Volume
 from launcher.runtime.train.session import Session
+from launcher.spec.model import StageName
 
 
 def import_app(path: Path) -> ModuleType:
@@ -66,13 +68,13 @@ def import_app(path: Path) -> ModuleType:
 
 def run_id() -> str | None:
     """The call id of this run, as `modal.current_function_call_id()` gives it on Modal."""
-    return os.environ.get("LAUNCH_RUN_ID")
+    return current().run_id
 
 
 def driver_lease() -> str:
     """The pipeline driver's call id, whose lease this stage works under, as the driver passes
     it to the stage's method on Modal (LAUNCH_LEASE; empty for a single job)."""
-    return os.environ.get("LAUNCH_LEASE", "")
+    return current().lease or ""
 
 
 def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -> dict[str, Any]:
@@ -83,9 +85,10 @@ def attempt(app_path: Path, volume: Volume | None = None, cluster: Any = None) -
     """
     module = import_app(app_path)
     timeline.mark("app")
-    volume = volume or LocalVolume.from_environment(module.SPEC["name"])
+    settings = current()
+    volume = volume or LocalVolume.of(settings, module.SPEC["name"])
     # steps=None: train.steps, what the app's `train` passes on when called with steps=0
-    return run_container(Session(module.SPEC, volume=volume, call_id=run_id), resume=True,
+    return run_container(Session(module.SPEC, volume=volume, call_id=run_id, settings=settings), resume=True,
                          steps=None, cluster=cluster, volumes=(volume,), lease=driver_lease())
 
 
@@ -109,31 +112,31 @@ def handshake() -> dict[str, Any]:
     timeline.mark("go")
     # Only launcher's own settings arrive late: they are read after this, by launcher. The
     # spec's env was in this process's environment from its start.
-    os.environ.update({k: v for k, v in go["env"].items() if k.startswith("LAUNCH_")})
+    os.environ.update({k: v for k, v in go["env"].items() if k.startswith(PREFIX)})
     return go
 
 
-def container(module: ModuleType, stage: str, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
+def container(module: ModuleType, stage: StageName, volume: Volume) -> tuple[Hooks, Callable[[], dict[str, Any]]]:
     """The object behind the app's class for `stage` (train, prepare, evaluate), and its input."""
     if stage == "train":
-        session = Session(module.SPEC, volume=volume, call_id=run_id)
+        session = Session(module.SPEC, volume=volume, call_id=run_id, settings=current())
         # steps=None: train.steps, what the app's `train` passes on when called with steps=0
         return session, lambda: session.train(resume=True, steps=None, lease=driver_lease())
     stage_session = StageSession(module.SPEC, stage, volume=volume, commit=module.CODE_COMMIT,
-                                 call_id=run_id)
+                                 call_id=run_id, settings=current())
     return stage_session, lambda: stage_session.run(lease=driver_lease())
 
 
-def attempt_stage(app_path: Path, stage: str, volume: Volume | None = None) -> dict[str, Any]:
+def attempt_stage(app_path: Path, stage: StageName, volume: Volume | None = None) -> dict[str, Any]:
     """The result of one attempt of `stage` (prepare, evaluate) of the app at `app_path`."""
     module = import_app(app_path)
     timeline.mark("app")
-    volume = volume or LocalVolume.from_environment(module.SPEC["name"])
+    volume = volume or LocalVolume.of(current(), module.SPEC["name"])
     session, call = container(module, stage, volume)
     return run_input(session, call, volumes=(volume,))
 
 
-def run(app_path: Path, stage: str = "train") -> int:
+def run(app_path: Path, stage: StageName = "train") -> int:
     result = attempt(app_path) if stage == "train" else attempt_stage(app_path, stage)
     if result.get("status") == "permanent":
         raise (LauncherBug if result.get("bug") else PermanentError)(result["error"])
@@ -142,11 +145,10 @@ def run(app_path: Path, stage: str = "train") -> int:
 
 def _arm() -> None:
     """Die with the supervisor; take a fault to inject from the supervisor's environment."""
-    if os.environ.get("LAUNCH_SUPERVISOR_PID"):
-        pipe = os.environ.get("LAUNCH_LIFELINE_FD")
-        lifeline.arm(int(os.environ["LAUNCH_SUPERVISOR_PID"]), int(pipe) if pipe else None)
-    faults.arm(os.environ.get("LAUNCH_FAULT"), os.environ.get("LAUNCH_ATTEMPT", "1"),
-               os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
+    settings = current()
+    if settings.supervisor_pid:
+        lifeline.arm(settings.supervisor_pid, settings.lifeline_fd)
+    faults.arm_from(settings)
 
 
 def serve(go: dict[str, Any]) -> int:
@@ -203,11 +205,11 @@ def _unexpected(exc: Exception) -> int:
     """An exception that left the session (or came before it): its traceback is kept in the
     run's error log; a storage error (a full disk, a read-only one) and a bug in launcher are
     not retried, anything else is (transient)."""
-    if os.environ.get("LAUNCH_DEBUG") == "1":
+    settings = current()
+    if settings.debug:
         traceback.print_exc()
-    log = _keep(exc)
-    volume = os.environ.get("LAUNCH_CHECKPOINT_DIR")
-    found = disk.error(exc, "the attempt failed", Path(volume) if volume else None)
+    log = _keep(exc, settings.run_dir)
+    found = disk.error(exc, "the attempt failed", settings.checkpoint_dir)
     if found is not None:  # no retry fixes it
         events.log(f"error: {found}")
         events.emit("failure", kind="permanent", message=str(found))
@@ -222,13 +224,12 @@ def _unexpected(exc: Exception) -> int:
     return EXIT_TRANSIENT
 
 
-def _keep(exc: Exception) -> str:
+def _keep(exc: Exception, folder: Path | None) -> str:
     """Keep the traceback in the run's folder (LAUNCH_RUN_DIR); '; the traceback is in ...'."""
-    folder = os.environ.get("LAUNCH_RUN_DIR")
-    if not folder:
+    if folder is None:
         return ""
     try:
-        return f"; the traceback is in {keep_traceback(exc, Path(folder))}"
+        return f"; the traceback is in {keep_traceback(exc, folder)}"
     except OSError:
         return ""
 

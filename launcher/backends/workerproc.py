@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime.lifecycle import timeline
+from launcher.runtime.settings import PREFIX, RuntimeSettings, current
 
 ARGV = (sys.executable, "-m", "launcher.backends.worker", "-")
 
-# Runtime names the worker gets from the supervisor's own environment only: fault injection
-# (tests) and the phase timeline (bench/startup.py).
-FROM_SUPERVISOR = ("LAUNCH_FAULT", "LAUNCH_FAULT_ATTEMPT", "LAUNCH_TIMELINE")
 
 Spawn = Callable[[list[str], dict[str, str]], Any]
 
@@ -42,7 +40,7 @@ def spawn_process(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]
     at our death)."""
     read, write = os.pipe()
     try:
-        proc = subprocess.Popen(argv, env={**env, "LAUNCH_LIFELINE_FD": str(read)}, pass_fds=(read,),
+        proc = subprocess.Popen(argv, env={**env, **RuntimeSettings(lifeline_fd=read).to_env()}, pass_fds=(read,),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 start_new_session=True)  # Ctrl-C reaches us; we forward it
@@ -58,15 +56,18 @@ def spawn_process(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]
 def worker_env(spec_env: Mapping[str, str], processes: int, attempt: int,
                debug: bool) -> dict[str, str]:
     threads = str(max(1, (os.cpu_count() or 1) // processes))
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCH_")}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
     # The spec's env may not name LAUNCH_* (validation refuses it); dropped here as well, so
     # nothing a spec says can reach the runtime's own settings, fault injection included.
-    declared = {k: v for k, v in spec_env.items() if not k.startswith("LAUNCH_")}
-    return {"OMP_NUM_THREADS": threads, **inherited, **declared,
-            **{k: os.environ[k] for k in FROM_SUPERVISOR if k in os.environ},
-            "LAUNCH_EVENTS": "1", "PYTHONUNBUFFERED": "1", "LAUNCH_ATTEMPT": str(attempt),
-            "LAUNCH_SUPERVISOR_PID": str(os.getpid()), "LAUNCH_PROCESSES": str(processes),
-            "LAUNCH_DEBUG": "1" if debug else "0"}
+    declared = {k: v for k, v in spec_env.items() if not k.startswith(PREFIX)}
+    # From the supervisor's own environment only: fault injection (tests) and the phase
+    # timeline (bench/startup.py).
+    own = current()
+    settings = RuntimeSettings(fault=own.fault, fault_attempt=own.fault_attempt, timeline=own.timeline,
+                               events=True, attempt=attempt, supervisor_pid=os.getpid(),
+                               processes=processes, debug=debug)
+    return {"OMP_NUM_THREADS": threads, **inherited, **declared, **settings.to_env(),
+            "PYTHONUNBUFFERED": "1"}
 
 
 class WorkerProcess:

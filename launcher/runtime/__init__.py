@@ -16,4 +16,5 @@ Small concerns shared by all of them stay modules here:
     failures.py  how an attempt ended: exit codes and the error classes behind them
     faults.py    fault injection at named points, for the reliability tests
     lease.py     one run of a job at a time: the lease file in the job's folder
+    settings.py  `RuntimeSettings`: every LAUNCH_* variable, parsed once at an entry
 """

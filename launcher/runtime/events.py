@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from launcher.runtime.lifecycle import timeline
+from launcher.runtime.settings import ENV
 
 PREFIX = "@@launch "
 
@@ -41,7 +42,7 @@ def log(message: str) -> None:
 
 
 def emit(event: str, **data: Any) -> None:
-    if _is_rank0() and os.environ.get("LAUNCH_EVENTS") == "1":
+    if _is_rank0() and os.environ.get(ENV["events"]) == "1":
         _line(sys.stdout, PREFIX + json.dumps({"event": event, **data}, sort_keys=True))
 
 

@@ -17,7 +17,7 @@ import sys
 import sysconfig
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 EXIT_OK = 0
 EXIT_TRANSIENT = 1  # anything unexpected: retried with the spec's backoff
@@ -126,10 +126,16 @@ class Preempted(Exception):
     """The run stopped on SIGINT/SIGTERM after writing and committing a checkpoint."""
 
 
-def classify(exit_code: int | None) -> str:
+# How one attempt ended, as the local supervisor tells it from the worker's exit code.
+# "stopped": set by the supervisor, not by an exit code (`launch stop` asked; see backends/local.py)
+Outcome = Literal["finished", "permanent", "bug", "preempted", "transient", "stopped"]
+
+
+def classify(exit_code: int | None) -> Outcome:
     """The failure class of a worker's exit code (a negative code is a kill by signal)."""
-    return {EXIT_OK: "finished", EXIT_PERMANENT: "permanent", EXIT_BUG: "bug",
-            EXIT_PREEMPTED: "preempted"}.get(exit_code, "transient")
+    known: dict[int | None, Outcome] = {EXIT_OK: "finished", EXIT_PERMANENT: "permanent",
+                                        EXIT_BUG: "bug", EXIT_PREEMPTED: "preempted"}
+    return known.get(exit_code, "transient")
 
 
 # A bug in launcher, told from the user's mistakes: where the exception was raised.

@@ -36,6 +36,8 @@ import errno
 import os
 import signal
 
+from launcher.runtime.settings import RuntimeSettings
+
 POINTS = ("stage1", "stage2", "lease", "step", "written", "published", "committed", "released", "exit")
 BY_STEP = ("step", "written", "published", "committed")
 STAGE_POINTS = tuple(f"{stage}-{when}" for stage in ("prepare", "evaluate") for when in ("run", "done"))
@@ -59,6 +61,11 @@ def arm(fault: str | None, attempt: str = "1", fault_attempt: str = "1") -> None
     global _armed
     _counts.clear()
     _armed = parse(fault) if fault and attempt == fault_attempt else None
+
+
+def arm_from(settings: RuntimeSettings) -> None:
+    """Arm the fault the supervisor passed on (`settings.fault`), for its attempt."""
+    arm(settings.fault, str(settings.attempt or 1), str(settings.fault_attempt or 1))
 
 
 def point(name: str, at: int | None = None) -> None:

@@ -9,7 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+StageName = Literal["prepare", "train", "evaluate"]  # the stages of a pipeline, in order
+CodeMode = Literal["git", "local"]  # image.code
+ResumeMode = Literal["auto", "never"]  # checkpoint.resume
+AsyncWrite = Literal["auto", True, False]  # checkpoint.async
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class GitSource:
 @dataclass(frozen=True)
 class Image:
     dockerfile: str
-    code: str  # git | local
+    code: CodeMode
     git: GitSource
 
 
@@ -66,8 +71,8 @@ class Checkpoint:
     every_steps: int | None
     every_s: int | None
     keep_last: int
-    resume: str  # auto | never
-    async_write: bool | str  # checkpoint.async: auto | True | False
+    resume: ResumeMode
+    async_write: AsyncWrite  # checkpoint.async
 
     def writes_in_background(self, processes: int) -> bool:
         """Whether a run with `processes` training processes writes checkpoints in the
@@ -91,7 +96,7 @@ class Train:
 class Stage:
     """A pipeline stage around train: `prepare` before it, `evaluate` after it."""
 
-    name: str  # prepare | evaluate
+    name: StageName  # prepare | evaluate
     run: str  # module:function
     compute: Compute  # the job's, overridden field by field; one node
     retries: Retries  # the job's delays, the stage's own max_retries
@@ -157,7 +162,7 @@ class JobSpec:
         return next((stage for stage in self.stages if stage.name == name), None)
 
     @property
-    def pipeline(self) -> tuple[str, ...]:
+    def pipeline(self) -> tuple[StageName, ...]:
         """The stages in the order they run, train included: ("prepare", "train", "evaluate")."""
         before = tuple(stage.name for stage in self.stages if stage.name == "prepare")
         return before + ("train",) + tuple(stage.name for stage in self.stages if stage.name != "prepare")

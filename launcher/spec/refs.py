@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from launcher.runtime import settings
+
 
 class RefError(Exception):
     """A reference that names no importable module, or a module without that name."""
@@ -43,9 +45,8 @@ def did_you_mean(word: str, options: list[str]) -> str:
 
 # The repository's root: `launch` finds a user's modules there wherever it runs (a subfolder,
 # another folder altogether), as the container finds them in its working directory. A local
-# worker is told it in LAUNCH_CODE_ROOT.
+# worker is told it in its settings (`code_root`).
 _root: list[str] = []
-CODE_ROOT = "LAUNCH_CODE_ROOT"
 
 
 def use_root(root: Path) -> None:
@@ -59,7 +60,8 @@ def use_root(root: Path) -> None:
 def _cwd_on_path() -> None:
     """A user's own module sits in their repository: its root and then the working directory
     are searched last."""
-    for folder in (*_root, os.environ.get(CODE_ROOT), os.getcwd()):
+    code_root = settings.current().code_root
+    for folder in (*_root, str(code_root) if code_root else None, os.getcwd()):
         if folder and folder not in sys.path:
             sys.path.append(folder)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from launcher import __version__
 from launcher.errors import Problem
+from launcher.runtime.settings import PREFIX
 from launcher.spec.credentials import (has_token, looks_like_credential, mask_tokens, url_has_credentials,
                                        url_has_query)
 from launcher.spec import pipeline
@@ -25,7 +26,7 @@ from launcher.spec.yamlpos import Document, JsonPath, json_path, walk
 
 FORMAT_VERSION = 1
 RECIPE_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
-RESERVED_ENV = "LAUNCH_"  # the runtime's own settings (checkpoint folder, fault injection, ...)
+RESERVED_ENV = PREFIX  # the runtime's own settings (checkpoint folder, fault injection, ...)
 TO_SECRETS = "put it in a Modal Secret and list the secret's name under secrets:"
 
 Rule = Callable[[dict[str, Any], Document], Iterator[Problem]]

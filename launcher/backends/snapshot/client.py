@@ -22,6 +22,7 @@ from launcher.backends.snapshot import ATTEMPT, EXITED
 from launcher.backends.workerproc import WorkerProcess
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import EXIT_TRANSIENT
+from launcher.runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
     from launcher.spec.model import JobSpec
@@ -47,7 +48,7 @@ class Class:
 
     def command(self, app: Path, attempt: int) -> dict[str, Any]:
         return {"snapshot": self.snapshot, "app": str(app), "stage": self.stage,
-                "env": {**self.settings, "LAUNCH_ATTEMPT": str(attempt)}}
+                "env": {**self.settings, **RuntimeSettings(attempt=attempt).to_env()}}
 
 
 class Restored:

@@ -33,6 +33,7 @@ from launcher.runtime import events, faults
 from launcher.runtime.failures import EXIT_OK, EXIT_TRANSIENT, LauncherBug, PermanentError
 from launcher.runtime.lifecycle import lifeline, process, timeline
 from launcher.runtime.lifecycle.container import Hooks, run_input
+from launcher.runtime.settings import PREFIX, current
 from launcher.runtime.storage.volume import LocalVolume, Volume
 
 # The object behind the app's class for a stage (built on a volume), and its one input.
@@ -272,7 +273,7 @@ def restored(snap: Restore, command: dict[str, Any], outcome: Outcome, status: i
         if snap.refused:
             raise PermanentError("; ".join(snap.refused))
         assert snap.obj is not None and snap.call is not None
-        volume = LocalVolume.from_environment(snap.job)
+        volume = LocalVolume.of(current(), snap.job)
         snap.mount.volume = volume
         call = snap.call
 
@@ -290,9 +291,8 @@ def restored(snap: Restore, command: dict[str, Any], outcome: Outcome, status: i
 
 def _settings(command: dict[str, Any]) -> None:
     """This attempt's LAUNCH_* settings, and fault injection armed for its number."""
-    os.environ.update({k: v for k, v in command["env"].items() if k.startswith("LAUNCH_")})
-    faults.arm(os.environ.get("LAUNCH_FAULT"), os.environ.get("LAUNCH_ATTEMPT", "1"),
-               os.environ.get("LAUNCH_FAULT_ATTEMPT", "1"))
+    os.environ.update({k: v for k, v in command["env"].items() if k.startswith(PREFIX)})
+    faults.arm_from(current())
 
 
 def _no_stdin() -> None:

@@ -15,7 +15,7 @@ Where it is kept, and why:
   at every checkpoint. A Dict is made for small shared values: one `get` is one small server
   call, asked at most every `REMOTE_POLL_S` seconds, so a stop lands within that time plus one
   update, well inside anything a user waits for.
-- Locally, in a folder (`<volumes>/@control/`, given to the worker as LAUNCH_CONTROL_DIR), one
+- Locally, in a folder (`<volumes>/@control/`, given to the worker in its settings), one
   file per run: asking is one `stat` per update. `launch stop` also signals the supervisor
   (SIGUSR1), which starts no further attempt and, for `--now`, kills the worker's process group.
 
@@ -38,7 +38,6 @@ from launcher.runtime import events
 
 STOP_DICT = "launch-stop-requests"  # the modal.Dict that keeps requests on Modal
 REMOTE_POLL_S = 10.0  # how often a loop on Modal asks the Dict
-CONTROL_DIR = "LAUNCH_CONTROL_DIR"  # locally: the folder of request files
 
 
 @dataclass(frozen=True)
@@ -107,10 +106,9 @@ class FolderRequests:
         self._path(key).unlink(missing_ok=True)
 
 
-def from_environment() -> FolderRequests | None:
-    """The local store the supervisor named (LAUNCH_CONTROL_DIR), or None."""
-    folder = os.environ.get(CONTROL_DIR)
-    return FolderRequests(Path(folder)) if folder else None
+def local_requests(folder: Path | None) -> FolderRequests | None:
+    """The local store the supervisor named (settings' `control_dir`), or None."""
+    return FolderRequests(folder) if folder is not None else None
 
 
 class StopWatch:

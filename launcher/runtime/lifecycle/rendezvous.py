@@ -7,10 +7,11 @@ cluster (one node), everything is on the loopback.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
+
+from launcher.runtime import settings
 
 PORT = 29500  # torch.distributed's usual rendezvous port; LAUNCH_MASTER_PORT overrides it
 
@@ -41,4 +42,4 @@ def rendezvous(cluster: Any, nodes: int) -> Rendezvous:
     rank = int(cluster.container_rank())
     if len(ips) != nodes:
         raise RuntimeError(f"the cluster has {len(ips)} containers, the spec asks for {nodes} nodes")
-    return Rendezvous(ips[0], int(os.environ.get("LAUNCH_MASTER_PORT", PORT)), rank, nodes)
+    return Rendezvous(ips[0], settings.current().master_port or PORT, rank, nodes)

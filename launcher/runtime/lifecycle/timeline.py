@@ -12,7 +12,9 @@ import json
 import os
 import time
 
-ENV = "LAUNCH_TIMELINE"
+from launcher.runtime.settings import ENV as NAMES
+
+ENV = NAMES["timeline"]
 
 
 def enabled() -> bool:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import sys
 
+from launcher.runtime import settings
+
 
 def enter() -> None:
     """Move into LAUNCH_WORKDIR, when set, and search it instead of the starting folder."""
-    workdir = os.environ.get("LAUNCH_WORKDIR")
-    if not workdir:
+    found = settings.current().workdir
+    if found is None:
         return
+    workdir = str(found)
     started = os.getcwd()
     sys.path[:] = [workdir, *(p for p in sys.path if p not in ("", ".", started, workdir))]
     sys.path_importer_cache.clear()

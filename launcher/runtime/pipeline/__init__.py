@@ -8,4 +8,5 @@ stage's Modal class), and `stages.StageContext` (what a user's stage function is
                       (`StageFolders`, results, digests of its inputs and of prepared data)
     stage_session.py  the runtime behind `prepare` or `evaluate`, through the container's hooks
     driver.py         the stages in order: skip an unchanged prepare, stop at a failure
+    results.py        `StageName`, `Status`, `StageResult`, `PipelineResult`: results as types
 """

@@ -33,9 +33,12 @@ from typing import Any, Protocol
 
 from launcher.runtime import events, notify
 from launcher.runtime.control.stop import Requests, StopWatch
+from launcher.runtime.failures import LauncherBug, keep_traceback, launchers_bug
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.results import PipelineResult, StageName, StageResult, Status
 from launcher.runtime.pipeline.stages import StageFolders
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import driver_timeout_s
@@ -46,14 +49,14 @@ RECORD = "driver.json"  # in the job's folder: this driver call's stage calls an
 class StageCaller(Protocol):
     """How the driver calls a stage: start a call, then wait for its result."""
 
-    def spawn(self, stage: str, lease: str) -> str:
+    def spawn(self, stage: StageName, lease: str) -> str:
         """Start one call of `stage`, working under the driver's lease (`lease`, the driver's
         call id); the call's id."""
         ...
 
     def get(self, call_id: str) -> dict[str, Any]:
-        """The result of the call `call_id` when it ends. A call that raised (its retries
-        spent, a timeout) is a failed result, not an exception."""
+        """The result of the call `call_id` when it ends, as JSON (a `StageResult`'s). A call
+        that raised (its retries spent, a timeout) is a failed result, not an exception."""
         ...
 
 
@@ -64,14 +67,14 @@ class ModalCaller:
     def __init__(self, methods: Mapping[str, Any], from_id: Callable[[str], Any]) -> None:
         self.methods, self.from_id = methods, from_id
 
-    def spawn(self, stage: str, lease: str) -> str:
+    def spawn(self, stage: StageName, lease: str) -> str:
         return str(self.methods[stage].spawn(lease=lease).object_id)
 
     def get(self, call_id: str) -> dict[str, Any]:
         try:
             return dict(self.from_id(call_id).get())
         except Exception as exc:  # whatever Modal raises for the stage's last attempt
-            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            return {"status": Status.FAILED, "error": f"{type(exc).__name__}: {exc}"}
 
 
 class Record:
@@ -84,16 +87,16 @@ class Record:
         calls = found.get("stages") if self.resumed else None
         self.calls: dict[str, dict[str, Any]] = calls if isinstance(calls, dict) else {}
 
-    def call(self, stage: str) -> str | None:
+    def call(self, stage: StageName) -> str | None:
         return self.calls.get(stage, {}).get("call")
 
-    def result(self, stage: str) -> dict[str, Any] | None:
+    def result(self, stage: StageName) -> dict[str, Any] | None:
         return self.calls.get(stage, {}).get("result")
 
-    def started(self, stage: str, call_id: str) -> None:
+    def started(self, stage: StageName, call_id: str) -> None:
         self.calls[stage] = {"call": call_id, "since": time.time()}
 
-    def finished(self, stage: str, result: dict[str, Any]) -> None:
+    def finished(self, stage: StageName, result: dict[str, Any]) -> None:
         self.calls[stage]["result"] = result
 
     def write(self) -> None:
@@ -129,7 +132,7 @@ def _skip(spec: JobSpec, folders: StageFolders, rerun: Collection[str],
         return None
     events.log(f"prepare: skipped, finished earlier with the same inputs (digest {want[:12]}); "
                "--rerun prepare runs it again")
-    return {"stage": "prepare", "status": "skipped", "metrics": done.get("metrics", {}),
+    return {"stage": "prepare", "status": Status.SKIPPED, "metrics": done.get("metrics", {}),
             "digest": want, "seconds": 0.0}
 
 
@@ -138,11 +141,13 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
     """train's loop result as a stage result, committed beside the others when it finished."""
     metrics = {k: v for k, v in (result.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    out = {"stage": "train", "status": result.get("status", "failed"), "metrics": metrics,
+    out = {"stage": "train", "status": result.get("status", Status.FAILED), "metrics": metrics,
            "error": result.get("error"), "seconds": result.get("seconds"),
            "steps": result.get("steps"),
            **({"objective": result["objective"]} if result.get("objective") else {})}
-    if out["status"] == "finished":
+    if result.get("bug"):  # a bug in launcher: `launch` exits 3
+        out["bug"] = True
+    if out["status"] == Status.FINISHED:
         earlier = stages.earlier_train_result(folders, result)
         if earlier is not None:  # nothing trained: keep what describes the checkpoint
             return {**out, "metrics": earlier.get("metrics", {})}
@@ -165,7 +170,7 @@ class Driver:
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
         self.stops = None if stops is None else StopWatch(stops, lambda: call_id, poll_s=0.0)
-        root = root or Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or spec.checkpoint.mount)
+        root = root or current_settings().mount(spec.checkpoint.mount)
         self.folders = StageFolders(root, spec.name)
         # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
         # one takes the lease again at once.
@@ -174,15 +179,15 @@ class Driver:
                            volume_name=spec.checkpoint.volume, every_s=None, timeout_s=timeout,
                            stale_s=timeout)
 
-    def run(self, rerun: Collection[str] = ()) -> dict[str, Any]:
-        """Each stage's result, in order, and the pipeline's status: "finished", "failed" with
-        the stage that stopped it, or "permanent" when another run holds the job."""
+    def run(self, rerun: Collection[str] = ()) -> PipelineResult:
+        """Each stage's result, in order, and the pipeline's status: finished, failed with the
+        stage that stopped it, or permanent when another run holds the job."""
         self._reload()  # the latest commits: the lease, the record, prepare's result
         try:
             self.lease.acquire(self.call_id)
         except LeaseHeld as exc:
             events.log(f"error: {exc}")
-            return {"status": "permanent", "error": str(exc), "failed_stage": None, "stages": []}
+            return PipelineResult(Status.PERMANENT, error=str(exc))
         outcome = self._stages(Record(self.folders.job / RECORD, self.call_id), rerun)
         # Not on an exception (a preemption): the restart takes the lease again, and a stage
         # call may still be at work under it.
@@ -190,37 +195,35 @@ class Driver:
         self.lease.release()
         return outcome
 
-    def _stages(self, record: Record, rerun: Collection[str]) -> dict[str, Any]:
+    def _stages(self, record: Record, rerun: Collection[str]) -> PipelineResult:
         if record.resumed:
             events.log(f"driver call {self.call_id} restarted: the stage calls it made are waited "
                        "for, never made again")
-        done: list[dict[str, Any]] = []
+        done: list[StageResult] = []
         for name in self.spec.pipeline:
             result = self._stage(name, record, rerun)
             done.append(result)
-            if result.get("status") == "stopped":
+            if result.status == Status.STOPPED:
                 events.log(f"stage {name} stopped as asked (launch stop); no later stage runs")
-                return {"status": "stopped", "failed_stage": None, "stopped_stage": name,
-                        "stages": done}
-            if result.get("status") not in ("finished", "skipped"):
-                events.log(f"stage {name} failed: {result.get('error') or result.get('status')}; "
+                return PipelineResult(Status.STOPPED, tuple(done))
+            if not result.status.done:
+                events.log(f"stage {name} failed: {result.error or result.status}; "
                            "the pipeline stops here")
-                return {"status": "failed", "failed_stage": name, "stages": done}
-        return {"status": "finished", "failed_stage": None, "stages": done}
+                return PipelineResult(Status.FAILED, tuple(done), failed_stage=result.stage)
+        return PipelineResult(Status.FINISHED, tuple(done))
 
-    def _stage(self, name: str, record: Record, rerun: Collection[str]) -> dict[str, Any]:
+    def _stage(self, name: StageName, record: Record, rerun: Collection[str]) -> StageResult:
         earlier = record.result(name)
         if earlier is not None:
             events.log(f"stage {name}: finished before the restart ({earlier.get('status')})")
-            return earlier
+            return StageResult.from_json(earlier, name)
         call = record.call(name)
         if call is None:
             skipped = _skip(self.spec, self.folders, rerun, self.commit, self.inputs_root) if name == "prepare" else None
             if skipped is not None:
-                return skipped
+                return StageResult.from_json(skipped)
             if self.stops is not None and self.stops.requested() is not None:
-                return {"stage": name, "status": "stopped",
-                        "error": "stopped before it started (launch stop)"}
+                return StageResult(name, Status.STOPPED, "stopped before it started (launch stop)")
             events.log(f"stage {name}: starting")
             call = self.caller.spawn(name, self.call_id)
             record.started(name, call)
@@ -235,7 +238,7 @@ class Driver:
         result = {**result, "stage": name, "wall_seconds": round(time.monotonic() - started, 3)}
         record.finished(name, result)
         self._save(record)
-        return result
+        return StageResult.from_json(result)
 
     def _save(self, record: Record) -> None:
         """The record and a heartbeat of the lease, in one commit."""
@@ -266,11 +269,34 @@ def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume:
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
                  root: Path | None = None, stops: Requests | None = None) -> dict[str, Any]:
     """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
-    `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own)."""
+    `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own); its
+    `PipelineResult` as JSON, what Modal returns to `launch`."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    outcome = Driver(job, caller, volume, own, commit=commit, root=root, stops=stops).run(rerun)
+    pipeline = Driver(job, caller, volume, own, commit=commit, root=root, stops=stops)
+    try:
+        outcome = pipeline.run(rerun).to_json()
+    except Exception as exc:
+        if not launchers_bug(exc):
+            raise  # the volume's or the platform's: Modal restarts the driver, which resumes
+        outcome = _bug(exc, pipeline)
     # On Modal the driver is the run's coordinator: it reports, detached or not.
     seconds = {r["stage"]: r["wall_seconds"] for r in outcome["stages"] if "wall_seconds" in r}
     notify_outcome(job, own, {**outcome, "cost_usd": notify.estimate(job, seconds)})
     return outcome
+
+
+def _bug(exc: BaseException, pipeline: Driver) -> dict[str, Any]:
+    """A bug in the driver's own code, classified as the worker classifies one: not the user's
+    failure, and not retried (a restarted driver would hit it again); its traceback is kept in
+    the job's folder on the volume, as a stage's is."""
+    where = ""
+    try:
+        log = keep_traceback(exc, pipeline.folders.job)
+        pipeline.volume.commit()
+        where = f"; the traceback is in {pipeline.spec.name}/{log.name} (checkpoint.volume)"
+    except Exception as error:  # never hide the bug itself
+        events.log(f"warning: the traceback was not kept: {type(error).__name__}: {error}")
+    message = f"{LauncherBug.of(exc)}{where}"
+    events.log(f"error: {message}")
+    return PipelineResult(Status.PERMANENT, error=message, bug=True).to_json()

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,13 +28,16 @@ from launcher.runtime import events, faults
 from launcher.runtime.failures import PermanentError, VolumeError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
+from launcher.runtime.pipeline.results import Status
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage import disk
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
 from launcher.runtime.train.session import build_recipe, failed_result, import_recipe, prepared
-from launcher.spec.model import JobSpec
+from launcher.spec.model import JobSpec, StageName
 from launcher.spec.refs import RefError, import_ref
 
 
@@ -51,17 +53,20 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
 
 
 class StageSession:
-    def __init__(self, spec: dict[str, Any], stage: str, volume: Volume,
-                 commit: str | None = None, call_id: Callable[[], str | None] | None = None) -> None:
+    def __init__(self, spec: dict[str, Any], stage: StageName, volume: Volume,
+                 commit: str | None = None, call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
         """`commit`: the git commit the image holds (`image.code: git`), None for local code;
         `call_id`: the id of the call being served (Modal's function call id), which takes the
-        job's lease when no pipeline driver holds it for this call."""
+        job's lease when no pipeline driver holds it for this call; `settings`: the runtime's
+        settings, as the entry parsed them (default: this process's)."""
         self.spec = JobSpec.from_dict(spec)
         found = self.spec.stage(stage)
         if found is None:
             raise PermanentError(f"the spec has no stages.{stage}")
         self.stage = found
-        self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.settings = settings if settings is not None else current_settings()
+        self.root = self.settings.mount(self.spec.checkpoint.mount)
         self.folders = StageFolders(self.root, self.spec.name)
         self.volume = volume
         self.commit = commit
@@ -112,8 +117,7 @@ class StageSession:
         return loop
 
     def _run_dir(self) -> Path:
-        return Path(os.environ.get("LAUNCH_RUN_DIR")
-                    or Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name)
+        return self.settings.runs(self.spec.name)
 
     def _new_loop(self) -> Loop:
         run_dir = self._run_dir()
@@ -196,7 +200,7 @@ class StageSession:
             raise found from exc
         metrics = stages.metrics_of(self.stage.name, returned)
         faults.point(f"{self.stage.name}-run")  # done, but nothing committed yet
-        result = {"stage": self.stage.name, "status": "finished", "metrics": metrics,
+        result = {"stage": self.stage.name, "status": Status.FINISHED, "metrics": metrics,
                   "digest": stages.digest(inputs), "inputs": inputs,
                   "seconds": round(time.perf_counter() - started, 3),
                   "checkpoint_step": None if self.loop is None else self.loop.step}

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher import __version__
+from launcher.runtime import settings
 from launcher.runtime.failures import PermanentError
 from launcher.spec.model import JobSpec
 from launcher.spec.refs import RefError, module_file
@@ -127,7 +128,7 @@ def section(spec: JobSpec, stage: str) -> dict[str, Any]:
 def repo_root() -> Path:
     """Where a stage's declared inputs are read: LAUNCH_REPO_ROOT (locally, the repository the
     spec is in), else the working directory (in the image, where the code is)."""
-    return Path(os.environ.get("LAUNCH_REPO_ROOT") or os.getcwd())
+    return settings.current().repo_root or Path(os.getcwd())
 
 
 def tree_digest(path: Path) -> str | None:

@@ -19,6 +19,7 @@ import os
 import re
 from pathlib import Path
 
+from launcher.runtime import settings
 from launcher.runtime.failures import PermanentError
 
 # errno -> (cause, what to do); what a retry on the same storage cannot fix
@@ -102,7 +103,8 @@ def error(exc: BaseException, what: str, where: Path | None = None, *,
 def shown(path: Path) -> Path:
     """`path` as the user knows it: in a local worker's working copy of the volume, the same path
     in the volume's own folder (the same filesystem: working copies are hard links)."""
-    work, volume = os.environ.get("LAUNCH_CHECKPOINT_DIR"), os.environ.get("LAUNCH_VOLUME")
+    found = settings.current()
+    work, volume = found.checkpoint_dir, found.volume
     if work and volume:
         try:
             return Path(volume) / Path(path).relative_to(work)

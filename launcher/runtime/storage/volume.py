@@ -44,6 +44,7 @@ from typing import Protocol
 
 from launcher.runtime import events
 from launcher.runtime.failures import LauncherBug, VolumeError, launchers_bug
+from launcher.runtime.settings import ENV, RuntimeSettings
 from launcher.runtime.storage import disk, tree
 
 
@@ -148,10 +149,12 @@ class LocalVolume:
             raise found from exc
 
     @staticmethod
-    def from_environment(job: str | None = None) -> LocalVolume:
-        """The volume a local worker was given: LAUNCH_VOLUME (committed), LAUNCH_CHECKPOINT_DIR
-        (its working copy); its commits change `job`'s folder only."""
-        return LocalVolume(Path(os.environ["LAUNCH_VOLUME"]), Path(os.environ["LAUNCH_CHECKPOINT_DIR"]), job)
+    def of(settings: RuntimeSettings, job: str | None = None) -> LocalVolume:
+        """The volume a local worker was given: `settings.volume` (committed), its
+        `checkpoint_dir` (its working copy); its commits change `job`'s folder only."""
+        if settings.volume is None or settings.checkpoint_dir is None:
+            raise KeyError(ENV["volume"] if settings.volume is None else ENV["checkpoint_dir"])
+        return LocalVolume(settings.volume, settings.checkpoint_dir, job)
 
     @staticmethod
     def in_use(path: Path) -> bool:

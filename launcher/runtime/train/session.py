@@ -38,7 +38,6 @@ import contextlib
 import os
 import random
 import secrets
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,8 @@ from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.recipe import checks
+from launcher.runtime.settings import RuntimeSettings
+from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage.volume import Volume, guarded
 from launcher.runtime.train import results
 from launcher.runtime.train.context import LoopContext
@@ -150,22 +151,25 @@ class _Unmounted:
 
 class Session:
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
-                 call_id: Callable[[], str | None] | None = None, stops: Requests | None = None,
+                 call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None, stops: Requests | None = None,
                  reports: bool = False) -> None:
         """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
         `call_id` gives the id of the call being served (Modal's function call id): a retry of
         the same call takes the job's lease over. Without one, each container is a call.
+        `settings`: the runtime's settings, as the entry parsed them (default: this process's).
         `stops`: where `launch stop` leaves requests (a modal.Dict on Modal; default: the local
-        folder LAUNCH_CONTROL_DIR names, if any), see runtime/control/stop.py. `reports`: this
-        call is its run's coordinator (on Modal, a job without stages), which calls the spec's
-        `notify:` webhook (locally the supervisor does)."""
+        folder the settings name, if any), see runtime/control/stop.py. `reports`: this call is
+        its run's coordinator (on Modal, a job without stages), which calls the spec's `notify:`
+        webhook (locally the supervisor does)."""
         self.spec = JobSpec.from_dict(spec)
-        self.root = Path(os.environ.get("LAUNCH_CHECKPOINT_DIR") or self.spec.checkpoint.mount)
+        self.settings = settings if settings is not None else current_settings()
+        self.root = self.settings.mount(self.spec.checkpoint.mount)
         self.job_dir = self.root / self.spec.name
         self.volume: Volume = volume if volume is not None else _Unmounted()
         self.call_id = call_id or (lambda: None)
         self.reports = reports
-        requests = stops if stops is not None else stop.from_environment()
+        requests = stops if stops is not None else stop.local_requests(self.settings.control_dir)
         # The run a stop request names: a pipeline's driver (its call id), else this call.
         self.stops = None if requests is None else stop.StopWatch(
             requests, lambda: self.driver or self.call_id() or None)
@@ -173,14 +177,13 @@ class Session:
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
         # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
         # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
-        local_runs = Path(tempfile.gettempdir()) / "launch-runs" / self.spec.name
-        self.run_dir = Path(os.environ.get("LAUNCH_RUN_DIR") or local_runs)
-        self.log_mirror = None if os.environ.get("LAUNCH_RUN_DIR") else self.job_dir / "runs"
+        self.run_dir = self.settings.runs(self.spec.name)
+        self.log_mirror = None if self.settings.run_dir else self.job_dir / "runs"
         checkpoints = self.spec.checkpoint
         self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
-        self.processes = int(os.environ.get("LAUNCH_PROCESSES") or gpus)
+        self.processes = self.settings.processes or gpus
         self.times: dict[str, float] = {}
         self.recipe: Any = None
         self.recipe_cls: type | None = None
