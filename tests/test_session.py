@@ -22,6 +22,7 @@ from launcher.runtime import lease as lease_module
 from launcher.runtime.control.stop import StopRequest
 from launcher.runtime.failures import VolumeError
 from launcher.runtime.storage.volume import LocalVolume
+from launcher.runtime.train.loop import Phase
 from launcher.runtime.train.session import Session
 
 
@@ -86,7 +87,7 @@ def test_after_a_failed_update_the_next_call_rebuilds_from_the_checkpoint(make_s
     session.recipe.train_step = _fail_at(session.recipe.train_step, step=5)
     with pytest.raises(RuntimeError, match="host lost"):
         session.train()
-    assert session.loop.failed and not session.loop.unsaved  # never saves a half update
+    assert session.loop.state.phase is Phase.BROKEN and not session.loop.unsaved  # never saves a half update
     result = session.train()
     assert (result["status"], result["steps"], result["resumed_from"]) == ("finished", 8, 4)
 

@@ -104,3 +104,21 @@ def test_a_stage_called_on_its_own_takes_the_lease_for_its_call_and_releases_it(
     session.function = lambda ctx: (seen.append(lease_of(tmp_path)["call_id"]), function(ctx))[1]
     assert session.run()["status"] == "finished"
     assert seen == ["fc-prepare"] and lease_of(tmp_path) is None
+
+
+def test_a_stage_s_failed_reload_is_the_volume_s_as_train_s_is(spec, tmp_path, monkeypatch) -> None:
+    """Both sessions reload through one guarded path: a reload that fails is a VolumeError naming
+    the volume (retried), never the stage's own failure."""
+    from launcher.runtime.failures import VolumeError
+
+    for session in (StageSession(spec, "prepare", volume=container(tmp_path, monkeypatch, "p")),
+                    Session(spec, volume=container(tmp_path, monkeypatch, "t"))):
+        session.stage1()
+        monkeypatch.setattr(session.volume, "reload", _fails)
+        with pytest.raises(VolumeError, match=r"^checkpoint.volume vol: reload failed: OSError: "):
+            session.stage2()
+        assert session.init_error is None  # retried, not kept as permanent
+
+
+def _fails() -> None:
+    raise OSError(5, "Input/output error")  # what Modal's reload may raise: not a VolumeError

@@ -10,12 +10,15 @@ Public face (all the loop may use):
     written, seconds          checkpoints written, seconds the caller was held up by them
     background                whether saves are written by the background writer
 
-It owns the checkpoint work: what goes into one (Accelerate's `save_state`, each rank's
-recipe state, a manifest `extra` naming the job, its recipe, its resolved train config and
-the world size), the checks on resume, retention, and the distributed protocol (global
-rank 0 picks the checkpoint and every rank loads it; every rank stages its part, rank 0
-alone publishes and commits). Storage is the stdlib store in `store.py`; durability is
-the volume's `commit()`, and each commit carries a heartbeat of the job's lease.
+It owns the checkpoint work that needs torch and the Accelerator: what goes into one
+(Accelerate's `save_state`, each rank's recipe state, a manifest `extra` naming the job, its
+recipe, its resolved train config and the world size), loading, background saving, and the
+distributed protocol (global rank 0 picks the checkpoint and every rank loads it; every rank
+stages its part, rank 0 alone publishes and commits). It delegates the rest: whether a
+checkpoint may be resumed from at all, and what changed since, to the pure resume policy
+(`resume_policy.py`); setting aside, publishing, log mirroring, the commit with the lease's
+heartbeat and retention to the publisher (`publisher.py`). Storage is the stdlib store in
+`store.py`; durability is the volume's `commit()`.
 
 Resuming takes two steps. Picking checks a checkpoint without changing anything: its files
 against the manifest, then whether this job may resume from it at all (the same job and
@@ -51,10 +54,7 @@ Constructing a manager touches no storage (it may happen before a memory snapsho
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import json
-import math
 import os
 import pickle
 import re
@@ -67,20 +67,13 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, failures, faults
-from launcher.runtime.checkpoint import hparams, store
+from launcher.runtime.checkpoint import hparams, resume_policy, store
+from launcher.runtime.checkpoint.publisher import Publisher
+from launcher.runtime.checkpoint.resume_policy import PLAIN, Refuse, Run, Skip
 from launcher.runtime.checkpoint.writer import Writer
 from launcher.runtime.failures import PermanentError, launchers_bug
-from launcher.runtime.pipeline import stages
 from launcher.runtime.recipe import checks
 from launcher.runtime.train.context import LoopContext
-
-NEVER = "set checkpoint.resume: never, or use another checkpoint.volume"
-# A job name reused for another job: its folder holds the old job's checkpoints.
-FRESH = ("start this job from step 0 with --fresh (with --local; it moves them aside), "
-         "or rename it, or " + NEVER)
-# What a checkpoint's recipe state may hold: all that torch.load(weights_only=True) reads back.
-PLAIN = ("keep only tensors, numbers, strings, and lists, tuples and dicts of them in it (a "
-         "NumPy array as torch.from_numpy(a), a random generator's state as a torch.Generator's)")
 
 
 @dataclass(frozen=True)
@@ -144,30 +137,10 @@ def _warn(message: str) -> None:
     events.log(f"warning: {message}")
 
 
-def _changes(saved: dict[str, Any], current: dict[str, Any], keys: Collection[str]) -> list[str]:
-    return [f"{k} {json.dumps(saved.get(k))} -> {json.dumps(current.get(k))}"
-            for k in sorted(keys) if saved.get(k) != current.get(k)]
-
-
-# What each field of a manifest's `extra` must be, where present; None is allowed for all.
-_EXTRA_TYPES: dict[str, tuple[type, ...]] = {
-    "job": (str,), "recipe": (str,), "world_size": (int,), "train_config": (dict,),
-    "model_config": (dict,), "train": (dict,), "data_digest": (str,), "best_return": (int, float)}
-
-
-def _malformed(extra: dict[str, Any]) -> str | None:
-    """Why a manifest's `extra` cannot be trusted (a field of the wrong type), or None."""
-    for key, types in _EXTRA_TYPES.items():
-        value = extra.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            return f"{store.MANIFEST} is malformed: extra.{key} is {json.dumps(value)[:40]}"
-    return None
-
-
 def _extra(path: Path, step: int) -> dict[str, Any]:
     """The manifest's `extra` of a checkpoint that was picked (so checked) before."""
     extra = store.read_manifest(path, step).get("extra", {})
-    return {} if _malformed(extra) else extra
+    return {} if resume_policy.malformed(extra) else extra
 
 
 def checkpointer(ctx: LoopContext, acc: Any) -> Checkpointer:
@@ -193,8 +166,7 @@ class Checkpointer:
         self.data_digest: str | None = None
         self._copies: Any = None  # host buffers for background saves, made at the first one
         self._reloadable = False  # the recipe's state was seen to load back (at the first save)
-        self.start_step = 0  # the checkpoint this run resumed from (0: none): it writes after it
-        self._cleared = False  # checkpoints after start_step were set aside (at the first publish)
+        self.publisher = Publisher(ctx)  # commits, with the lease's heartbeat and the logs
         self._staging: Path | None = None
 
     def _background(self, setting: bool | str) -> bool:
@@ -215,10 +187,7 @@ class Checkpointer:
         """Load the newest usable checkpoint not in `skip`; LoadFailed if loading it failed."""
         picked = self._pick(skip)
         if picked is None:
-            present = store.top_level(self.ctx.checkpoints)
-            events.log(f"no checkpoint could be loaded ({len(present)} skipped, see above): starting "
-                       "fresh; they are set aside at the first save, none overwritten or deleted"
-                       if present else "no checkpoint: starting fresh")
+            events.log(resume_policy.nothing_loaded(len(store.top_level(self.ctx.checkpoints))))
             return Restored(0)
         path, step = picked
         error = self._agree(self._load(path))
@@ -229,10 +198,13 @@ class Checkpointer:
                   f"the recipe is rebuilt before {then}")
             raise LoadFailed(step)
         extra = _extra(path, step)
-        self.start_step = step
+        self.publisher.started_from(step)
         events.log(f"resumed from {path.name} (after update {step} of {self.ctx.spec.train.steps})")
-        self._log_config_changes(path.name, extra)
-        self._log_train_changes(path.name, extra)
+        run = self.run()
+        for note in (resume_policy.config_note(path.name, extra, run),
+                     resume_policy.train_note(path.name, extra, run)):
+            if note is not None:
+                events.log(note)
         return Restored(step, extra)
 
     def newest_step(self) -> int | None:
@@ -293,7 +265,7 @@ class Checkpointer:
 
         def write() -> None:
             try:
-                self._publish(step, lambda tmp: self._write(tmp, step, states, snap.write), extra)
+                self.publisher.publish(step, lambda tmp: self._write(tmp, step, states, snap.write), extra)
             finally:
                 snap.discard()
             self._written(step, started, stall)
@@ -318,16 +290,12 @@ class Checkpointer:
 
     # -- what a checkpoint holds ---------------------------------------------------------
 
-    def train_config(self) -> dict[str, Any]:
-        """train.config as the recipe sees it: defaults from its schema filled in."""
-        props = getattr(type(self.ctx.recipe), "config_schema", {}).get("properties", {})
-        defaults = {k: p["default"] for k, p in props.items() if isinstance(p, dict) and "default" in p}
-        return json.loads(json.dumps({**defaults, **self.ctx.spec.train.config}))
-
-    def model_config(self) -> dict[str, Any]:
-        """The config fields that shape the model."""
-        config = self.train_config()
-        return {k: config.get(k) for k in getattr(type(self.ctx.recipe), "model_fields", ())}
+    def run(self) -> Run:
+        """What this run is, for the resume policy: whose checkpoints it may load, what its own
+        manifests record."""
+        return Run.of(self.ctx.spec, type(self.ctx.recipe),
+                      None if self.ctx.reads_only else self.acc.num_processes,
+                      (self.checks_data, self.data_digest))
 
     def use_data(self, digest: str | None) -> None:
         """This run trains on prepare's data of `digest` (a pipeline's train and evaluate)."""
@@ -335,16 +303,7 @@ class Checkpointer:
 
     def identity(self) -> dict[str, Any]:
         """What the manifest records to tell whose checkpoint it is and what it was made with."""
-        spec = self.ctx.spec
-        data = {"data_digest": self.data_digest} if self.checks_data else {}
-        return {"job": spec.name, "recipe": spec.train.recipe, "train_config": self.train_config(),
-                "model_config": self.model_config(), "train": self.train_settings(), **data}
-
-    def train_settings(self) -> dict[str, Any]:
-        """The `train` section but its recipe (checked) and config (reported on its own)."""
-        train = self.ctx.spec.train
-        return json.loads(json.dumps({f.name: getattr(train, f.name) for f in dataclasses.fields(train)
-                                      if f.name not in ("recipe", "config")}))
+        return resume_policy.identity(self.run())
 
     # -- picking: checks that change nothing ------------------------------------------------
 
@@ -359,69 +318,35 @@ class Checkpointer:
         return (found.path, found.step) if found else None
 
     def _check(self, ckpt: store.Checkpoint) -> None:
-        """Whether this job may resume from `ckpt` at all; Incompatible if not."""
+        """Whether this job may resume from `ckpt` at all (the resume policy's verdict, then the
+        recipe state's shapes); CheckpointError to skip it, Incompatible if never."""
         extra = ckpt.manifest.get("extra", {})
-        if (malformed := _malformed(extra)) is not None:
-            raise store.CheckpointError(malformed)  # skipped with a warning
-        name = f"cannot resume from {ckpt.path.name}"
-        spec = self.ctx.spec
-        for key, mine in (("job", spec.name), ("recipe", spec.train.recipe)):
-            theirs = extra.get(key)  # absent: made before manifests named them
-            if theirs is not None and theirs != mine:
-                raise store.Incompatible(f"{name}: it belongs to {key} {theirs!r}, not {mine!r}; "
-                                         f"a checkpoint of another job is never loaded: {FRESH}")
-        if not self.ctx.reads_only:
-            self._check_world_size(name, int(extra.get("world_size", 1)))
-        changed = _changes(extra.get("model_config", {}), self.model_config(),
-                           set(extra.get("model_config", {})) | set(self.model_config()))
-        if changed:
-            raise store.Incompatible(
-                f"{name}: the model changed (train.config: {'; '.join(changed)}); {NEVER}")
-        if self.checks_data and extra.get("data_digest") != self.data_digest:
-            raise store.Incompatible(stages.stale_data(ckpt.step, extra.get("data_digest"),
-                                                       self.data_digest))
-        self._check_recipe_shapes(ckpt, name, extra)
+        run = self.run()
+        verdict = resume_policy.judge(ckpt.path.name, ckpt.step, extra, run)
+        if isinstance(verdict, Skip):
+            raise store.CheckpointError(verdict.reason)  # skipped with a warning
+        if isinstance(verdict, Refuse):
+            raise store.Incompatible(verdict.reason)
+        self._check_recipe_shapes(ckpt, extra, run)
 
-    def _check_world_size(self, name: str, saved: int) -> None:
-        if saved != self.acc.num_processes:
-            raise store.Incompatible(
-                f"{name}: it was written by {saved} processes and this run has "
-                f"{self.acc.num_processes}; each process resumes its own recipe state (its "
-                f"environments, its random streams), so the process count (compute.gpu_count x "
-                f"compute.nodes, or --processes) must stay {saved}, or {NEVER}")
-
-    def _check_recipe_shapes(self, ckpt: store.Checkpoint, name: str, extra: dict[str, Any]) -> None:
-        """The saved recipe state has the shapes this recipe's state has: if not, its config
-        changed (num_envs, say) and loading it would fail half-way or, worse, not at all.
-        Tensors empty (the recipe fills them as it trains) are not compared."""
+    def _check_recipe_shapes(self, ckpt: store.Checkpoint, extra: dict[str, Any], run: Run) -> None:
+        """The saved recipe state has the shapes this recipe's state has (resume_policy says
+        what differing shapes mean)."""
         import torch
 
         mine = ckpt.path / f"recipe-{self.acc.process_index}.pt"
         try:
             saved = _shapes(torch.load(mine, weights_only=True))
         except pickle.UnpicklingError as exc:  # every checkpoint of this recipe alike: permanent
-            raise store.Incompatible(
-                f"{name}: its recipe state holds what torch.load(weights_only=True) refuses "
-                f"({_unpickling_cause(exc)}), and so does every checkpoint written with it; in "
-                f"{type(self.ctx.recipe).__name__}.state_dict(), {PLAIN}; then start afresh "
-                f"(--fresh with --local, or checkpoint.resume: never: either sets these "
-                f"checkpoints aside, deleting none)") from exc
+            raise store.Incompatible(resume_policy.unloadable(
+                ckpt.path.name, _unpickling_cause(exc), type(self.ctx.recipe).__name__)) from exc
         try:
             current = _shapes(_to_cpu(checks.recipe_state(self.ctx.recipe)))
         except checks.ProtocolError as exc:  # no checkpoint could ever be resumed: say why
             raise store.Incompatible(str(exc)) from exc
-        # A tensor empty until training fills it (an epoch's sample order, say) has no shape
-        # to compare, saved or now.
-        differ = [f"{k}: saved {saved[k]}, now {current[k]}" for k in sorted(saved)
-                  if k in current and saved[k] != current[k]
-                  and math.prod(saved[k]) != 0 and math.prod(current[k]) != 0]
-        if differ:
-            config = self.train_config()
-            changed = _changes(extra.get("train_config", {}), config, config)
-            why = f"train.config changed ({'; '.join(changed)})" if changed else \
-                "the recipe or its config changed"
-            raise store.Incompatible(f"{name}: the recipe's state has other shapes "
-                                     f"({'; '.join(differ[:3])}): {why}; {NEVER}")
+        refusal = resume_policy.shapes_refusal(ckpt.path.name, saved, current, extra, run)
+        if refusal is not None:
+            raise store.Incompatible(refusal)
 
     # -- loading: changes this process's state ---------------------------------------------------
 
@@ -444,29 +369,6 @@ class Checkpointer:
         """One process: its own outcome is the outcome."""
         return error
 
-    def _log_config_changes(self, name: str, extra: dict[str, Any]) -> None:
-        saved = extra.get("train_config")
-        if saved is None:
-            return
-        current = self.train_config()
-        changed = _changes(saved, current, set(saved) | set(current))
-        if changed:
-            events.log(f"train.config changed since {name}: {', '.join(changed)}; the new values "
-                       "apply (the optimizer keeps its state, with the spec's hyperparameters)")
-
-    def _log_train_changes(self, name: str, extra: dict[str, Any]) -> None:
-        saved = extra.get("train")
-        if saved is None:
-            return  # made before manifests recorded them
-        current = self.train_settings()
-        changed = _changes(saved, current, set(saved) | set(current))
-        if not changed:
-            return
-        # The checkpoint brings its own RNG states: a new seed shows only in a fresh start.
-        seed = "; the random streams continue from the checkpoint, so the new seed applies " \
-            "to a fresh start only" if saved.get("seed") != current.get("seed") else ""
-        events.log(f"train changed since {name}: {', '.join(changed)}; the new values apply{seed}")
-
     # -- saving --------------------------------------------------------------------------
 
     def _write(self, folder: Path, step: int, states: list[Any],
@@ -487,58 +389,7 @@ class Checkpointer:
         faults.point("written", step)
 
     def _save(self, step: int, states: list[Any], extra: dict[str, Any]) -> None:
-        self._publish(step, lambda tmp: self._write(tmp, step, states), extra)
-
-    def _publish(self, step: int, write: Callable[[Path], None], extra: dict[str, Any]) -> None:
-        """Global rank 0 alone: write under a temp name, publish atomically, commit, then
-        apply retention (so a failed deletion never costs the new checkpoint)."""
-        root = self.ctx.checkpoints
-        if not self._cleared:
-            self._set_aside_newer(root)
-        store.save(root, step, write, spec_hash=self.ctx.spec.hash, extra=extra)
-        faults.point("published", step)
-        self._mirror_logs()
-        self._commit()
-        faults.point("committed", step)
-        try:
-            store.retain(root, step, self.ctx.spec.checkpoint.keep_last)
-        except store.CheckpointError as exc:
-            _warn(str(exc))
-
-    def _set_aside_newer(self, root: Path) -> None:
-        """Checkpoints after the one this run started from (all of them, when it started
-        fresh) are an earlier run's, or ones that failed to load: this run would overwrite
-        them step by step and its retention delete them. Moved aside instead, under the lease."""
-        moved = store.set_aside(root, self.start_step)
-        self._cleared = True
-        if moved is not None:
-            folder, names = moved
-            since = f"update {self.start_step}" if self.start_step else "scratch"
-            # Named from the volume's top: the mount differs between containers (and locally, is
-            # the attempt's working copy).
-            where = f"{self.ctx.spec.checkpoint.volume}:{folder.relative_to(root.parent).as_posix()}"
-            _warn(f"this run trains from {since}: {', '.join(names)} (not written by it) set aside "
-                  f"in {where}, none overwritten or deleted")
-
-    def _commit(self) -> None:
-        """Heartbeat the job's lease with each commit, then commit."""
-        if self.ctx.lease is not None:
-            self.ctx.lease.beat()
-        self.ctx.volume.commit()
-
-    def _mirror_logs(self) -> None:
-        """Tracker files go to the volume with each checkpoint, in the same commit."""
-        if self.ctx.log_mirror is not None and self.ctx.run_dir.is_dir():
-            shutil.copytree(self.ctx.run_dir, self.ctx.log_mirror, dirs_exist_ok=True,
-                            copy_function=copy_as_new_file)
-
-
-def copy_as_new_file(source: str, target: str) -> None:
-    """Copy to a new file and rename it over the old one: a file on the volume is never
-    rewritten in place (a working copy shares unchanged files with the committed state)."""
-    tmp = f"{target}.tmp-{os.getpid()}"
-    shutil.copy2(source, tmp)
-    os.replace(tmp, target)
+        self.publisher.publish(step, lambda tmp: self._write(tmp, step, states), extra)
 
 
 class DistributedCheckpointer(Checkpointer):
@@ -589,7 +440,7 @@ class DistributedCheckpointer(Checkpointer):
         error = None
         if self.acc.is_main_process:
             try:
-                self._publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
+                self.publisher.publish(step, lambda tmp: self._move_in(stage, tmp, step, states), extra)
             except Exception as exc:  # described with its kind: a full disk is permanent on every rank
                 error, outcome[0] = exc, _described(exc)
         if not self._on_node0:

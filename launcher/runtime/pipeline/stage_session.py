@@ -15,29 +15,25 @@ Imports neither click, Jinja nor jsonschema.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults
-from launcher.runtime.failures import PermanentError, VolumeError
+from launcher.runtime.failures import PermanentError
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.results import Status
 from launcher.runtime.pipeline.stages import StageContext, StageFolders
 from launcher.runtime.settings import RuntimeSettings
-from launcher.runtime.settings import current as current_settings
 from launcher.runtime.storage import disk
-from launcher.runtime.storage.volume import Volume, guarded
+from launcher.runtime.storage.volume import Volume
 from launcher.runtime.train.context import LoopContext
 from launcher.runtime.train.loop import Loop
-from launcher.runtime.train.session import build_recipe, failed_result, import_recipe, prepared
-from launcher.spec.model import JobSpec, StageName
+from launcher.runtime.train.session import ContainerSession, failed_result
+from launcher.spec.model import StageName
 from launcher.spec.refs import RefError, import_ref
 
 
@@ -52,7 +48,7 @@ def import_function(stage: str, ref: str) -> Callable[[StageContext], Any]:
     return function  # type: ignore[return-value]
 
 
-class StageSession:
+class StageSession(ContainerSession):
     def __init__(self, spec: dict[str, Any], stage: StageName, volume: Volume,
                  commit: str | None = None, call_id: Callable[[], str | None] | None = None,
                  settings: RuntimeSettings | None = None) -> None:
@@ -60,73 +56,47 @@ class StageSession:
         `call_id`: the id of the call being served (Modal's function call id), which takes the
         job's lease when no pipeline driver holds it for this call; `settings`: the runtime's
         settings, as the entry parsed them (default: this process's)."""
-        self.spec = JobSpec.from_dict(spec)
+        super().__init__(spec, volume, call_id, settings)
         found = self.spec.stage(stage)
         if found is None:
             raise PermanentError(f"the spec has no stages.{stage}")
         self.stage = found
-        self.settings = settings if settings is not None else current_settings()
-        self.root = self.settings.mount(self.spec.checkpoint.mount)
         self.folders = StageFolders(self.root, self.spec.name)
-        self.volume = volume
         self.commit = commit
-        self.call_id = call_id or (lambda: None)
         checkpoints = self.spec.checkpoint
         self.lease = Lease(self.folders.job, volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=None, timeout_s=found.compute.timeout_s)
-        self.times: dict[str, float] = {}
-        self.function: Callable[[StageContext], Any] | None = None
-        self.recipe: Any = None
-        self.loop: Loop | None = None  # evaluate: places the recipe and loads the checkpoint
-        self.init_error: PermanentError | None = None
-
-    @contextlib.contextmanager
-    def _deferring_permanent(self) -> Iterator[None]:
-        """Kept for `run` to report: raised from an enter hook, Modal would retry it."""
-        try:
-            yield
-        except PermanentError as exc:
-            self.init_error = exc
+        self.function: Callable[[StageContext], Any] | None = None  # evaluate's loop: self.loop
 
     def stage1(self) -> None:
-        with self._deferring_permanent(), events.timed(f"{self.stage.name} stage1", self.times):
+        with self._deferred(), events.timed(f"{self.stage.name} stage1", self.times):
             self.function = import_function(self.stage.name, self.stage.run)
             if self.stage.name == "evaluate":
                 self.recipe = self._build_recipe()
 
-    def _build_recipe(self) -> Any:
-        return build_recipe(self.spec, import_recipe(self.spec.train.recipe))
-
-    def _rebuild(self) -> None:
-        self.recipe = self._build_recipe()
-
     def stage2(self) -> None:
         if self.init_error is not None:
             return
-        with self._deferring_permanent(), events.timed(f"{self.stage.name} stage2", self.times):
-            self.volume.reload()
+        with self._deferred(), events.timed(f"{self.stage.name} stage2", self.times):
+            self._reload()
             if self.recipe is not None:
                 self.loop = self._loaded_loop()
 
     def _loaded_loop(self) -> Loop:
         """The recipe placed through Accelerate, with the newest complete checkpoint loaded."""
-        loop = prepared(None, self._new_loop, self._rebuild, resume=True)
+        loop = self._prepared(None, resume=True)
         if not loop.step:
             raise PermanentError(f"stages.{self.stage.name}: no complete checkpoint of "
                                  f"{self.spec.name} to evaluate; train has not saved one")
         return loop
 
-    def _run_dir(self) -> Path:
-        return self.settings.runs(self.spec.name)
-
     def _new_loop(self) -> Loop:
-        run_dir = self._run_dir()
         # checkpoint.resume is train's choice; evaluate always takes what train saved last.
         spec = dataclasses.replace(self.spec, checkpoint=dataclasses.replace(
             self.spec.checkpoint, resume="auto"))
         # Train's checkpoints, where its Session keeps them, whatever its process count.
         return Loop(LoopContext(spec=spec, recipe=self.recipe, checkpoints=self.folders.job,
-                                run_dir=run_dir / self.stage.name, volume=self.volume,
+                                run_dir=self.run_dir / self.stage.name, volume=self.volume,
                                 times=self.times, folders=self.folders, reads_only=True))
 
     def run(self, lease: str = "") -> dict[str, Any]:
@@ -136,27 +106,15 @@ class StageSession:
         try:
             if self.init_error is not None:
                 raise self.init_error
-            self._take_job(lease)
+            self._hold_job(lease)
             result = self._run()
         except Exception as exc:
-            failed = failed_result(exc, self._run_dir())
+            failed = failed_result(exc, self.run_dir)
             if failed is None:
                 raise  # transient: retried (its traceback is kept)
-            with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
-                self.lease.release()
-            events.log(f"error: {failed['error']}")
-            return {"stage": self.stage.name, **failed}
+            return {"stage": self.stage.name, **self._given_up(failed)}
         self.lease.release()
         return result
-
-    def _take_job(self, lease: str) -> None:
-        """Under the pipeline driver's lease, or one of this call's own: never beside another
-        run of the job (LeaseHeld, permanent)."""
-        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
-        if lease:
-            self.lease.join(lease)
-        else:
-            self.lease.acquire(self.call_id() or f"container-{os.getpid()}-{secrets.token_hex(4)}")
 
     def _context(self, data_dir: Path) -> StageContext:
         loop = self.loop

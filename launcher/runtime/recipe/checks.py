@@ -14,16 +14,18 @@ and installed packages.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
 import sysconfig
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from launcher.runtime.failures import LauncherBug, PermanentError, launchers_bug
+from launcher.runtime.failures import LauncherBug, PermanentError, Preempted, VolumeError, launchers_bug
 
 METHODS = ("setup", "train_step", "state_dict", "load_state_dict")
 _LAUNCHER = Path(__file__).resolve().parents[2]  # launcher/runtime/recipe/checks.py
@@ -128,6 +130,24 @@ def user_frame(tb: TracebackType | None, recipe_cls: type | None = None) -> str 
 
 # What only a mistake in code raises: met in launcher's own code, it is launcher's bug. Other
 # exceptions there (OSError, RuntimeError from torch.distributed...) are the platform's.
+@contextlib.contextmanager
+def first_update_pending(when: Callable[[], str], recipe_cls: type | None,
+                         pending: Callable[[], bool] = lambda: True) -> Iterator[None]:
+    """The one rule for failures before an attempt's first update completes (while `pending()`):
+    any exception is permanent, as `before_first_update` tells it (`when()` says where), since a
+    retry would fail the same way; but the volume's own failure and a preemption go up as they
+    are (a retry may well get past them). The session's stages and the loop's first update
+    both run under it."""
+    try:
+        yield
+    except (VolumeError, Preempted):
+        raise
+    except Exception as exc:
+        if not pending():
+            raise
+        raise before_first_update(exc, when(), recipe_cls) from exc
+
+
 def before_first_update(exc: BaseException, when: str, recipe_cls: type | None) -> PermanentError:
     """An exception before the attempt's first update completed, as a permanent failure."""
     if isinstance(exc, PermanentError):

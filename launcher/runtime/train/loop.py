@@ -7,18 +7,25 @@ trackers (`init_trackers`, `log`, `end_training`), and the checkpoint manager
 checkpoints, the distributed protocol included. It decides *when* to checkpoint (the
 cadence, a stop signal, the end); never *how*. It knows nothing of the session that made
 it, and nothing it talks to knows the loop.
+
+Its state is one `LoopState`: a `Phase` (prepared, run, broken), the step, the step of the
+checkpoint it holds, the one it resumed from; each change is a named transition, and what a
+session asks of a loop (`unsaved`, `reusable`) is answered there.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import math
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults
+from launcher.runtime.checkpoint import resume_policy
 from launcher.runtime.checkpoint.manager import Checkpointer, LoadFailed, checkpointer
 from launcher.runtime.failures import PermanentError, Preempted
 from launcher.runtime.lifecycle import timeline
@@ -31,21 +38,77 @@ from launcher.runtime.train.context import LoopContext
 RETURN_KEY = "return_mean100"  # the recipe metric the summary reports as "return"
 
 
+class Phase(enum.Enum):
+    PREPARED = "prepared"  # placed and resumed (or started fresh); not run yet
+    RUN = "run"  # has run: its step may be ahead of the checkpoint it holds
+    BROKEN = "broken"  # a half-applied update or a half-done load: never saved nor run again
+
+
+@dataclass
+class LoopState:
+    """Where a loop is; changed only by the transitions below."""
+
+    phase: Phase = Phase.PREPARED
+    step: int = 0  # updates done
+    saved_step: int | None = None  # the step of the checkpoint it holds (saved or loaded)
+    resumed_from: int | None = None  # the checkpoint it loaded (None: it started fresh)
+
+    def loaded(self, step: int) -> None:
+        """Prepared from checkpoint `step` (0: fresh): it holds what it loaded, nothing else."""
+        self.step = step
+        self.resumed_from = self.saved_step = step or None
+
+    def caught_up(self, step: int) -> None:
+        """A warm container's loop loaded the volume's newer checkpoint `step`."""
+        self.step = self.saved_step = self.resumed_from = step
+
+    def started(self) -> None:
+        if self.phase is Phase.PREPARED:
+            self.phase = Phase.RUN
+
+    def broke(self) -> None:
+        self.phase = Phase.BROKEN
+
+    def saved(self) -> None:
+        self.saved_step = self.step
+
+    @property
+    def unsaved(self) -> bool:
+        """It ran past the checkpoint it holds, and is not broken (a broken state is never saved)."""
+        return self.phase is Phase.RUN and self.saved_step != self.step
+
+    def reusable(self, resume: bool) -> bool:
+        """Whether a warm container may run it again: never when broken; for a fresh start
+        (`resume` false), only as built (never run, nothing loaded)."""
+        if self.phase is Phase.BROKEN:
+            return False
+        return resume or (self.phase is Phase.PREPARED and not self.resumed_from)
+
+
 class Loop:
     def __init__(self, ctx: LoopContext) -> None:
         self.ctx = ctx
         self.spec = ctx.spec
         self.acc: Any = None
         self._checkpoints: Checkpointer | None = None  # made with the Accelerator, in place()
-        self.step = 0  # updates done
+        self.state = LoopState()
         self.updates = 0  # updates done by this loop (this attempt)
-        self.saved_step: int | None = None
-        self.resumed_from: int | None = None
-        self.used = False
-        self.failed = False
         self.last_save = time.monotonic()
         self.last_metrics: dict[str, float] = {}
         self.best_return: float | None = None
+
+    @property
+    def step(self) -> int:
+        """Updates done."""
+        return self.state.step
+
+    @property
+    def resumed_from(self) -> int | None:
+        return self.state.resumed_from
+
+    @property
+    def unsaved(self) -> bool:
+        return self.state.unsaved
 
     # -- stage 2 -------------------------------------------------------------------------
 
@@ -87,13 +150,13 @@ class Loop:
         """The newest loadable checkpoint (which depends on the volume: never snapshotted)."""
         if self.ctx.folders is not None and self.spec.stage("prepare") is not None:
             self.checkpoints.use_data(stages.data_digest(self.ctx.folders))
-        if resume and self.spec.checkpoint.resume == "auto":
-            self._resume(skip)
+        step = 0
+        if resume_policy.resumes(resume, self.spec.checkpoint.resume):
+            step = self._resume(skip)
         else:
             events.log("checkpoint.resume is never: starting fresh" if resume else
                        "starting fresh, as asked")
-        self.resumed_from = self.step or None
-        self.saved_step = self.step if self.step else None
+        self.state.loaded(step)
 
     @property
     def checkpoints(self) -> Checkpointer:
@@ -111,45 +174,41 @@ class Loop:
         if self.acc is not None:
             self.acc.free_memory()
 
-    def _resume(self, skip: Collection[int] = ()) -> None:
+    def _resume(self, skip: Collection[int] = ()) -> int:
+        """The step of the checkpoint loaded (0: none)."""
         try:
             restored = self.checkpoints.resume(skip)
         except LoadFailed:
-            self.failed = True  # half loaded: never saved, never trained; the session rebuilds
+            self.state.broke()  # half loaded: never saved, never trained; the session rebuilds
             raise
-        self.step = restored.step
         if restored.step:
             self.best_return = restored.extra.get("best_return")
+        return restored.step
 
     def catch_up(self) -> None:
         """On a warm container: load the volume's newest checkpoint if it is not what we hold."""
         newest = self.checkpoints.newest_step()
-        if self.spec.checkpoint.resume == "auto" and newest is not None and newest != self.step:
-            self._resume()
-            self.saved_step = self.resumed_from = self.step
+        if resume_policy.resumes(True, self.spec.checkpoint.resume) and newest is not None \
+                and newest != self.step:
+            self.state.caught_up(self._resume())
 
     # -- the loop --------------------------------------------------------------------------
 
-    @property
-    def unsaved(self) -> bool:
-        return self.used and not self.failed and self.saved_step != self.step
-
     def run(self, total: int, result_file: Path | None = None) -> dict[str, Any]:
-        self.used = True
+        self.state.started()
         # Trackers are open only while the loop runs: Modal's volume.reload() refuses to run
         # while files are open, and a warm container reloads before its next call.
         if self.spec.train.tracker != "none":
             self.acc.init_trackers(self.spec.name, config=self._hparams())
         try:
-            return self._run(total, result_file)
+            with checks.first_update_pending(lambda: f"in update {self.step + 1} of {total}",
+                                             type(self.ctx.recipe), lambda: self.updates == 0):
+                return self._run(total, result_file)
         except Preempted:
             raise
-        except BaseException as exc:
-            self.failed = True  # mid-update state is not a consistent checkpoint
+        except BaseException:
+            self.state.broke()  # mid-update state is not a consistent checkpoint
             self._settle()
-            if isinstance(exc, Exception) and self.updates == 0:
-                raise checks.before_first_update(exc, f"in update {self.step + 1} of {total}",
-                                                 type(self.ctx.recipe)) from exc
             raise
         finally:
             self.acc.end_training()
@@ -211,12 +270,12 @@ class Loop:
     def _update(self, total: int) -> dict[str, float]:
         update = self.step + 1
         metrics = checks.metrics(self.ctx.recipe, self.ctx.recipe.train_step(self.step), update)
-        self.step = update
+        self.state.step = update
         self.updates += 1
         faults.point("step", self.step)
         for key, value in metrics.items():
             if not math.isfinite(value):
-                self.failed = True  # never checkpoint a diverged model
+                self.state.broke()  # never checkpoint a diverged model
                 raise PermanentError(f"{key} became {value} in update {update} of {total} "
                                      f"(train_step({update - 1})): training diverged (lower the "
                                      "learning rate, or check the recipe)")
@@ -258,7 +317,7 @@ class Loop:
     def save(self) -> None:
         """Checkpoint the current step through the manager (also the exit hook's safety net)."""
         self.checkpoints.save(self.step, {"best_return": self.best_return})
-        self.saved_step = self.step
+        self.state.saved()
         self.last_save = time.monotonic()
 
     # -- results -----------------------------------------------------------------------------

@@ -13,6 +13,12 @@ stage 1, rebuilt after a failed update or a failed load) and its loop, stage tim
 choice between one process and many. It hands a loop a `LoopContext`; the loop owns the
 updates and talks to its checkpoint manager, and neither looks back at the session.
 
+What it shares with a pipeline stage's session (`pipeline/stage_session.py`) is their base,
+`ContainerSession`: the spec and the volume (reloaded through `guarded`), the run folder, the
+job's lease for a call, an enter hook's permanent failure kept for the call, a failure given up
+as the call's result, and the one rebuild sequence (`_prepared`, `_rebuilt`). Whether a warm
+container's loop may run again is the loop's own state's answer (`LoopState.reusable`).
+
 Stage 2 only reads the volume: the job's lease is taken at the start of `train`, where the
 call id is known (Modal sets it for an input, not for enter hooks), and only then are
 leftovers of killed attempts cleaned and anything written. A pipeline's train is given its
@@ -43,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from launcher.runtime import events, faults, notify
-from launcher.runtime.checkpoint import store
-from launcher.runtime.checkpoint.manager import LoadFailed, copy_as_new_file
+from launcher.runtime.checkpoint import resume_policy, store
+from launcher.runtime.checkpoint.manager import LoadFailed
+from launcher.runtime.checkpoint.publisher import copy_as_new_file
 from launcher.runtime.control import stop
 from launcher.runtime.control.stop import Requests
 from launcher.runtime.failures import (ERROR_LOG, LauncherBug, PermanentError, Preempted, VolumeError,
@@ -90,24 +97,6 @@ def build_recipe(spec: JobSpec, recipe_cls: type) -> Any:
                              f"{spec.train.recipe} rejected it: {exc}") from exc
 
 
-def prepared(loop: Loop | None, new_loop: Callable[[], Loop], rebuild: Callable[[], None],
-             resume: bool, skip: Collection[int] = ()) -> Loop:
-    """`loop` (or a `new_loop()`) placed and resumed. A load that fails part-way leaves its
-    recipe and Accelerator half loaded: both are rebuilt (`rebuild()` makes the recipe that
-    `new_loop` places) before the next checkpoint, or a fresh start."""
-    skipped = set(skip)
-    while True:
-        loop = loop or new_loop()
-        try:
-            loop.prepare(resume, skipped)
-            return loop
-        except LoadFailed as exc:
-            skipped.add(exc.step)
-            loop.release()
-            rebuild()
-            loop = None
-
-
 def failed_result(exc: BaseException, run_dir: Path,
                   mirror: tuple[Path, str] | None = None) -> dict[str, Any] | None:
     """`exc` as a permanent failure's result, its traceback kept in the run's error log; None:
@@ -149,7 +138,94 @@ class _Unmounted:
     reload = commit
 
 
-class Session:
+class ContainerSession:
+    """What a train session (`Session`) and a stage session (`StageSession`) share: the spec,
+    the volume and the job's folder on it, the run folder, the job's lease taken for a call
+    (or joined, under a pipeline driver's), a permanent failure of an enter hook kept for the
+    call, and a loop: made by the subclass (`_new_loop`), placed and resumed by `_prepared`,
+    and, after a load that failed part-way, rebuilt by `_rebuilt` (the one rebuild sequence)."""
+
+    lease: Lease  # made by the subclass: its timeout and heartbeat are its own
+
+    def __init__(self, spec: dict[str, Any], volume: Volume,
+                 call_id: Callable[[], str | None] | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
+        self.spec = JobSpec.from_dict(spec)
+        self.settings = settings if settings is not None else current_settings()
+        self.root = self.settings.mount(self.spec.checkpoint.mount)
+        self.job_dir = self.root / self.spec.name
+        self.volume = volume
+        self.call_id = call_id or (lambda: None)
+        self.own_id = ""  # made on first use: containers restored from one snapshot differ
+        # Tracker files live on local disk (an open file on a Volume blocks its reload); locally
+        # the run folder is kept.
+        self.run_dir = self.settings.runs(self.spec.name)
+        self.times: dict[str, float] = {}
+        self.recipe: Any = None
+        self.loop: Loop | None = None
+        self.init_error: PermanentError | None = None
+
+    @contextlib.contextmanager
+    def _deferred(self) -> Iterator[None]:
+        """A permanent failure in an enter hook is kept for the call to report: raised from the
+        hook, Modal would count it as a container failure and try again."""
+        try:
+            yield
+        except PermanentError as exc:
+            self.init_error = exc
+
+    def _reload(self) -> None:
+        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
+
+    def _hold_job(self, driver: str) -> None:
+        """See the latest commits, then hold the job for this call: under the pipeline
+        driver's lease (`driver`, its call id), or one of the call's own; never beside another
+        run of the job (LeaseHeld, permanent)."""
+        self._reload()
+        if driver:
+            self.lease.join(driver)
+        else:
+            self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
+            self.lease.acquire(self.call_id() or self.own_id)
+
+    def _given_up(self, failed: dict[str, Any]) -> dict[str, Any]:
+        """A failure no retry can fix, as the call's result: the run is over, so the job's lease
+        is released (best effort: it goes stale otherwise; one held by another run stays theirs)."""
+        with contextlib.suppress(VolumeError):
+            self.lease.release()
+        events.log(f"error: {failed['error']}")
+        return failed
+
+    def _build_recipe(self) -> Any:
+        return build_recipe(self.spec, import_recipe(self.spec.train.recipe))
+
+    def _new_loop(self) -> Loop:
+        raise NotImplementedError
+
+    def _rebuilt(self, old: Loop | None) -> Loop:
+        """The rebuild: `old` closed and its device memory freed, the recipe built again on CPU
+        (seeded, the imports done), and a new loop on it, not yet placed."""
+        if old is not None:
+            old.release()
+        self.recipe = self._build_recipe()
+        return self._new_loop()
+
+    def _prepared(self, loop: Loop | None, resume: bool, skip: Collection[int] = ()) -> Loop:
+        """`loop` (or a new one) placed and resumed. A load that fails part-way leaves its recipe
+        and Accelerator half loaded: both are rebuilt before the next checkpoint, or a fresh
+        start."""
+        skipped = set(skip)
+        loop = loop or self._new_loop()
+        while True:
+            try:
+                loop.prepare(resume, skipped)
+                return loop
+            except LoadFailed as exc:
+                skipped.add(exc.step)
+                loop = self._rebuilt(loop)
+
+
+class Session(ContainerSession):
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
                  call_id: Callable[[], str | None] | None = None,
                  settings: RuntimeSettings | None = None, stops: Requests | None = None,
@@ -162,33 +238,21 @@ class Session:
         folder the settings name, if any), see runtime/control/stop.py. `reports`: this call is
         its run's coordinator (on Modal, a job without stages), which calls the spec's `notify:`
         webhook (locally the supervisor does)."""
-        self.spec = JobSpec.from_dict(spec)
-        self.settings = settings if settings is not None else current_settings()
-        self.root = self.settings.mount(self.spec.checkpoint.mount)
-        self.job_dir = self.root / self.spec.name
-        self.volume: Volume = volume if volume is not None else _Unmounted()
-        self.call_id = call_id or (lambda: None)
+        super().__init__(spec, volume if volume is not None else _Unmounted(), call_id, settings)
         self.reports = reports
         requests = stops if stops is not None else stop.local_requests(self.settings.control_dir)
         # The run a stop request names: a pipeline's driver (its call id), else this call.
         self.stops = None if requests is None else stop.StopWatch(
             requests, lambda: self.driver or self.call_id() or None)
-        self.own_id = ""  # made on first use: containers restored from one snapshot differ
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
-        # Tracker files live on local disk (an open file on a Volume blocks its reload) and are
-        # mirrored to the job's folder with each checkpoint; locally the run folder is kept.
-        self.run_dir = self.settings.runs(self.spec.name)
+        # Tracker files are mirrored to the job's folder with each checkpoint (on Modal).
         self.log_mirror = None if self.settings.run_dir else self.job_dir / "runs"
         checkpoints = self.spec.checkpoint
         self.lease = Lease(self.job_dir, self.volume, job=self.spec.name, volume_name=checkpoints.volume,
                            every_s=checkpoints.every_s, timeout_s=self.spec.compute.timeout_s)
         gpus = self.spec.compute.gpu_count if self.spec.compute.gpu else 1
         self.processes = self.settings.processes or gpus
-        self.times: dict[str, float] = {}
-        self.recipe: Any = None
         self.recipe_cls: type | None = None
-        self.loop: Loop | None = None  # single process: prepared in stage 2, kept for reuse
-        self.init_error: PermanentError | None = None
         # Python's global `random` as the seeded build left it: a forked worker starts from it.
         self.random_state: tuple[Any, ...] | None = None
 
@@ -196,25 +260,15 @@ class Session:
     def distributed(self) -> bool:
         return self.processes > 1 or self.spec.compute.nodes > 1
 
-    @contextlib.contextmanager
-    def _starting(self, when: str) -> Iterator[None]:
+    def _starting(self, when: str) -> contextlib.AbstractContextManager[None]:
         """Before the first update, any exception is permanent: a retry would fail the same way."""
-        try:
-            yield
-        except VolumeError:
-            raise  # the volume's own failure: a retry may well succeed
-        except Exception as exc:
-            raise checks.before_first_update(exc, when, self.recipe_cls) from exc
+        return checks.first_update_pending(lambda: when, self.recipe_cls)
 
     @contextlib.contextmanager
     def _deferring_permanent(self, when: str) -> Iterator[None]:
-        """A failure in an enter hook is kept for `train` to report: raised from the hook, Modal
-        would count it as a container failure and try again."""
-        try:
-            with self._starting(when):
-                yield
-        except PermanentError as exc:
-            self.init_error = exc
+        """Kept for `train` to report (`_deferred`), a failure before the first update included."""
+        with self._deferred(), self._starting(when):
+            yield
 
     def stage1(self) -> None:
         """Snapshot-able: nothing that depends on the volume's contents; GPU work only with
@@ -272,31 +326,13 @@ class Session:
         """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
         return StageFolders(self.root, self.spec.name) if self.spec.stages else None
 
-    def _prepared(self, loop: Loop | None, resume: bool, skip: Collection[int] = ()) -> Loop:
-        return prepared(loop, self._new_loop, self._rebuild, resume, skip)
-
-    def _rebuild(self) -> None:
-        self.recipe = self._build_recipe()
-
-    def _reload(self) -> None:
-        guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
-
     def _take_job(self, resume: bool = True) -> None:
         """See the latest commits, take the job's lease for this call, then (under it) clean up
         what killed attempts of this job left in its folder: temporary folders, and retention
         they did not get to (it is committed with the next commit); a run that does not resume
         deletes no checkpoint (its first save sets them aside)."""
-        self._reload()
-        self.own_id = self.own_id or f"container-{os.getpid()}-{secrets.token_hex(4)}"
-        if self.driver:  # a pipeline's train: the driver holds the job, this call works under it
-            self.lease.join(self.driver)
-        else:
-            call = self.call_id() or self.own_id
-            held = read_lease(self.job_dir)
-            if self.reports and held is not None and held.call_id == call:
-                # An earlier attempt of this very call held it: Modal retried (or restarted) it.
-                notify.send(self.spec, "retried", call)
-            self.lease.acquire(call)
+        self._report_retry()
+        self._hold_job(self.driver)  # a pipeline's train works under its driver's lease
         for name in store.clean_temp(self.job_dir):
             events.log(f"removed leftover {name} from an earlier attempt")
         # An attempt killed between a commit and its retention left one checkpoint too many.
@@ -308,8 +344,19 @@ class Session:
                 events.log(f"warning: {exc}")
         faults.point("lease")
 
+    def _report_retry(self) -> None:
+        """A call that coordinates its run, finding the job's lease held by an earlier attempt
+        of this very call: Modal retried (or restarted) it; said to the spec's webhook."""
+        call = self.call_id()
+        if not self.reports or self.driver or not call:
+            return
+        self._reload()
+        held = read_lease(self.job_dir)
+        if held is not None and held.call_id == call:
+            notify.send(self.spec, "retried", call)
+
     def _resumes(self, resume: bool) -> bool:
-        return resume and self.spec.checkpoint.resume == "auto"
+        return resume_policy.resumes(resume, self.spec.checkpoint.resume)
 
     def train(self, resume: bool = True, steps: int | None = None, cluster: Any = None,
               lease: str = "") -> dict[str, Any]:
@@ -333,11 +380,9 @@ class Session:
             failed = self._failed(exc)
             if failed is None:
                 raise  # transient: retried (its traceback is kept)
-            with contextlib.suppress(VolumeError):  # best effort: it goes stale otherwise
-                self.lease.release()  # the run is over (a lease held by another run stays theirs)
-            events.log(f"error: {failed['error']}")
+            given_up = self._given_up(failed)  # the lease released before the webhook is asked
             self._report("failed", failed)
-            return failed
+            return given_up
         self.lease.release()
         faults.point("released")
         self._report(result.get("status", "finished"), result)
@@ -366,14 +411,11 @@ class Session:
             self._take_job(resume)
             if self.loop is None:  # a pipeline's train: its data is read now (see stage2)
                 self.loop = self._prepared(None, resume)
-            elif self.loop.failed or self._data_changed() or \
-                    (not resume and (self.loop.used or self.loop.resumed_from)):
-                # A half-applied update, prepare's data changed since, or fresh weights asked
-                # for: rebuild the recipe on CPU (the imports are done) and load the newest
+            elif not self.loop.state.reusable(resume) or self._data_changed():
+                # A half-applied update, fresh weights asked for, or prepare's data changed
+                # since: rebuild the recipe on CPU (the imports are done) and load the newest
                 # checkpoint, unless asked not to.
-                self.loop.release()
-                self.recipe = self._build_recipe()
-                self.loop = self._prepared(None, resume)
+                self.loop = self._prepared(self._rebuilt(self.loop), resume)
             elif resume:
                 self.loop = self._caught_up(self.loop)
         return self.loop.run(total)
@@ -390,9 +432,7 @@ class Session:
             loop.catch_up()
             return loop
         except LoadFailed as exc:
-            loop.release()
-            self.recipe = self._build_recipe()
-            return self._prepared(None, True, skip={exc.step})
+            return self._prepared(self._rebuilt(loop), True, skip={exc.step})
 
     def _train_distributed(self, resume: bool, total: int, cluster: Any) -> dict[str, Any]:
         from accelerate import notebook_launcher
