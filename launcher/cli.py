@@ -70,6 +70,8 @@ def cli() -> None:
       launch init NAME                   set up this repository, write a starter spec
       launch diff OLD.yaml NEW.yaml      what a spec change does to the job
       launch runs [--local]              the runs, newest first; logs, pull, rerun RUN
+      launch stop RUN [--now]            stop a run (final checkpoint first)
+      launch report RUN...               training curves of runs, as a picture
     """
 
 
@@ -270,6 +272,40 @@ def rerun_cmd(run: str, local: bool, volumes_dir: Path | None, environment: str 
     """Run a recorded run's resolved spec again, at its recorded commit, from step 0."""
     from launcher.commands.rerun import rerun
     return rerun(run, _where(local, volumes_dir, environment), debug)  # type: ignore[arg-type]
+@cli.command("stop")
+@click.argument("run")
+@click.option("--now", is_flag=True, help="Stop at once, without a final checkpoint (kill the worker; "
+                                          "on Modal cancel the call).")
+@click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where local runs keep their volumes (default .launch/volumes in the repo).")
+@click.option("--env", "environment", metavar="NAME", help="On Modal: the run's Modal Environment.")
+@click.option("--job", type=click.Path(dir_okay=False), metavar="JOB.yaml",
+              help="On Modal with --now: the run's spec, to release its lease of the job at once.")
+@debug_option()
+def stop_cmd(run: str, now: bool, volumes_dir: Path | None, environment: str | None,
+             job: str | None) -> int:
+    """Stop RUN: after its current update, with a final checkpoint (graceful), or --now.
+
+    RUN is a local run's id (or a unique prefix of it) or a Modal call id (fc-...). The run
+    ends as stopped: not retried, no later stage, the job free for the next launch.
+    """
+    from launcher.commands.stop import stop
+    return stop(run, now, volumes_dir, environment, job)
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.png"),
+              show_default=True, help="The picture: FILE.png, or FILE.html (one self-contained page).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="A metric to draw (repeatable); default the objective, then every metric.")
+@click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where local runs keep their volumes (default .launch/volumes in the repo).")
+@debug_option()
+def report_cmd(runs: tuple[str, ...], out: Path, metrics: tuple[str, ...], volumes_dir: Path | None) -> int:
+    """Draw the objective and metrics of RUNS over updates (needs the report extra: matplotlib)."""
+    from launcher.commands.report import report
+    return report(runs, out, metrics, volumes_dir)
 
 
 @cli.command("schema")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from launcher.spec.credentials import mask_tokens
 
 EXIT_BUG = 3  # `launch`'s exit code for a bug in launcher (its own, or one a local run hit)
+EXIT_STOPPED = 143  # a run that `launch stop` ended: 128 + SIGTERM, as a SIGTERM-stopped run exits
 
 
 def printable(text: str) -> str:

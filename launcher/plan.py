@@ -115,6 +115,14 @@ def _environment_lines(spec: JobSpec) -> list[str]:
             f"volume {spec.checkpoint.volume} and the secrets are looked up there"]
 
 
+def _notify_lines(spec: JobSpec) -> list[str]:
+    """Where notifications go, never the URL itself (whoever has it can post)."""
+    if spec.notify is None:
+        return []
+    where = f"${spec.notify.url_env}" if spec.notify.url_env else "the URL in the spec (not shown)"
+    return [f"notify      {', '.join(spec.notify.on)}: a webhook at {where}"]
+
+
 def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}"
 
@@ -186,6 +194,7 @@ def plan(spec: JobSpec, source: str, code_line: str, code_lines: Sequence[str] =
         f"mixed precision {spec.train.mixed_precision}",
         f"code        {code_line}",
         *code_lines,
+        *_notify_lines(spec),
         summary(spec),
         *_budget_lines(spec),
         *_stage_lines(spec),

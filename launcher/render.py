@@ -15,6 +15,7 @@ import yaml
 from launcher import __version__
 from launcher.codesource import CodeSource
 from launcher.resources import data_dir
+from launcher.runtime.control.stop import STOP_DICT
 from launcher.spec.model import JobSpec
 from launcher.spec.pipeline import driver_timeout_s
 
@@ -79,7 +80,7 @@ def render(spec: JobSpec, source: str, code: CodeSource) -> str:
     text = environment().get_template("modal_app.py.j2").render(
         version=__version__, source=source, spec=spec, spec_dict=spec.to_dict(),
         spec_hash=spec.hash, code=code, stage_classes=STAGE_CLASSES, import_check=import_check(spec),
-        driver_timeout_s=driver_timeout_s(spec),
+        driver_timeout_s=driver_timeout_s(spec), stop_dict=STOP_DICT,
     )
     compile(text, source.replace("\0", "\\0"), "exec")  # a file name for tracebacks: no NUL allowed
     return text

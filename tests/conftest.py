@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import configuration as hypothesis_configuration
 
@@ -129,7 +131,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """HOME, TMPDIR and LAUNCH_LOCAL_DIR of this test, in and out of process: a folder of its own.
     The cache stays the session's (Jinja's compiled templates save each render most of its time)."""
     folder = tmp_path_factory.mktemp("isolated")
@@ -140,4 +142,10 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
             monkeypatch.setenv(name, value)
     monkeypatch.setenv("TMPDIR", str(folder / "tmp"))
     monkeypatch.setattr(tempfile, "tempdir", str(folder / "tmp"))
-    return folder
+    # Code run in process may set LAUNCH_* variables as a container does (the run id a Modal
+    # call adopts): whatever a test sets is undone after it.
+    saved = {n: v for n, v in os.environ.items() if n.startswith("LAUNCH_")}
+    yield folder
+    for name in [n for n in os.environ if n.startswith("LAUNCH_") and n not in saved]:
+        del os.environ[name]
+    os.environ.update(saved)

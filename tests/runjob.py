@@ -70,3 +70,13 @@ def launch_forked(spec: Path, *args: str, env: dict[str, str] | None = None, cwd
 
 def checkpoints(volume: Path) -> list[str]:
     return sorted(p.name for p in volume.iterdir() if p.name.startswith("step-")) if volume.is_dir() else []
+
+
+def cli(capsys: Any, *args: str) -> tuple[int, str]:
+    """`launch ARGS` in this process: its exit code and what it printed (pytest's capsys)."""
+    from launcher.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

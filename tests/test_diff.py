@@ -38,7 +38,7 @@ def test_a_change_in_a_base_shows_in_the_resolved_spec_and_the_app(pair, launch)
     assert spec_part == """\
 --- old/job.yaml (resolved spec)
 +++ new/job.yaml (resolved spec)
-@@ -14,7 +14,7 @@
+@@ -15,7 +15,7 @@
  compute.nodes = 1
  compute.rdma = false
  compute.region = null

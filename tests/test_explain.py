@@ -61,6 +61,7 @@ explain: job: each resolved field = value, and where the value came from
   checkpoint.async = auto                           default
   checkpoint.every = 10m                            default
   checkpoint.every_steps = 100                      default
+  checkpoint.keep_best = 0                          default
   checkpoint.keep_last = 3                          default
   checkpoint.mount = /checkpoints                   default
   checkpoint.resume = auto                          default
@@ -85,6 +86,7 @@ explain: job: each resolved field = value, and where the value came from
   keep_warm.min_containers = 1                      job.yaml:7
   keep_warm.scaledown_window = 5m                   default
   name = job                                        job.yaml:3
+  notify = null                                     default
   retries.backoff_coefficient = 2.0                 default
   retries.initial_delay = 10s                       default
   retries.max_delay = 60s                           default
@@ -100,6 +102,7 @@ explain: job: each resolved field = value, and where the value came from
   train.seed = 0                                    default
   train.steps = 50                                  --set train.steps=50
   train.tracker = tensorboard                       default
+  train.validate_every = null                       default
   version = 1                                       job.yaml:1
 cost (GPU only; prices 2026-01, a test table, USD per GPU-hour):
   per hour running    $4.00 (L40S at $2.0000 × 2 GPUs × 1 node)

@@ -27,11 +27,18 @@ def test_the_checked_modules_are_the_local_extra() -> None:
 def test_the_cli_needs_no_runtime_and_dev_brings_it() -> None:
     assert not set(names(PYPROJECT["project"]["dependencies"])) & set(extras.RUNTIME_MODULES)
     assert "modal-launcher[local,examples,wandb]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+    assert "modal-launcher[sweep,report]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
 
 
 def test_wandb_is_an_extra_of_its_own_not_the_runtimes() -> None:
     extras_ = PYPROJECT["project"]["optional-dependencies"]
     assert names(extras_["wandb"]) == ["wandb"] and "wandb" not in names(extras_["local"])
+
+
+def test_report_s_matplotlib_is_an_extra_of_its_own() -> None:
+    optional = PYPROJECT["project"]["optional-dependencies"]
+    assert names(optional["report"]) == ["matplotlib"]
+    assert "matplotlib" not in names(PYPROJECT["project"]["dependencies"]) + names(optional["local"])
 
 
 @pytest.mark.parametrize("hidden", [("torch",), ("torch", "accelerate"), extras.RUNTIME_MODULES])
@@ -65,3 +72,10 @@ def test_the_hint_installs_the_extra_from_where_launcher_came_from(tmp_path, mon
     assert runtimeship.install_hint() == "pip install '/w/modal_launcher-0.1.0-py3-none-any.whl[local]'"
     installed(None)  # from an index
     assert runtimeship.install_hint() == "pip install 'modal-launcher[local]'"
+
+
+def test_every_package_of_launcher_ships() -> None:
+    # A non-editable install (CI, the image) has only the packages pyproject.toml lists.
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "launcher").rglob("__init__.py")}
+    assert found - listed == set()

@@ -176,6 +176,20 @@ def test_follow_reports_a_finished_pipeline(fake_modal, capsys) -> None:
                                        "  evaluate   finished; test_accuracy 0.9875\n")
 
 
+def test_a_stopped_job_and_a_stopped_pipeline_exit_143(fake_modal, capsys) -> None:
+    call = FakeCall(result={"status": "stopped", "steps": 40, "metrics": {}})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 143
+    assert capsys.readouterr().err == "job stopped (launch stop) after update 40; checkpoint committed\n"
+    call = FakeCall(result={"status": "stopped", "failed_stage": None, "stopped_stage": "train", "stages": [
+        {"stage": "train", "status": "stopped", "metrics": {"loss": 0.5}}]})
+    call.release.set()
+    fake_modal(call)
+    assert backend.follow(SUB) == 143
+    assert capsys.readouterr().err == "job stopped in stage train\n  train      stopped; loss 0.5\n"
+
+
 def test_follow_exits_3_for_a_bug_in_a_pipeline_stage_or_its_driver(fake_modal, capsys) -> None:
     stage_bug = FakeCall(result={"status": "failed", "failed_stage": "train", "stages": [
         {"stage": "train", "status": "permanent", "bug": True, "metrics": {},

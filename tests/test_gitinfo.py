@@ -63,7 +63,7 @@ def test_a_local_run_keeps_its_files_under_the_roots_launch_folder(inside_git: b
     # The job has stages: the second runs it (imported when the spec is known).
     for module, runner in ((local_run, "run_local"), (pipeline, "run_pipeline_local")):
         monkeypatch.setattr(module, runner,
-                            lambda spec, app, root, options, early=None: roots.append(root) or 0)
+                            lambda spec, app, root, options, early=None, **_: roots.append(root) or 0)
     assert launch("jobs/job.yaml", "--local").code == 0
     assert roots == [fresh.resolve()]
 

@@ -86,8 +86,11 @@ def import_generated(path: Path) -> Any:
 
 def without_volume(calls: list[Call]) -> list[Call]:
     """The calls without what differs by design: the volume, where the call id comes from, and
-    the runtime's settings (the worker parses them and passes them; the app's class reads its own)."""
-    return [(name, {k: v for k, v in args.items() if k not in ("volume", "call_id", "settings")})
+    the runtime's settings (the worker parses them and passes them; the app's class reads its own),
+    where stop requests are kept (a modal.Dict there, a folder here) and whether the call reports
+    (on Modal the training call of a job without stages is its run's coordinator)."""
+    differ = ("volume", "call_id", "settings", "stops", "reports")
+    return [(name, {k: v for k, v in args.items() if k not in differ})
             for name, args in calls]
 
 
@@ -117,6 +120,7 @@ def test_modal_and_local_run_the_same_session_hooks_in_the_same_order(
     # no run record from launch here (a direct call): run is None and the run id is the call's
     assert on_modal[3][1] == {"resume": True, "steps": None, "cluster": cluster, "lease": "",
                               "run": None, "run_id": ""}
+    assert on_modal[0][1]["stops"] is module.stop_requests  # the app's modal.Dict there
     assert on_modal[0][1]["volume"] is module.volume  # the app's modal.Volume there ...
     volume = local[0][1]["volume"]  # ... and a local directory here
     assert isinstance(volume, LocalVolume) and volume.committed == tmp_path / "volume"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,9 +226,12 @@ def test_a_run_killed_with_sigkill_shows_as_dead(tmp_path: Path, capsys) -> None
     assert record["status"] == "running"  # nobody wrote its end: the reader decides
 
 
-def test_rerun_trains_the_recorded_spec_again(finished, capsys) -> None:
-    """Through a real `launch rerun` process."""
-    folder, record = finished
+def test_rerun_trains_the_recorded_spec_again(finished, tmp_path: Path, capsys) -> None:
+    """Through a real `launch rerun` process, in a copy of the shared run's folder (the other
+    tests of the module, in any order, see that one run alone)."""
+    shared, record = finished
+    folder = tmp_path / "copy"
+    shutil.copytree(shared, folder, symlinks=True)
     env = {**os.environ, "PROBE_DIR": str(folder)}
     done = subprocess.run([sys.executable, "-m", "launcher.cli", "rerun", record["run"], "--local",
                            "--volumes-dir", str(folder / "volumes")], cwd=folder, env=env,

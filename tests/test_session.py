@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from runjob import RECIPES, probe_spec, write_spec
+from runjob import RECIPES, checkpoints, probe_spec, write_spec
+from test_notify import Hook
 from safetensors.torch import load_file
 
 from launcher.load import load_spec
 from launcher.runtime import lease as lease_module
+from launcher.runtime.control.stop import StopRequest
 from launcher.runtime.failures import VolumeError
 from launcher.runtime.storage.volume import LocalVolume
 from launcher.runtime.train.loop import Phase
@@ -34,11 +36,14 @@ def make_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LAUNCH_PROCESSES", "1")
     made = count()
 
-    def make(call: str = "fc-1", enter: bool = True, **sections) -> Session:
-        spec = load_spec(write_spec(tmp_path, probe_spec(**sections))).spec
+    def make(call: str = "fc-1", enter: bool = True, extra: dict | None = None, **sections) -> Session:
+        """`extra`: more of the spec, as is (e.g. notify); Session's own keywords in `sections`'
+        `session` entry (stops, reports: what the generated app passes on Modal)."""
+        kwargs = sections.pop("session", {})
+        spec = load_spec(write_spec(tmp_path, {**probe_spec(**sections), **(extra or {})})).spec
         volume = LocalVolume(tmp_path / "volume", tmp_path / f"container-{next(made)}")
         monkeypatch.setenv("LAUNCH_CHECKPOINT_DIR", str(volume.path))
-        session = Session(spec.to_dict(), volume=volume, call_id=lambda: call)
+        session = Session(spec.to_dict(), volume=volume, call_id=lambda: call, **kwargs)
         if enter:
             session.stage1()
             session.stage2()
@@ -344,3 +349,40 @@ def test_a_warm_pipeline_train_reads_the_data_prepare_committed_after_it_booted(
     assert second["status"] == "permanent"
     assert "it was trained on data from prepare aaaaaaaaaaaa, and prepare's data is now bbbbbbbbbbbb" \
         in second["error"]
+
+
+# -- what the generated app hands the session on Modal: the stop Dict, and `reports` --
+
+
+class Requests(dict):
+    """What the session asks of the app's modal.Dict: `get`."""
+
+
+def test_a_stop_request_in_the_dict_ends_the_call_as_stopped_with_a_committed_checkpoint(
+        make_session, tmp_path: Path) -> None:
+    requests = Requests()
+    session = make_session(call="fc-1", steps=50, session={"stops": requests})
+    requests["fc-1"] = StopRequest.make("fc-1", now=False).to_dict()  # `launch stop fc-1`
+    result = session.train()
+    assert (result["status"], result["steps"]) == ("stopped", 1)  # after the update under way
+    job = tmp_path / "volume" / "probe"
+    assert checkpoints(job) == ["step-00000001"]  # committed: on the volume itself
+    assert not (job / "lease.json").exists()
+    requests.clear()  # a warm container's next call is not stopped by an old request
+    session.call_id = lambda: "fc-2"
+    assert session.train(steps=3)["status"] == "finished"
+
+
+def test_the_training_call_of_a_job_without_stages_reports_retried_then_finished(
+        make_session, tmp_path: Path) -> None:
+    hook = Hook()
+    try:
+        _held_by(make_session, "fc-1", steps=4)  # an earlier attempt of this call died holding it
+        retry = make_session(call="fc-1", steps=4, extra={"notify": {"url": hook.url}},
+                             session={"reports": True})
+        assert retry.train()["status"] == "finished"
+    finally:
+        hook.close()
+    bodies = [p["body"] for p in hook.posts]
+    assert [(b["run"], b["status"]) for b in bodies] == [("fc-1", "retried"), ("fc-1", "finished")]
+    assert isinstance(bodies[1]["cost_usd"], float)  # the call's time at the plan's price

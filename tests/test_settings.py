@@ -55,6 +55,7 @@ def test_every_variable_is_named_once_and_round_trips() -> None:
     assert len(set(names)) == len(names) and all(n.startswith(PREFIX) for n in names)
     full = RuntimeSettings(volume=Path("/v"), checkpoint_dir=Path("/w"), run_dir=Path("/r"), run_id="r1",
                            lease="", code_root=Path("/c"), repo_root=Path("/repo"), workdir=Path("/s"),
+                           control_dir=Path("/ctl"),
                            processes=2, events=True, attempt=3, supervisor_pid=7, lifeline_fd=9,
                            debug=True, fault="kill:step:2", fault_attempt=2, timeline=Path("/t"),
                            master_port=29501)

@@ -34,7 +34,9 @@ import click
 from launcher.backends import jobfolder
 from launcher.backends.snapshot.client import MOUNT, Class, Restored, Snapshots, mode
 from launcher.backends.workerproc import Spawn, WorkerProcess, spawn_process
-from launcher.errors import EXIT_BUG, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
+from launcher.runtime import notify
+from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.events import PREFIX
 from launcher.runtime.failures import Outcome, classify
 from launcher.runtime.lifecycle import timeline
@@ -140,6 +142,7 @@ class Supervisor:
         self.attempts: list[Attempt] = []
         self.worker: Any = None
         self.stopped_by: int | None = None  # the signal that asked us to stop
+        self.requested: StopRequest | None = None  # `launch stop` asked (see `request`)
         self.wake = threading.Event()
         # The run's record and its log of this stage (launcher.runtime.runs), once it holds the job.
         self.recorder: Recorder | None = None
@@ -153,7 +156,7 @@ class Supervisor:
 
     @property
     def interrupted(self) -> bool:
-        return self.stopped_by is not None
+        return self.stopped_by is not None or self.requested is not None
 
     @property
     def snapshot(self) -> str:
@@ -178,7 +181,8 @@ class Supervisor:
     def _settings(self, work: Path) -> dict[str, str]:
         return RuntimeSettings(volume=self.volume_dir, checkpoint_dir=work, run_dir=self.run_dir,
                                run_id=self.run_id, lease=self.lease, code_root=self.options.code_root,
-                               repo_root=self.inputs_root, workdir=self.options.workdir).to_env()
+                               repo_root=self.inputs_root, workdir=self.options.workdir,
+                               control_dir=control_dir(self.volumes)).to_env()
 
     def _work(self, stage: StageName, number: int) -> Path:
         """Where an attempt of `stage` works: its own working copy, or (restored from a
@@ -214,6 +218,10 @@ class Supervisor:
         finally:
             LocalVolume.discard(work)
         attempt.outcome = classify(code)
+        if attempt.result.get("status") == "stopped" or (self.requested is not None
+                                                         and attempt.outcome != "finished"):
+            attempt.outcome = "stopped"  # `launch stop`: its loop ended it, or --now killed it
+            attempt.message = attempt.message or "stopped at once (launch stop --now)"
         if self.preempted_by_us and attempt.outcome == "transient":
             # As on Modal, a preemption during start-up (before the loop can checkpoint) still
             # restarts without spending a retry; the restart resumes from the last commit.
@@ -230,8 +238,8 @@ class Supervisor:
     def _run_worker(self, process: WorkerProcess | Restored, number: int, attempt: Attempt,
                     display: Display) -> int:
         worker = self.worker = process.proc
-        if self.interrupted:  # a stop that came while it was starting
-            worker.send_signal(signal.SIGINT)
+        if self.stopped_by is not None:  # a stop that came while it was starting (a graceful
+            worker.send_signal(signal.SIGINT)  # `launch stop` is seen by its loop instead)
         timer = self._preempt_later(worker) if number == 1 else None
         try:
             for raw in worker.stdout:
@@ -297,6 +305,18 @@ class Supervisor:
     def interrupt(self) -> None:
         self.stop(signal.SIGINT)
 
+    def request(self) -> None:
+        """SIGUSR1 from `launch stop`: read its request. Graceful, the worker's loop sees it too
+        and ends after its next update with a final checkpoint; here no further attempt starts.
+        `--now`: the worker's process group is killed at once."""
+        found = StopRequest.of(FolderRequests(control_dir(self.volumes)).get(self.run_id))
+        if found is None:
+            return
+        self.requested = found
+        self.wake.set()
+        if found.now and self.worker is not None and self.worker.poll() is None:
+            kill_group(self.worker)
+
     def run(self, app_source: str, record: tuple[RunRecord, str | None] | None = None) -> int:
         """All attempts, under the job's lock; 0 when the last one finished. A job held by
         another run is a RunError, before anything is written. `record`: the run's record and
@@ -309,12 +329,13 @@ class Supervisor:
                 self.recorder = recorder
                 with stage_log(recorder, self.stage) as self.log:
                     code = self.run_attempts()
-                recorder.end(end_status(code, self.interrupted), self._error())
+                recorder.end(end_status(code, self.interrupted or self.requested is not None),
+                             self._error())
                 return code
 
     def _error(self) -> str | None:
         final = self.attempts[-1] if self.attempts else None
-        return None if final is None or final.outcome == "finished" else final.message or None
+        return None if final is None or final.outcome in ("finished", "stopped") else final.message or None
 
     def run_attempts(self) -> int:
         """Every attempt of this stage, with its retries; the caller holds the job."""
@@ -329,13 +350,16 @@ class Supervisor:
                         + (f" ({attempt.message})" if attempt.message else ""))
                 display.line(said)
                 self.keep(said)
-                if attempt.outcome == "finished" or self.interrupted:
+                if attempt.outcome in ("finished", "stopped") or self.interrupted:
                     break
                 if attempt.outcome == "preempted":
                     continue  # as on Modal: a preemption restarts the input and spends no retry
                 if attempt.outcome in ("permanent", "bug") or used >= retries.max_retries:
                     break
                 used += 1
+                notify.send(self.spec, "retried", self.run_id,
+                            detail=f"{self.stage} attempt {attempt.number} {attempt.outcome}"
+                                   + (f": {attempt.message}" if attempt.message else ""))
                 delay = retries.delay(used)
                 display.line(f"[launch] retry {used} of {retries.max_retries} in {delay:g} s")
                 if self.wake.wait(delay):  # stopped during the delay: no further attempt
@@ -343,7 +367,27 @@ class Supervisor:
         finally:
             display.close()
         outcome = self.attempts[-1].outcome
+        if outcome == "stopped":
+            return EXIT_STOPPED
         return 0 if outcome == "finished" else EXIT_BUG if outcome == "bug" else 1
+
+
+def kill_group(worker: Any) -> None:
+    """SIGKILL to the worker and everything it started: its own process group (workers start
+    a session of their own), else the worker alone."""
+    pid = getattr(worker, "pid", None)
+    try:
+        if pid is not None and os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except ProcessLookupError:
+        return
+    worker.send_signal(signal.SIGKILL)
+
+
+def control_dir(volumes: Path) -> Path:
+    """Where `launch stop` leaves requests for the runs on these volumes ('@': never a volume)."""
+    return volumes / "@control"
 
 
 def start_worker(spec_env: Mapping[str, str], options: Options, attempt: int = 1) -> WorkerProcess:
@@ -380,6 +424,8 @@ def summary(sup: Supervisor, seconds: float) -> str:
     outcomes = ", ".join(f"{a.number}: {a.outcome}" for a in sup.attempts)
     if final.outcome == "finished":
         state = "finished"
+    elif final.outcome == "stopped":
+        state = "stopped (launch stop)"
     elif sup.stopped_by is not None:
         state = f"stopped ({signal.Signals(sup.stopped_by).name})"
     else:
@@ -396,7 +442,7 @@ def summary(sup: Supervisor, seconds: float) -> str:
                                   if "checkpoint_seconds" in result else ""),
         f"  attempts     {len(sup.attempts)} ({outcomes})",
     ]
-    if final.outcome != "finished":
+    if final.outcome not in ("finished", "stopped"):
         lines.append(f"  error        {final.message or 'interrupted'}")
     return "\n".join(lines)
 
@@ -470,6 +516,7 @@ def holding(spec: JobSpec, volumes: Path, run_dir: Path, app_path: Path, app_sou
         yield
     finally:
         jobfolder.release_lease(*where, run_id)
+        FolderRequests(control_dir(volumes)).pop(run_id)  # asked of this run: never of the next
         lock.release()
 
 
@@ -489,9 +536,12 @@ def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Pat
             options.volumes_dir or local_state(repo_root) / "volumes")
 
 
-def stop_signals(handler: Callable[[int], None]) -> dict[int, Any]:
-    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`; the previous handlers, to restore."""
-    return {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
+def stop_signals(handler: Callable[[int], None], request: Callable[[], None]) -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`, SIGUSR1 (`launch stop`) to `request`;
+    the previous handlers, to restore."""
+    previous = {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _signum, _frame: request())
+    return previous
 
 
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
@@ -505,7 +555,7 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
     record = local_record(spec, source, repo_root, run_dir)
     sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early, run_id=record[0].run)
     started = time.perf_counter()
-    previous = stop_signals(sup.stop)
+    previous = stop_signals(sup.stop, sup.request)
     try:
         code = sup.run(app_source, record)
     finally:
@@ -513,4 +563,10 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
             signal.signal(sig, handler)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(summary(sup, time.perf_counter() - started), err=True)
+    final = sup.attempts[-1] if sup.attempts else None
+    result = next((a.result for a in reversed(sup.attempts) if a.result), {})
+    status = "finished" if code == 0 else "stopped" if sup.interrupted or (
+        final is not None and final.outcome == "stopped") else "failed"
+    notify.send(spec, status, sup.run_id, objective=notify.objective_of(result),
+                detail="" if final is None or status != "failed" else final.message)
     return 128 + sup.stopped_by if sup.stopped_by is not None else code

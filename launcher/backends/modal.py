@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from launcher.backends.worker import import_app
-from launcher.errors import EXIT_BUG, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
 
 if TYPE_CHECKING:
     from launcher.runtime.pipeline.results import PipelineResult
@@ -146,7 +146,13 @@ def follow(sub: Submission, debug: bool = False) -> int:
         click.echo(pipeline_report(pipeline), err=True)
         if pipeline.status == Status.FINISHED:
             return 0
+        if pipeline.status == Status.STOPPED:
+            return EXIT_STOPPED
         return EXIT_BUG if pipeline.has_bug else 1
+    if isinstance(result, dict) and result.get("status") == "stopped":
+        click.echo(f"job stopped (launch stop) after update {result.get('steps')}; checkpoint "
+                   "committed", err=True)
+        return EXIT_STOPPED
     click.echo(f"job finished: {result}", err=True)
     return 0
 
@@ -156,8 +162,10 @@ def pipeline_report(result: PipelineResult) -> str:
     from launcher.runtime.pipeline.results import Status
     from launcher.runtime.pipeline.stages import describe
 
-    lines = [f"job {'finished' if result.status == Status.FINISHED else 'failed'}"
-             + (f" in stage {result.failed_stage}" if result.failed_stage else "")]
+    ended = result.status if result.status in (Status.FINISHED, Status.STOPPED) else "failed"
+    where = result.failed_stage or next(
+        (s.stage for s in result.stages if s.status == Status.STOPPED), None)
+    lines = [f"job {ended}" + (f" in stage {where}" if where else "")]
     for stage in result.stages:
         error = f" ({stage.error})" if stage.error and stage.status != Status.FINISHED else ""
         lines.append(f"  {str(stage.stage):<10} {stage.status}{error}; {describe(stage.metrics)}")

@@ -20,11 +20,12 @@ from typing import Any
 import click
 
 from launcher.backends import jobfolder
-from launcher.backends.local import (Options, Supervisor, end_status, folders, holding, recording,
+from launcher.backends.local import (Options, Supervisor, control_dir, end_status, folders, holding, recording,
                                      stage_log, stop_signals, summary)
 from launcher.backends.runinfo import local_record
 from launcher.backends.workerproc import WorkerProcess
-from launcher.errors import EXIT_BUG, RunError
+from launcher.errors import EXIT_BUG, EXIT_STOPPED, RunError
+from launcher.runtime.control.stop import FolderRequests, StopRequest
 from launcher.runtime.pipeline import driver, stages
 from launcher.runtime.runs.recorder import Recorder
 from launcher.runtime.pipeline.results import PipelineResult, StageName, Status
@@ -52,6 +53,7 @@ class Pipeline:
         self.supervisors: dict[str, Supervisor] = {}
         self.current: Supervisor | None = None
         self.stopped_by: int | None = None
+        self.requested = False  # `launch stop` asked: the running stage stops, no later one starts
         self.calls: dict[str, tuple[str, str]] = {}  # call id -> (stage, the driver's lease)
 
     @property
@@ -73,6 +75,8 @@ class Pipeline:
 
     def run_stage(self, name: StageName, lease: str = "") -> dict[str, Any]:
         """The stage's result, as JSON (a `StageResult`'s), as Modal's call would return it."""
+        if self.requested:
+            return {"status": Status.STOPPED, "error": "stopped before it started (launch stop)"}
         if self.interrupted:
             return {"status": Status.INTERRUPTED, "error": "interrupted"}
         early, self.early = self.early, None
@@ -89,6 +93,9 @@ class Pipeline:
                 sup.run_attempts()
         final = sup.attempts[-1]
         result = next((a.result for a in reversed(sup.attempts) if a.result), {})
+        if final.outcome == "stopped":  # a stage that finished meanwhile stays finished; the
+            self.requested = True        # next one does not start (see above)
+            return {**result, "status": Status.STOPPED, "error": final.message or None}
         if sup.interrupted:
             self.stopped_by = self.stopped_by or sup.stopped_by
             return {**result, "status": Status.INTERRUPTED, "error": "interrupted"}
@@ -107,6 +114,15 @@ class Pipeline:
     def interrupt(self) -> None:
         self.stop(signal.SIGINT)
 
+    def request(self) -> None:
+        """SIGUSR1 from `launch stop`: no later stage starts; the running stage's supervisor
+        reads the request too (graceful: its loop stops; --now: its worker is killed)."""
+        if StopRequest.of(FolderRequests(control_dir(self.volumes)).get(self.run_id)) is None:
+            return
+        self.requested = True
+        if self.current is not None:
+            self.current.request()
+
 
 def _attempts(sup: Supervisor | None) -> str:
     if sup is None:
@@ -121,7 +137,8 @@ def stage_lines(pipe: Pipeline, outcome: PipelineResult) -> list[str]:
     for name in pipe.spec.pipeline:
         result = outcome.stage(name)
         if result is None:
-            why = "the run was refused" if outcome.error else "an earlier stage failed"
+            why = "the run was refused" if outcome.error else \
+                "the run was stopped" if outcome.status == Status.STOPPED else "an earlier stage failed"
             lines.append(f"  {name:<12} not run ({why})")
             continue
         status = result.status
@@ -139,6 +156,8 @@ def report(pipe: Pipeline, outcome: PipelineResult, seconds: float) -> str:
         f"summary: {pipe.spec.name} failed", f"  wall time    {seconds:.1f} s"]
     if outcome.status != Status.FINISHED and train is not None and train.attempts[-1].outcome == "finished":
         head[0] = f"summary: {pipe.spec.name} failed"  # train finished, a later stage did not
+    if outcome.status == Status.STOPPED:
+        head[0] = f"summary: {pipe.spec.name} stopped (launch stop)"
     if pipe.stopped_by is not None:  # as a single job says it, whichever stage was running
         head[0] = f"summary: {pipe.spec.name} stopped ({signal.Signals(pipe.stopped_by).name})"
     lines = [*head, f"  pipeline     {' -> '.join(pipe.spec.pipeline)}", *stage_lines(pipe, outcome)]
@@ -167,7 +186,7 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     # stage's worker.
     pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root, source=source)
     started = time.perf_counter()
-    previous = stop_signals(pipe.stop)
+    previous = stop_signals(pipe.stop, pipe.request)
     # The driver's own working copy of the volume: it reads the stages' commits after a reload
     # and commits train's result, as Modal's driver function does.
     work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
@@ -177,19 +196,26 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
             try:
                 volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
                 outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
-                                        inputs_root=repo_root).run(options.rerun)
+                                        inputs_root=repo_root,
+                                        stops=FolderRequests(control_dir(volumes))).run(options.rerun)
             except StorageError as exc:  # the driver's own commits: a full disk is the user's
                 raise RunError(str(exc)) from None
-            record_outcome(pipe.recorder, outcome, pipe.stopped_by is not None)
+            record_outcome(pipe.recorder, outcome,
+                           pipe.stopped_by is not None or outcome.status == Status.STOPPED)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         LocalVolume.discard(work)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
+    ended = outcome.to_json()
+    driver.notify_outcome(spec, pipe.run_id, {**ended, "status": "stopped"}
+                          if pipe.stopped_by is not None else ended)
     if pipe.stopped_by is not None:
         return 128 + pipe.stopped_by
     if outcome.status == Status.FINISHED:
         return 0
+    if outcome.status == Status.STOPPED:
+        return EXIT_STOPPED
     # A bug in launcher, in any stage: not the user's failure (as a single job's run says it).
     return EXIT_BUG if outcome.has_bug else 1

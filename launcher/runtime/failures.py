@@ -160,7 +160,8 @@ class Preempted(Exception):
 
 
 # How one attempt ended, as the local supervisor tells it from the worker's exit code.
-Outcome = Literal["finished", "permanent", "bug", "preempted", "transient"]
+# "stopped": set by the supervisor, not by an exit code (`launch stop` asked; see backends/local.py)
+Outcome = Literal["finished", "permanent", "bug", "preempted", "transient", "stopped"]
 
 
 def classify(exit_code: int | None) -> Outcome:

@@ -57,6 +57,7 @@ class RuntimeSettings:
     code_root: Path | None = _var("LAUNCH_CODE_ROOT")  # where the spec's modules are imported from
     repo_root: Path | None = _var("LAUNCH_REPO_ROOT")  # a stage's inputs, the image's paths [cwd]
     workdir: Path | None = _var("LAUNCH_WORKDIR")  # `--shipped`: run from the shipped tree
+    control_dir: Path | None = _var("LAUNCH_CONTROL_DIR")  # where `launch stop` leaves requests [a modal.Dict]
     # Set by backends/workerproc.py when the worker process starts:
     processes: int | None = _var("LAUNCH_PROCESSES")  # processes to fork [compute.gpu_count]
     events: bool = _flag("LAUNCH_EVENTS")  # emit `@@launch` events for the supervisor

@@ -122,6 +122,15 @@ def gpu_string(compute: Compute) -> list[str] | str | None:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """The webhook a run's coordinator calls (launcher.runtime.notify)."""
+
+    url: str | None  # exactly one of url and url_env
+    url_env: str | None
+    on: tuple[str, ...]  # finished | failed | retried | stopped
+
+
+@dataclass(frozen=True)
 class JobSpec:
     version: int
     name: str
@@ -137,6 +146,7 @@ class JobSpec:
     stages: tuple[Stage, ...] = field(hash=False, default=())  # in the order they run
     environment: str | None = None  # the Modal Environment; None: the profile's active one
     budget_usd: float | None = None  # the run's budget in estimated US dollars; None: none
+    notify: Notify | None = None  # the run's webhook; None: none
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, not tuples): what the generated app embeds. A job without stages
@@ -148,6 +158,8 @@ class JobSpec:
             del data["environment"]
         if self.budget_usd is None:  # and for a job without a budget
             del data["budget_usd"]
+        if self.notify is None:  # and for one without a webhook
+            del data["notify"]
         for stage in data.get("stages", []):
             if not stage["inputs"]:  # likewise a stage that declares no input files
                 del stage["inputs"]
@@ -198,7 +210,14 @@ class JobSpec:
             stages=tuple(_stage(stage) for stage in data.get("stages", [])),
             environment=data.get("environment"),
             budget_usd=data.get("budget_usd"),
+            notify=_notify(data.get("notify")),
         )
+
+
+def _notify(notify: dict[str, Any] | None) -> Notify | None:
+    if notify is None:
+        return None
+    return Notify(notify.get("url"), notify.get("url_env"), tuple(notify["on"]))
 
 
 def _compute(compute: dict[str, Any]) -> Compute:

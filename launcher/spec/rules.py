@@ -262,10 +262,18 @@ def _tokens(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:  # noqa: A
             yield _at(doc, path, f"{mask_tokens(value)!r} looks like a credential token: {TO_SECRETS}")
 
 
+def _notify(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:
+    """Exactly one place for the webhook's URL (said here: the schema's oneOf would say less)."""
+    notify = _get(raw, ("notify",), dict)
+    if notify is not None and (notify.get("url") is None) == (notify.get("url_env") is None):
+        yield _at(doc, ("notify",), "give exactly one of url_env (an environment variable a secret "
+                                    "sets: preferred) and url")
+
+
 RULES: tuple[Rule, ...] = (_values_json_holds, _gpu_count_and_nodes, _containers, _snapshot,
                            _checkpoint, _volume_name, _recipe, _stage_runs, _stage_gpus,
                            _prepare_and_gpu_snapshot, _git_url, _env_names, _config_names, _tokens,
-                           _repo_paths)
+                           _repo_paths, _notify)
 
 
 def problems(raw: dict[str, Any], doc: Document) -> Iterator[Problem]:

@@ -69,6 +69,7 @@ def _fail(where: Location, path: JsonPath, message: str) -> SpecError:
 
 MAP, SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 MERGE, VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
+BOOL_TAG = "tag:yaml.org,2002:bool"
 Pair = tuple[str, yaml.Node, yaml.Node]  # key, key node, value node
 
 
@@ -160,6 +161,9 @@ class _Builder:
 
     def _key(self, node: yaml.Node, path: JsonPath) -> str:
         if node.tag == VALUE:  # a key `=`: YAML 1.1's value key, read as a string by safe_load
+            node.tag = "tag:yaml.org,2002:str"
+        if node.tag == BOOL_TAG and isinstance(node, yaml.ScalarNode) and not node.style:
+            # `on:` (notify.on) is a boolean key to YAML 1.1: a key is a name, read as written.
             node.tag = "tag:yaml.org,2002:str"
         key = self._scalar(node, path) if isinstance(node, yaml.ScalarNode) else None
         if not isinstance(key, str):

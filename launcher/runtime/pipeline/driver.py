@@ -32,7 +32,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from launcher.runtime import events
+from launcher.runtime import events, notify
+from launcher.runtime.control.stop import Requests, StopWatch
 from launcher.runtime.failures import LauncherBug, launchers_bug
 from launcher.runtime.lease import Lease, LeaseHeld
 from launcher.runtime.pipeline import stages
@@ -147,7 +148,8 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     out = {"stage": "train", "status": result.get("status", Status.FAILED), "metrics": metrics,
            "error": result.get("error"), "seconds": result.get("seconds"),
-           "steps": result.get("steps")}
+           "steps": result.get("steps"),
+           **({"objective": result["objective"]} if result.get("objective") else {})}
     if result.get("bug"):  # a bug in launcher: `launch` exits 3
         out["bug"] = True
     if out["status"] == Status.FINISHED:
@@ -164,8 +166,11 @@ def _train_result(spec: JobSpec, folders: StageFolders, volume: Volume, result: 
 class Driver:
     def __init__(self, spec: JobSpec, caller: StageCaller, volume: Volume, call_id: str, *,
                  commit: str | None = None, root: Path | None = None,
-                 inputs_root: Path | None = None, run: Mapping[str, Any] | None = None) -> None:
-        """`call_id`: this driver call's id (Modal's function call id; locally the run's id);
+                 inputs_root: Path | None = None, run: Mapping[str, Any] | None = None,
+                 stops: Requests | None = None) -> None:
+        """`stops`: where `launch stop` leaves requests (runtime/control/stop.py): none of the
+        stages after a request starts. `call_id`: this driver call's id (Modal's function call
+        id; locally the run's id);
         `root`: the volume's mount as this process sees it (default LAUNCH_CHECKPOINT_DIR, else
         checkpoint.mount); `commit`: the code's git commit, for the stages' digests;
         `inputs_root`: where the stages' declared inputs are (default: see stages.input_root);
@@ -175,6 +180,7 @@ class Driver:
         self.recorder: Any = None
         self.spec, self.caller, self.volume, self.call_id = spec, caller, volume, call_id
         self.commit, self.inputs_root = commit, inputs_root
+        self.stops = None if stops is None else StopWatch(stops, lambda: call_id, poll_s=0.0)
         root = root or current_settings().mount(spec.checkpoint.mount)
         self.folders = StageFolders(root, spec.name)
         # Stale after the driver's own timeout: no attempt of it lives longer, and a restarted
@@ -210,6 +216,9 @@ class Driver:
         for name in self.spec.pipeline:
             result = self._stage(name, record, rerun)
             done.append(result)
+            if result.status == Status.STOPPED:
+                events.log(f"stage {name} stopped as asked (launch stop); no later stage runs")
+                return PipelineResult(Status.STOPPED, tuple(done))
             if not result.status.done:
                 events.log(f"stage {name} failed: {result.error or result.status}; "
                            "the pipeline stops here")
@@ -226,6 +235,8 @@ class Driver:
             skipped = _skip(self.spec, self.folders, rerun, self.commit, self.inputs_root) if name == "prepare" else None
             if skipped is not None:
                 return StageResult.from_json(skipped)
+            if self.stops is not None and self.stops.requested() is not None:
+                return StageResult(name, Status.STOPPED, "stopped before it started (launch stop)")
             events.log(f"stage {name}: starting")
             call = self.caller.spawn(name, self.call_id)
             record.started(name, call)
@@ -259,9 +270,9 @@ class Driver:
         if self.recorder is None:
             return
         self.recorder.commit = self._commit
-        finished = outcome.status == Status.FINISHED
+        ended = outcome.status if outcome.status in (Status.FINISHED, Status.STOPPED) else Status.FAILED
         error = outcome.error or (f"stage {outcome.failed_stage} failed" if outcome.failed_stage else None)
-        self.recorder.end("finished" if finished else "failed", None if finished else error)
+        self.recorder.end(str(ended), None if ended == Status.FINISHED else error)
 
     def _commit(self) -> None:
         guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
@@ -276,21 +287,42 @@ class Driver:
         guarded(self.volume.reload, f"checkpoint.volume {self.spec.checkpoint.volume}: reload")
 
 
+def notify_outcome(spec: JobSpec, run: str, outcome: Mapping[str, Any]) -> None:
+    """The pipeline's end, to the spec's webhook: its status, train's objective, and (on Modal)
+    the estimated cost of every stage's wall time."""
+    done = outcome.get("stages") or []
+    train = next((r for r in done if r.get("stage") == "train"), {})
+    status = outcome.get("status")
+    status = status if status in ("finished", "stopped") else "failed"
+    where = outcome.get("failed_stage")
+    failed = next((r for r in done if r.get("stage") == where), {})
+    error = failed.get("error") or outcome.get("error") or ""
+    detail = f"in stage {where}" + (f": {error}" if error else "") if where else str(error)
+    notify.send(spec, status, run, objective=notify.objective_of(train),
+                cost_usd=outcome.get("cost_usd"), detail=detail)
+
+
 def run_pipeline(spec: Mapping[str, Any] | JobSpec, caller: StageCaller, volume: Volume,
                  call_id: str | None, *, rerun: Collection[str] = (), commit: str | None = None,
-                 root: Path | None = None, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 root: Path | None = None, run: Mapping[str, Any] | None = None,
+                 stops: Requests | None = None) -> dict[str, Any]:
     """The pipeline of `spec` (the app's SPEC literal, or a JobSpec), driven by the call
     `call_id` (None: outside a Modal call, e.g. `modal run` in a test, a call of its own); its
     `PipelineResult` as JSON, what Modal returns to `launch`."""
     job = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(dict(spec))
     own = call_id or f"driver-{os.getpid()}-{time.time_ns()}"
-    pipeline = Driver(job, caller, volume, own, commit=commit, root=root, run=run)
+    pipeline = Driver(job, caller, volume, own, commit=commit, root=root, run=run, stops=stops)
     try:
-        return pipeline.run(rerun).to_json()
+        outcome = pipeline.run(rerun).to_json()
     except Exception as exc:
         if not launchers_bug(exc):
             raise  # the volume's or the platform's: Modal restarts the driver, which resumes
-        return _bug(exc, pipeline)
+        outcome = _bug(exc, pipeline)
+    # On Modal the driver is the run's coordinator: it reports, detached or not.
+    seconds = {r["stage"]: r["wall_seconds"] for r in outcome["stages"] if "wall_seconds" in r}
+    notify_outcome(job, (run or {}).get("id") or own,
+                   {**outcome, "cost_usd": notify.estimate(job, seconds)})
+    return outcome
 
 
 def _bug(exc: BaseException, pipeline: Driver) -> dict[str, Any]:

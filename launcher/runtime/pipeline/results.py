@@ -34,6 +34,7 @@ class Status(StrEnum):
     PERMANENT = "permanent"  # no retry fixes it (a bug in launcher too: `bug`)
     INTERRUPTED = "interrupted"  # a signal stopped the local run
     PREEMPTED = "preempted"
+    STOPPED = "stopped"  # `launch stop`: a final checkpoint, no retry, no later stage
 
     @property
     def done(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.runtime.control.stop import StopWatch
 from launcher.runtime.lease import Lease
 from launcher.runtime.pipeline.stages import StageFolders
 from launcher.runtime.runlogs import RunLogs
@@ -38,3 +39,4 @@ class LoopContext:
     # which checkpoint resume picks: latest (the newest usable) or best (by the objective the
     # manifests record; evaluate with stages.evaluate.checkpoint: best)
     pick: CheckpointPick = "latest"
+    stops: StopWatch | None = None  # asked between updates: has `launch stop` asked this run to stop?

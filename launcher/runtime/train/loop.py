@@ -249,10 +249,16 @@ class Loop:
                 validated = self._validate_due(total) and self._validate()
                 if validated or self.step % self.spec.train.log_every == 0 or self.step == total:
                     self._log({**metrics, **(validated or {})}, start, first_env_steps)
-                stop_now, time_due = self._agree(stop.requested is not None, self._time_due())
+                signalled, time_due, asked = self._agree(stop.requested is not None, self._time_due(),
+                                                         self._stop_asked())
+                stop_now = signalled or asked
                 every = self.spec.checkpoint.every_steps
                 if (every and self.step % every == 0) or time_due or stop_now or self.step == total:
                     self.save()
+                if asked and not signalled:  # `launch stop`: the run ends here, not retried
+                    events.log(f"stopped as asked (launch stop) after update {self.step} of {total}; "
+                               "checkpoint committed")
+                    return self._finish("stopped", start, result_file)
                 if stop_now:
                     self._finish("preempted", start, result_file)
                     raise Preempted(f"stopped on {stop.requested or 'a signal to another rank'} "
@@ -315,15 +321,19 @@ class Loop:
         every = self.spec.checkpoint.every_s
         return bool(every) and time.monotonic() - self.last_save >= every
 
-    def _agree(self, stop: bool, time_due: bool) -> tuple[bool, bool]:
+    def _stop_asked(self) -> bool:
+        """A stop request for this run (`launch stop`, runtime/control/stop.py)."""
+        return self.ctx.stops is not None and self.ctx.stops.requested() is not None
+
+    def _agree(self, stop: bool, time_due: bool, asked: bool = False) -> tuple[bool, bool, bool]:
         """All ranks stop and checkpoint together, if any one of them asks to."""
         if self.acc.num_processes == 1:
-            return stop, time_due
+            return stop, time_due, asked
         import torch
 
-        flags = torch.tensor([float(stop), float(time_due)], device=self.acc.device)
+        flags = torch.tensor([float(stop), float(time_due), float(asked)], device=self.acc.device)
         flags = self.acc.reduce(flags, reduction="sum")
-        return bool(flags[0] > 0), bool(flags[1] > 0)
+        return bool(flags[0] > 0), bool(flags[1] > 0), bool(flags[2] > 0)
 
     def save(self) -> None:
         """Checkpoint the current step through the manager (also the exit hook's safety net)."""

@@ -50,12 +50,15 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher.runtime import events, faults
+from launcher.runtime import events, faults, notify
 from launcher.runtime.checkpoint import resume_policy, store
 from launcher.runtime.checkpoint.manager import LoadFailed
+from launcher.runtime.control import stop
+from launcher.runtime.control.stop import Requests
 from launcher.runtime.failures import (LauncherBug, PermanentError, Preempted, VolumeError, describe, failed,
                                        headline, launchers_bug, rebuilt)
 from launcher.runtime.lease import Lease
+from launcher.runtime.lease import read as read_lease
 from launcher.runtime.lifecycle import lifeline, process
 from launcher.runtime.pipeline import stages
 from launcher.runtime.pipeline.stages import StageFolders
@@ -252,12 +255,22 @@ class ContainerSession:
 class Session(ContainerSession):
     def __init__(self, spec: dict[str, Any], volume: Volume | None = None,
                  call_id: Callable[[], str | None] | None = None,
-                 settings: RuntimeSettings | None = None) -> None:
+                 settings: RuntimeSettings | None = None, stops: Requests | None = None,
+                 reports: bool = False) -> None:
         """`volume` is the mounted volume (None: no stage 2, e.g. to build the recipe alone).
         `call_id` gives the id of the call being served (Modal's function call id): a retry of
         the same call takes the job's lease over. Without one, each container is a call.
-        `settings`: the runtime's settings, as the entry parsed them (default: this process's)."""
+        `settings`: the runtime's settings, as the entry parsed them (default: this process's).
+        `stops`: where `launch stop` leaves requests (a modal.Dict on Modal; default: the local
+        folder the settings name, if any), see runtime/control/stop.py. `reports`: this call is
+        its run's coordinator (on Modal, a job without stages), which calls the spec's `notify:`
+        webhook (locally the supervisor does)."""
         super().__init__(spec, volume if volume is not None else _Unmounted(), call_id, settings)
+        self.reports = reports
+        requests = stops if stops is not None else stop.local_requests(self.settings.control_dir)
+        # The run a stop request names: a pipeline's driver (its call id), else this call.
+        self.stops = None if requests is None else stop.StopWatch(
+            requests, lambda: self.driver or self.call_id() or None)
         self.driver = ""  # the call id of the pipeline driver this call works under, if any
         # On Modal, for a train-only job: the run this call coordinates, and its record.
         self.run_info: dict[str, Any] | None = None
@@ -336,7 +349,7 @@ class Session(ContainerSession):
     def _new_loop(self) -> Loop:
         return Loop(LoopContext(spec=self.spec, recipe=self.recipe, checkpoints=self.job_dir,
                                 logs=self.logs, volume=self.volume, times=self.times,
-                                lease=self.lease, folders=self._folders()))
+                                lease=self.lease, folders=self._folders(), stops=self.stops))
 
     def _folders(self) -> StageFolders | None:
         """A pipeline's folders on the volume (prepare's data, stage results), if it has stages."""
@@ -347,6 +360,7 @@ class Session(ContainerSession):
         what killed attempts of this job left in its folder: temporary folders, and retention
         they did not get to (it is committed with the next commit); a run that does not resume
         deletes no checkpoint (its first save sets them aside)."""
+        self._report_retry()
         self._hold_job(self.driver)  # a pipeline's train works under its driver's lease
         self._record_begin()
         for name in store.clean_temp(self.job_dir):
@@ -410,6 +424,16 @@ class Session(ContainerSession):
     def _commit_record(self) -> None:
         with contextlib.suppress(VolumeError):
             guarded(self.volume.commit, f"checkpoint.volume {self.spec.checkpoint.volume}: commit")
+    def _report_retry(self) -> None:
+        """A call that coordinates its run, finding the job's lease held by an earlier attempt
+        of this very call: Modal retried (or restarted) it; said to the spec's webhook."""
+        call = self.call_id()
+        if not self.reports or self.driver or not call:
+            return
+        self._reload()
+        held = read_lease(self.job_dir)
+        if held is not None and held.call_id == call:
+            notify.send(self.spec, "retried", call)
 
     def _resumes(self, resume: bool) -> bool:
         return resume_policy.resumes(resume, self.spec.checkpoint.resume)
@@ -450,11 +474,24 @@ class Session(ContainerSession):
                                  outcome="preempted" if isinstance(exc, Preempted) else "transient")
                 raise  # transient: retried (its traceback is kept, its line logged)
             self._record_end("failed", outcome["error"])
-            return self._given_up(outcome)
+            given_up = self._given_up(outcome)  # the lease released before the webhook is asked
+            self._report("failed", outcome)
+            return given_up
         self._record_end("finished" if result.get("status") == "finished" else "stopped", None, result)
         self.lease.release()
         faults.point("released")
+        self._report(result.get("status", "finished"), result)
         return result
+
+    def _report(self, status: str, result: dict[str, Any]) -> None:
+        """The run's end, to the spec's webhook, when this call coordinates its run."""
+        if not self.reports:
+            return
+        seconds = result.get("seconds")
+        run = (self.run_info or {}).get("id") or self.call_id() or self.own_id
+        notify.send(self.spec, status, str(run),
+                    objective=notify.objective_of(result), detail=str(result.get("error") or ""),
+                    cost_usd=notify.estimate(self.spec, {"train": seconds}) if seconds else None)
 
     def _train_here(self, resume: bool, total: int) -> dict[str, Any]:
         with self._starting("at the start of train"):

@@ -96,6 +96,9 @@ image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.
 # A broken image fails while it builds, not in the first run: the runtime and the job's code import.
 image = image.run_commands("python -c 'import launcher.runtime.train.session, launcher.recipes.ppo'")
 volume = modal.Volume.from_name('ppo-checkpoints', create_if_missing=True, version=2)
+# Where `launch stop RUN` leaves a stop request, keyed by the run's id: the training loop asks for
+# it every few seconds, between two updates (launcher.runtime.control.stop says why not a file).
+stop_requests = modal.Dict.from_name('launch-stop-requests', create_if_missing=True)
 
 
 @app.cls(
@@ -134,7 +137,8 @@ class Trainer:
         from launcher.runtime.train.session import Session
 
         # The call id names this run in the job's lease: a retry of this call takes it over.
-        self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id)
+        self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id,
+                               stops=stop_requests, reports=True)
         self.session.stage1()
 
     @modal.enter(snap=False)

@@ -134,6 +134,9 @@ image = image.add_local_dir(CODE, codeship.CODE_DIR, copy=True, ignore=codeship.
 image = image.run_commands(("python -c 'import launcher.runtime.train.session, launcher.runtime.pipeline.stage_session, "
  "launcher.recipes.digits'"))
 volume = modal.Volume.from_name('digits', create_if_missing=True, version=2)
+# Where `launch stop RUN` leaves a stop request, keyed by the run's id: the training loop asks for
+# it every few seconds, between two updates (launcher.runtime.control.stop says why not a file).
+stop_requests = modal.Dict.from_name('launch-stop-requests', create_if_missing=True)
 
 
 @app.cls(
@@ -172,7 +175,8 @@ class Trainer:
         from launcher.runtime.train.session import Session
 
         # The call id names this run in the job's lease: a retry of this call takes it over.
-        self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id)
+        self.session = Session(SPEC, volume=volume, call_id=modal.current_function_call_id,
+                               stops=stop_requests)
         self.session.stage1()
 
     @modal.enter(snap=False)
@@ -317,7 +321,7 @@ def pipeline(rerun: list[str] | None = None, run: dict | None = None) -> dict:
     caller = ModalCaller(methods, modal.FunctionCall.from_id, run_id=(run or {}).get("id", ""))
     # `run`: the run `launch` started (its id, code, versions): the driver keeps its record.
     return run_pipeline(SPEC, caller, volume, modal.current_function_call_id(), rerun=rerun or [],
-                        commit=CODE_COMMIT, run=run)
+                        commit=CODE_COMMIT, run=run, stops=stop_requests)
 
 
 @app.local_entrypoint()
