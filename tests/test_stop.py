@@ -102,7 +102,26 @@ def test_a_graceful_stop_of_two_processes_stops_both_at_the_same_update(
 def test_stop_of_an_unknown_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     volumes = tmp_path / "volumes"
     assert stop(capsys, "nope", "--volumes-dir", str(volumes)) == (
-        1, f"nope: no such run here (runs in {volumes}), nor a Modal call id (fc-...)\n")
+        1, f"nope: no such run here (runs in {volumes}); on Modal: no Modal credentials: run "
+           "`modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET); `launch JOB --local` "
+           "runs without an account\n")
+
+
+def test_a_modal_run_named_by_its_run_id_stops_its_coordinators_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from launcher import registry
+    from launcher.commands import stop as stop_command
+
+    asked = []
+    record = SimpleNamespace(run="20261208-010203-a1b2", coordinator={"call_id": "fc-driver"})
+    monkeypatch.setattr(registry, "find", lambda run, where, targets: asked.append((run, where, targets))
+                        or SimpleNamespace(record=record))
+    assert stop_command._coordinator_call("20261208", "staging", "jobs/x.yaml") == "fc-driver"
+    assert asked == [("20261208", registry.Where(local=False, environment="staging"), ("jobs/x.yaml",))]
+    record.coordinator = {"pid": 12}  # a local run's record, read from a Modal volume: nothing to stop
+    with pytest.raises(stop_command.RunError, match="names no Modal call"):
+        stop_command._coordinator_call("20261208", None, None)
 
 
 def test_stopping_a_pipeline_in_train_runs_no_later_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""`launch stop RUN [--now]`: a run here (its id, or a unique prefix) or on Modal (its call id)."""
+"""`launch stop RUN [--now]`: a run here (its id, or a unique prefix) or on Modal (its run id, found
+in the run records on the jobs' volumes, or its coordinator's call id)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ def stop(run: str, now: bool, volumes_dir: Path | None, environment: str | None,
     if found is not None:
         click.echo(stop_local(volumes, found, now), err=True)
         return 0
-    if not run.startswith(MODAL_CALL):
-        raise RunError(f"{run}: no such run here (runs in {volumes}), nor a Modal call id "
-                       f"({MODAL_CALL}...)")
     from launcher.backends.modal import CREDENTIALS_HELP, has_credentials
 
+    if not run.startswith(MODAL_CALL) and not has_credentials():
+        raise RunError(f"{run}: no such run here (runs in {volumes}); on Modal: {CREDENTIALS_HELP}")
     if not has_credentials():
         raise RunError(f"{run}: {CREDENTIALS_HELP}")
     spec = None
@@ -34,5 +34,18 @@ def stop(run: str, now: bool, volumes_dir: Path | None, environment: str | None,
 
         spec = load_spec(job).spec
         environment = environment or spec.environment
-    click.echo(stop_modal(run, now, environment, spec), err=True)
+    call = run if run.startswith(MODAL_CALL) else _coordinator_call(run, environment, job)
+    click.echo(stop_modal(call, now, environment, spec), err=True)
     return 0
+
+
+def _coordinator_call(run: str, environment: str | None, job: str | None) -> str:
+    """A Modal run named by its run id (or a unique start of it): the call of its coordinator
+    (the pipeline's driver, or the training call), from the run's record on its volume."""
+    from launcher.registry import Where, find
+
+    seen = find(run, Where(local=False, environment=environment), (job,) if job else ())
+    call = str(seen.record.coordinator.get("call_id") or "")
+    if not call.startswith(MODAL_CALL):
+        raise RunError(f"{seen.record.run}: its record names no Modal call to stop")
+    return call
