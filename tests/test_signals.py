@@ -148,3 +148,22 @@ def test_sigterm_and_sighup_are_a_preemption(tmp_path: Path, sig: signal.Signals
     assert "attempts     1 (1: preempted)" in output
     assert checkpoints(tmp_path / "volumes" / "vol" / "probe")[-1] == f"step-{stopped:08d}"
     assert "Traceback" not in output
+
+
+def test_stop_signals_route_while_inside_and_restore_on_the_way_out() -> None:
+    """The one stop wiring every local coordinator uses (single job, pipeline, sweep): Ctrl-C,
+    SIGTERM and SIGHUP to the handler, SIGUSR1 to the request, or left alone without one."""
+    from launcher.backends.local import stop_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)}
+    got: list[object] = []
+    with stop_signals(got.append, lambda: got.append("request")):
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGUSR1)
+    assert got == [signal.SIGTERM, "request"]
+    assert {s: signal.getsignal(s) for s in before} == before
+    with stop_signals(got.append):  # a sweep's coordinator: no `launch stop` request handler
+        assert signal.getsignal(signal.SIGUSR1) == before[signal.SIGUSR1]
+        signal.raise_signal(signal.SIGHUP)
+    assert got[-1] == signal.SIGHUP
+    assert {s: signal.getsignal(s) for s in before} == before

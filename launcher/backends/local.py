@@ -536,12 +536,18 @@ def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Pat
             options.volumes_dir or local_state(repo_root) / "volumes")
 
 
-def stop_signals(handler: Callable[[int], None], request: Callable[[], None]) -> dict[int, Any]:
-    """Ctrl-C, SIGTERM and SIGHUP all go to `handler`, SIGUSR1 (`launch stop`) to `request`;
-    the previous handlers, to restore."""
+@contextlib.contextmanager
+def stop_signals(handler: Callable[[int], None], request: Callable[[], None] | None = None) -> Iterator[None]:
+    """While inside: Ctrl-C, SIGTERM and SIGHUP all go to `handler`, SIGUSR1 (`launch stop`) to
+    `request` (left as it was when None); the previous handlers are restored on the way out."""
     previous = {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
-    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _signum, _frame: request())
-    return previous
+    if request is not None:
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _signum, _frame: request())
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
@@ -555,12 +561,8 @@ def run_local(spec: JobSpec, app_source: str, repo_root: Path, options: Options,
     record = local_record(spec, source, repo_root, run_dir)
     sup = Supervisor(spec, run_dir / "app.py", run_dir, volumes, options, early, run_id=record[0].run)
     started = time.perf_counter()
-    previous = stop_signals(sup.stop, sup.request)
-    try:
+    with stop_signals(sup.stop, sup.request):
         code = sup.run(app_source, record)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(summary(sup, time.perf_counter() - started), err=True)
     final = sup.attempts[-1] if sup.attempts else None

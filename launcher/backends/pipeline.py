@@ -186,26 +186,24 @@ def run_pipeline_local(spec: JobSpec, app_source: str, repo_root: Path, options:
     # stage's worker.
     pipe = Pipeline(spec, run_dir, volumes, options, early, repo_root=repo_root, source=source)
     started = time.perf_counter()
-    previous = stop_signals(pipe.stop, pipe.request)
-    # The driver's own working copy of the volume: it reads the stages' commits after a reload
-    # and commits train's result, as Modal's driver function does.
-    work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
-    try:
-        with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id), \
-                recording(volumes / spec.checkpoint.volume / spec.name, *pipe.record) as pipe.recorder:
-            try:
-                volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
-                outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
-                                        inputs_root=repo_root,
-                                        stops=FolderRequests(control_dir(volumes))).run(options.rerun)
-            except StorageError as exc:  # the driver's own commits: a full disk is the user's
-                raise RunError(str(exc)) from None
-            record_outcome(pipe.recorder, outcome,
-                           pipe.stopped_by is not None or outcome.status == Status.STOPPED)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        LocalVolume.discard(work)
+    with stop_signals(pipe.stop, pipe.request):
+        # The driver's own working copy of the volume: it reads the stages' commits after a reload
+        # and commits train's result, as Modal's driver function does.
+        work = jobfolder.work_copy(volumes, spec.checkpoint.volume, spec.name, pipe.run_id, "driver")
+        try:
+            with holding(spec, volumes, run_dir, pipe.app_path, app_source, options, pipe.run_id), \
+                    recording(volumes / spec.checkpoint.volume / spec.name, *pipe.record) as pipe.recorder:
+                try:
+                    volume = LocalVolume(volumes / spec.checkpoint.volume, work, spec.name)
+                    outcome = driver.Driver(spec, pipe, volume, pipe.run_id, root=work,
+                                            inputs_root=repo_root,
+                                            stops=FolderRequests(control_dir(volumes))).run(options.rerun)
+                except StorageError as exc:  # the driver's own commits: a full disk is the user's
+                    raise RunError(str(exc)) from None
+                record_outcome(pipe.recorder, outcome,
+                               pipe.stopped_by is not None or outcome.status == Status.STOPPED)
+        finally:
+            LocalVolume.discard(work)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         click.echo(report(pipe, outcome, time.perf_counter() - started), err=True)
     ended = outcome.to_json()

@@ -8,7 +8,6 @@ coordinator is not built yet: `launch SWEEP.yaml` without --local says so.
 from __future__ import annotations
 
 import json
-import signal
 from dataclasses import replace
 import tempfile
 import time
@@ -74,12 +73,8 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
             study = search_study(store, spec, sweep, search)
             same_search(study, sweep, loaded.source)
             coordinator = Coordinator(spec.name, sweep, study, store, trials, _budget(loaded, sweep), log)
-            previous = stop_signals(lambda _signum: coordinator.stop())
-            try:
+            with stop_signals(lambda _signum: coordinator.stop()):
                 outcome = coordinator.run()
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
             picture = draw_picture(study, sweep, folders(spec, repo_root, options)[0] / "sweep.png")
     finally:
         lock.release()
