@@ -233,3 +233,19 @@ def test_a_changed_search_is_refused_where_the_earlier_one_is_kept(folder: Path)
     assert more[0] == 0 and len(trial_records(folder)) == 2, more[1]
     first, second = (r["params"] for r in trial_records(folder).values())
     assert first != second  # the restarted sampler draws on, not the first trial's again
+
+
+def test_trials_report_the_recipe_s_objective_at_each_validation(folder: Path) -> None:
+    """No sweep objective: digits' own (val/accuracy, max); the pruner judges trials at the
+    validation cadence (every 20 updates), not at every log line (every 10)."""
+    sweep = {key: value for key, value in PRUNE.items() if key != "objective"}
+    code, output = launch(folder, write_sweep(folder, sweep, train={
+        "steps": 60, "log_every": 10, "validate_every": 20, "tracker": "none"}))
+    assert code == 0, output
+    reports = [int(n) for n in re.findall(r"pruned at update (\d+) \(val/accuracy", output)]
+    assert reports, output
+    assert all(n % 20 == 0 for n in reports), reports
+    rows = table(output)
+    complete = [float(row[2]) for row in rows if row[1] == "complete"]
+    assert complete and all(0.0 <= value <= 1.0 for value in complete)  # accuracies, not losses
+    assert re.search(r"^best: trial \d+ \(digits-t\d+\), val/accuracy ", output, re.MULTILINE)
