@@ -249,3 +249,23 @@ def test_trials_report_the_recipe_s_objective_at_each_validation(folder: Path) -
     complete = [float(row[2]) for row in rows if row[1] == "complete"]
     assert complete and all(0.0 <= value <= 1.0 for value in complete)  # accuracies, not losses
     assert re.search(r"^best: trial \d+ \(digits-t\d+\), val/accuracy ", output, re.MULTILINE)
+
+
+def test_each_trial_is_a_run_whose_record_names_its_sweep_and_ends_pruned_when_pruned(folder: Path) -> None:
+    from launcher.runtime.runs.record import RunRecord
+
+    code, output = launch(folder, write_sweep(folder, PRUNE, train={"steps": 60, "log_every": 10,
+                                                                    "tracker": "none"}))
+    assert code == 0, output
+    states = {f"digits-t{int(row[0]):03d}": row[1] for row in table(output)}
+    assert "pruned" in states.values(), output
+    volume = folder / "volumes" / "digits"
+    for job, state in states.items():
+        found = sorted((volume / job / "runs").glob("*/run.json"))
+        assert len(found) == 1, (job, found)
+        record = RunRecord.parse(found[0].read_text())
+        assert record.sweep is not None and record.sweep["name"] == "digits"
+        assert record.sweep["trial"] == int(job[-3:])
+        assert record.status == ("pruned" if state == "pruned" else "finished"), (job, record.status)
+        if state == "pruned":  # its final checkpoint committed, and in the record
+            assert record.newest_step == checkpoint_steps(folder, job)[-1]

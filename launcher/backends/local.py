@@ -309,8 +309,12 @@ class Supervisor:
                 self.recorder = recorder
                 with stage_log(recorder, self.stage) as self.log:
                     code = self.run_attempts()
-                recorder.end(end_status(code, self.interrupted), self._error())
+                recorder.end(self.final_status(code), self._error())
                 return code
+
+    def final_status(self, code: int) -> str:
+        """The status the run's record ends with."""
+        return end_status(code, self.interrupted)
 
     def _error(self) -> str | None:
         final = self.attempts[-1] if self.attempts else None
