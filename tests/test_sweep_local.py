@@ -269,3 +269,33 @@ def test_each_trial_is_a_run_whose_record_names_its_sweep_and_ends_pruned_when_p
         assert record.status == ("pruned" if state == "pruned" else "finished"), (job, record.status)
         if state == "pruned":  # its final checkpoint committed, and in the record
             assert record.newest_step == checkpoint_steps(folder, job)[-1]
+
+
+def test_the_sweep_view_lists_each_trial_from_its_run(folder: Path) -> None:
+    spec = write_sweep(folder, PRUNE, train={"steps": 60, "log_every": 10, "tracker": "none"})
+    code, output = launch(folder, spec)
+    assert code == 0, output
+    states = {int(row[0]): row[1] for row in table(output)}
+    where = ["--local", "--volumes-dir", str(folder / "volumes")]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["runs", spec, "--json", *where]) == 0
+    rows = json.loads(out.getvalue())
+    assert [r["trial"] for r in rows] == sorted(states)
+    assert {r["trial"]: r["state"] for r in rows} == states  # complete / pruned, as the sweep said
+    for r in rows:
+        # the sweep's objective (train loss here), not the recipe's, from the run's metrics history
+        assert r["job"] == f"digits-t{r['trial']:03d}" and r["objective"] == "loss"
+        grid = PRUNE["parameters"]["train.config.learning_rate"]["grid"]
+        assert list(r["params"]) == ["train.config.learning_rate"]
+        assert r["params"]["train.config.learning_rate"] in grid
+        assert r["updates"] == 60 if r["state"] == "complete" else 0 < r["updates"] < 60
+        assert r["cost_usd"] is not None and r["best"] is not None
+    assert any(r["state"] == "pruned" for r in rows)
+    assert sorted({r["params"]["train.config.learning_rate"] for r in rows}) == sorted(grid)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["runs", spec, *where]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:5] == ["TRIAL", "STATE", "BEST", "UPDATES", "COST"]
+    assert [line.split()[1] for line in lines[1:]] == [states[n] for n in sorted(states)]

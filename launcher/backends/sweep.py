@@ -72,13 +72,15 @@ def _link_tree(source: Path, dest: Path) -> None:
 
 class LocalTrials:
     def __init__(self, job: Document, spec: JobSpec, source: str, repo_root: Path,
-                 options: Options) -> None:
-        """`job`: the sweep spec's document without `sweep:`; `spec`: that job, validated."""
+                 options: Options, objective: tuple[str, str] = ("", "min")) -> None:
+        """`job`: the sweep spec's document without `sweep:`; `spec`: that job, validated;
+        `objective`: the sweep's (metric, direction)."""
         self.job, self.spec, self.source, self.repo_root = job, spec, source, repo_root
         self.options = options
         self.volumes = folders(spec, repo_root, options)[1]
         self.volume = self.volumes / spec.checkpoint.volume
         self.running: dict[int, Supervisor] = {}
+        self.metric, self.direction = objective  # the sweep's, named in each trial's run record
         self.lock = threading.Lock()
 
     def trial_spec(self, job: str, params: dict[str, Any]) -> JobSpec:
@@ -94,7 +96,8 @@ class LocalTrials:
             from launcher.backends.runinfo import local_record
 
             record = local_record(spec, self.source, self.repo_root, run_dir)
-            record[0].sweep = {"name": self.spec.name, "trial": trial.number, "params": trial.params}
+            record[0].sweep = {"name": self.spec.name, "trial": trial.number, "params": trial.params,
+                               "metric": self.metric, "direction": self.direction}
             kwargs["run_id"] = record[0].run
         cls = TrialSupervisor if "report" in kwargs else Supervisor
         sup = cls(spec, run_dir / f"app-{stage}.py", run_dir, volumes, options, stage=stage,

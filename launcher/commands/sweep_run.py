@@ -61,7 +61,8 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
 
     spec = loaded.spec
     log = lambda text: click.echo(f"[sweep] {text}", err=True)  # noqa: E731
-    trials = LocalTrials(without_sweep(loaded.doc), spec, loaded.source, repo_root, options)
+    trials = LocalTrials(without_sweep(loaded.doc), spec, loaded.source, repo_root, options,
+                         (sweep.metric, sweep.direction))
     volumes = folders(spec, repo_root, options)[1]
     lock = jobfolder.JobLock(volumes, spec.checkpoint.volume, f"{spec.name}.sweep", new_run_id())
     lock.acquire()
