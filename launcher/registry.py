@@ -161,3 +161,30 @@ def find(prefix: str, where: Where, targets: Sequence[str] = ()) -> Seen:
     except RunNotFound as exc:
         raise RunError(str(exc)) from None
     return Seen(one, status_of(one, now))
+
+
+def sweep_target(targets: Sequence[str]) -> tuple[str, str, str | None] | None:
+    """(volume, sweep's job name, environment) when the one target is a sweep spec, else None."""
+    if len(targets) != 1 or not targets[0].endswith((".yaml", ".yml")):
+        return None
+    from launcher.load import load_spec
+
+    loaded = load_spec(targets[0])
+    if loaded.sweep is None:
+        return None
+    spec = loaded.spec
+    return spec.checkpoint.volume, spec.name, spec.environment
+
+
+def sweep_trials(volume: str, name: str, environment: str | None, where: Where) -> list[Seen]:
+    """The runs of sweep `name`'s trials (their records name it), newest first."""
+    now = time.time()
+    if where.local:
+        source: lookup.Source = FolderSource(local_volumes(where) / volume)
+    else:
+        from launcher.backends import modal_runs
+
+        source = modal_runs.VolumeSource(volume, where.environment or environment)
+    found = [f for f in lookup.list_runs(source, None) if (f.record.sweep or {}).get("name") == name]
+    return [Seen(f, status_of(f, now)) for f in found]
+

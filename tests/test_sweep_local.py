@@ -233,3 +233,69 @@ def test_a_changed_search_is_refused_where_the_earlier_one_is_kept(folder: Path)
     assert more[0] == 0 and len(trial_records(folder)) == 2, more[1]
     first, second = (r["params"] for r in trial_records(folder).values())
     assert first != second  # the restarted sampler draws on, not the first trial's again
+
+
+def test_trials_report_the_recipe_s_objective_at_each_validation(folder: Path) -> None:
+    """No sweep objective: digits' own (val/accuracy, max); the pruner judges trials at the
+    validation cadence (every 20 updates), not at every log line (every 10)."""
+    sweep = {key: value for key, value in PRUNE.items() if key != "objective"}
+    code, output = launch(folder, write_sweep(folder, sweep, train={
+        "steps": 60, "log_every": 10, "validate_every": 20, "tracker": "none"}))
+    assert code == 0, output
+    reports = [int(n) for n in re.findall(r"pruned at update (\d+) \(val/accuracy", output)]
+    assert reports, output
+    assert all(n % 20 == 0 for n in reports), reports
+    rows = table(output)
+    complete = [float(row[2]) for row in rows if row[1] == "complete"]
+    assert complete and all(0.0 <= value <= 1.0 for value in complete)  # accuracies, not losses
+    assert re.search(r"^best: trial \d+ \(digits-t\d+\), val/accuracy ", output, re.MULTILINE)
+
+
+def test_each_trial_is_a_run_whose_record_names_its_sweep_and_ends_pruned_when_pruned(folder: Path) -> None:
+    from launcher.runtime.runs.record import RunRecord
+
+    code, output = launch(folder, write_sweep(folder, PRUNE, train={"steps": 60, "log_every": 10,
+                                                                    "tracker": "none"}))
+    assert code == 0, output
+    states = {f"digits-t{int(row[0]):03d}": row[1] for row in table(output)}
+    assert "pruned" in states.values(), output
+    volume = folder / "volumes" / "digits"
+    for job, state in states.items():
+        found = sorted((volume / job / "runs").glob("*/run.json"))
+        assert len(found) == 1, (job, found)
+        record = RunRecord.parse(found[0].read_text())
+        assert record.sweep is not None and record.sweep["name"] == "digits"
+        assert record.sweep["trial"] == int(job[-3:])
+        assert record.status == ("pruned" if state == "pruned" else "finished"), (job, record.status)
+        if state == "pruned":  # its final checkpoint committed, and in the record
+            assert record.newest_step == checkpoint_steps(folder, job)[-1]
+
+
+def test_the_sweep_view_lists_each_trial_from_its_run(folder: Path) -> None:
+    spec = write_sweep(folder, PRUNE, train={"steps": 60, "log_every": 10, "tracker": "none"})
+    code, output = launch(folder, spec)
+    assert code == 0, output
+    states = {int(row[0]): row[1] for row in table(output)}
+    where = ["--local", "--volumes-dir", str(folder / "volumes")]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["runs", spec, "--json", *where]) == 0
+    rows = json.loads(out.getvalue())
+    assert [r["trial"] for r in rows] == sorted(states)
+    assert {r["trial"]: r["state"] for r in rows} == states  # complete / pruned, as the sweep said
+    for r in rows:
+        # the sweep's objective (train loss here), not the recipe's, from the run's metrics history
+        assert r["job"] == f"digits-t{r['trial']:03d}" and r["objective"] == "loss"
+        grid = PRUNE["parameters"]["train.config.learning_rate"]["grid"]
+        assert list(r["params"]) == ["train.config.learning_rate"]
+        assert r["params"]["train.config.learning_rate"] in grid
+        assert r["updates"] == 60 if r["state"] == "complete" else 0 < r["updates"] < 60
+        assert r["cost_usd"] is not None and r["best"] is not None
+    assert any(r["state"] == "pruned" for r in rows)
+    assert sorted({r["params"]["train.config.learning_rate"] for r in rows}) == sorted(grid)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["runs", spec, *where]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:5] == ["TRIAL", "STATE", "BEST", "UPDATES", "COST"]
+    assert [line.split()[1] for line in lines[1:]] == [states[n] for n in sorted(states)]

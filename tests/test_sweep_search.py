@@ -67,3 +67,24 @@ def test_the_search_is_optuna_s_own_samplers_pruners_and_distributions() -> None
     assert search.params_of(grid, {"train.seed": 2, "x.hidden": "[64, 64]"}) == \
         {"train.seed": 2, "x.hidden": [64, 64]}
     assert list(grid.parameters[0].grid_values()) == [0, 2, 4]
+
+
+def test_the_pruners_resource_is_the_validation_cadence(tmp_path: Path) -> None:
+    """Hyperband's smallest rung is one validation (train.validate_every), not one log line."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from launcher.commands.sweep_run import search_study
+    from launcher.runtime.sweep import search
+    from launcher.runtime.sweep.journal import StudyStore
+
+    def rung(validate_every: int | None) -> int:
+        train = SimpleNamespace(steps=200, log_every=10, validate_every=validate_every)
+        folder = tmp_path / str(validate_every)
+        store = StudyStore(folder / "own", folder / "volume")
+        study = search_study(store, SimpleNamespace(name="s", train=train),
+                             replace(SWEEP, early_stop="hyperband"), search)
+        return study.pruner._min_resource
+
+    assert rung(40) == 40
+    assert rung(None) == 10  # a job that does not validate reports at its logging cadence

@@ -155,7 +155,8 @@ def test_a_job_budget_shows_in_the_plan(folder: Path, launch) -> None:
 
 def test_check_and_dry_run_of_a_sweep_import_neither_torch_nor_optuna(folder: Path) -> None:
     name = sweep_file(folder, GOOD)
-    for args in (["check", name], ["--dry-run", "--use-local-code", name]):
+    for args in (["check", name], ["--dry-run", "--use-local-code", name],
+                 ["runs", name, "--local", "--volumes-dir", str(folder / "volumes")]):
         code = (f"import sys; from launcher.cli import main; code = main({args!r}); "
                 "heavy = {'torch', 'accelerate', 'modal', 'optuna'} & set(sys.modules); "
                 "assert not heavy, heavy; sys.exit(code)")

@@ -329,9 +329,12 @@ class Supervisor:
                 self.recorder = recorder
                 with stage_log(recorder, self.stage) as self.log:
                     code = self.run_attempts()
-                recorder.end(end_status(code, self.interrupted or self.requested is not None),
-                             self._error())
+                recorder.end(self.final_status(code), self._error())
                 return code
+
+    def final_status(self, code: int) -> str:
+        """The status the run's record ends with."""
+        return end_status(code, self.interrupted or self.requested is not None)
 
     def _error(self) -> str | None:
         final = self.attempts[-1] if self.attempts else None
@@ -539,7 +542,7 @@ def folders(spec: JobSpec, repo_root: Path, options: Options) -> tuple[Path, Pat
 @contextlib.contextmanager
 def stop_signals(handler: Callable[[int], None], request: Callable[[], None] | None = None) -> Iterator[None]:
     """While inside: Ctrl-C, SIGTERM and SIGHUP all go to `handler`, SIGUSR1 (`launch stop`) to
-    `request` (left as it was when None); the previous handlers are restored on the way out."""
+    `request` (left as it was when None: a sweep's coordinator takes none); the previous handlers are restored on the way out."""
     previous = {sig: signal.signal(sig, lambda signum, _: handler(signum)) for sig in _STOP_SIGNALS}
     if request is not None:
         previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _signum, _frame: request())

@@ -47,6 +47,10 @@ class TrialSupervisor(Supervisor):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.report, self.tag = report, tag
+        self.pruned = False
+
+    def final_status(self, code: int) -> str:
+        return "pruned" if self.pruned else super().final_status(code)
 
     def handle(self, line: str, attempt: Any, display: Display) -> None:
         if not line.startswith(PREFIX):
@@ -57,6 +61,7 @@ class TrialSupervisor(Supervisor):
             metrics = {k: float(v) for k, v in event.items()
                        if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
             if self.report(int(event["step"]), metrics):
+                self.pruned = True
                 self.stop(signal.SIGINT)  # graceful: the worker checkpoints, then ends
         super().handle(line, attempt, display)
 
@@ -67,13 +72,15 @@ def _link_tree(source: Path, dest: Path) -> None:
 
 class LocalTrials:
     def __init__(self, job: Document, spec: JobSpec, source: str, repo_root: Path,
-                 options: Options) -> None:
-        """`job`: the sweep spec's document without `sweep:`; `spec`: that job, validated."""
+                 options: Options, objective: tuple[str, str] = ("", "min")) -> None:
+        """`job`: the sweep spec's document without `sweep:`; `spec`: that job, validated;
+        `objective`: the sweep's (metric, direction)."""
         self.job, self.spec, self.source, self.repo_root = job, spec, source, repo_root
         self.options = options
         self.volumes = folders(spec, repo_root, options)[1]
         self.volume = self.volumes / spec.checkpoint.volume
         self.running: dict[int, Supervisor] = {}
+        self.metric, self.direction = objective  # the sweep's, named in each trial's run record
         self.lock = threading.Lock()
 
     def trial_spec(self, job: str, params: dict[str, Any]) -> JobSpec:
@@ -83,6 +90,15 @@ class LocalTrials:
         run_dir, volumes = folders(spec, self.repo_root, self.options)
         options = replace(self.options, snapshots=Snapshots(), preempt_after=None, resume=True)
         number = kwargs.pop("number", None)
+        trial = kwargs.pop("trial", None)
+        record = None
+        if trial is not None:  # a trial is a run in the registry that names its sweep
+            from launcher.backends.runinfo import local_record
+
+            record = local_record(spec, self.source, self.repo_root, run_dir)
+            record[0].sweep = {"name": self.spec.name, "trial": trial.number, "params": trial.params,
+                               "metric": self.metric, "direction": self.direction}
+            kwargs["run_id"] = record[0].run
         cls = TrialSupervisor if "report" in kwargs else Supervisor
         sup = cls(spec, run_dir / f"app-{stage}.py", run_dir, volumes, options, stage=stage,
                   inputs_root=self.repo_root, **kwargs)
@@ -90,7 +106,7 @@ class LocalTrials:
             with self.lock:
                 self.running[number] = sup
         try:
-            return sup, sup.run(render(spec, self.source, CodeSource("local")))
+            return sup, sup.run(render(spec, self.source, CodeSource("local")), record)
         finally:
             options.snapshots.close()
 
@@ -130,7 +146,7 @@ class LocalTrials:
                                       "params": trial.params, "seed": spec.train.seed}, indent=2))
         try:
             sup, code = self._supervise(spec, "train", report=trial.report, tag=f"t{trial.number:03d}",
-                                        number=trial.number)
+                                        number=trial.number, trial=trial)
         finally:
             with self.lock:
                 self.running.pop(trial.number, None)

@@ -1,7 +1,9 @@
-"""`launch runs [SPEC.yaml | NAME]... [--all] [--json]`: the runs of jobs, newest first."""
+"""`launch runs [SPEC.yaml | NAME]... [--all] [--json]`: the runs of jobs, newest first; for a
+sweep spec, the sweep view: one row per trial (its newest run)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
@@ -10,7 +12,7 @@ from typing import Any
 
 import click
 
-from launcher.registry import Seen, Where, runs
+from launcher.registry import Seen, Where, runs, sweep_target, sweep_trials
 
 SHOWN = 20  # without --all: the newest this many
 COLUMNS = ("RUN", "JOB", "STAGE", "STATUS", "GPU", "STARTED", "ELAPSED", "ATTEMPTS",
@@ -57,7 +59,7 @@ def as_json(seen: Seen, now: float) -> dict[str, Any]:
         "started": utc(rec.started), "ended": utc(rec.ended),
         "elapsed_s": round(rec.elapsed(now if seen.status == "running" else rec.updated), 1),
         "gpu": rec.gpu, "volume": rec.volume, "backend": rec.backend, "app": rec.app,
-        "environment": rec.environment,
+        "environment": rec.environment, "sweep": rec.sweep,
     }
 
 
@@ -94,8 +96,69 @@ def table(rows: Sequence[Sequence[str]]) -> str:
                      for r in rows)
 
 
+SWEEP_COLUMNS = ("TRIAL", "STATE", "BEST", "UPDATES", "COST", "RUN", "PARAMETERS")
+TRIAL_STATES = {"finished": "complete", "pruned": "pruned", "failed": "failed", "dead": "failed",
+                "running": "running", "stopped": "stopped"}
+
+
+def sweep_best(seen: Seen) -> tuple[str | None, float | None]:
+    """The sweep's objective and the trial's best value of it: the record's own objective when
+    it is the sweep's, else the best in the run's metrics history."""
+    rec, sweep = seen.record, seen.record.sweep
+    metric, direction = sweep.get("metric"), sweep.get("direction", "min")
+    objective = rec.objective or {}
+    if not metric or objective.get("name") == metric:
+        return objective.get("name"), objective.get("best")
+    from launcher.runtime.runs.record import METRICS, RUNS
+
+    try:
+        text = seen.found.source.read(f"{rec.job}/{RUNS}/{rec.run}/{METRICS}").decode()
+    except OSError:
+        return metric, None
+    values = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            value = json.loads(line).get("metrics", {}).get(metric)
+            if isinstance(value, (int, float)):
+                values.append(float(value))
+    return metric, (max if direction == "max" else min)(values) if values else None
+
+
+def trial_row(seen: Seen, now: float) -> dict[str, Any]:
+    """One trial in the sweep view (`--json`: these keys)."""
+    data = as_json(seen, now)
+    metric, best = sweep_best(seen)
+    return {"trial": seen.record.sweep["trial"], "state": TRIAL_STATES.get(seen.status, seen.status),
+            "best": best, "objective": metric,
+            "updates": data["step"], "cost_usd": data["cost_usd"], "run": data["run"],
+            "job": data["job"], "params": seen.record.sweep.get("params") or {}}
+
+
+def sweep_view(name: str, trials: list[Seen], as_json_out: bool) -> int:
+    now = time.time()
+    newest: dict[int, Seen] = {}
+    for seen in trials:  # newest first: a trial resumed after a restart shows its latest run
+        newest.setdefault(seen.record.sweep["trial"], seen)
+    rows = [trial_row(newest[n], now) for n in sorted(newest)]
+    if as_json_out:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        click.echo(f"no trials yet of the sweep {name}", err=True)
+        return 0
+    shown = [[str(r["trial"]), r["state"], "-" if r["best"] is None else f"{r['best']:.4g}",
+              "-" if r["updates"] is None else str(r["updates"]), _cost(r["cost_usd"]), r["run"],
+              ", ".join(f"{k.rsplit('.', 1)[-1]}={v!r}" for k, v in r["params"].items())] for r in rows]
+    click.echo(table([SWEEP_COLUMNS, *shown]))
+    click.echo(f"sweep {name}: {len(rows)} trials; costs are estimates from the plan's prices", err=True)
+    return 0
+
+
 def list_runs(targets: Sequence[str], where: Where, show_all: bool, as_json_out: bool) -> int:
     now = time.time()
+    swept = sweep_target(targets)
+    if swept is not None:
+        return sweep_view(swept[1], sweep_trials(*swept, where), as_json_out)
     found = runs(targets, where)
     shown = found if show_all else found[:SHOWN]
     if as_json_out:

@@ -60,7 +60,8 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
 
     spec = loaded.spec
     log = lambda text: click.echo(f"[sweep] {text}", err=True)  # noqa: E731
-    trials = LocalTrials(without_sweep(loaded.doc), spec, loaded.source, repo_root, options)
+    trials = LocalTrials(without_sweep(loaded.doc), spec, loaded.source, repo_root, options,
+                         (sweep.metric, sweep.direction))
     volumes = folders(spec, repo_root, options)[1]
     lock = jobfolder.JobLock(volumes, spec.checkpoint.volume, f"{spec.name}.sweep", new_run_id())
     lock.acquire()
@@ -101,7 +102,9 @@ def run_sweep(loaded: Loaded, sweep: Sweep, repo_root: Path, options: Options) -
 def search_study(store: Any, spec: Any, sweep: Sweep, search: Any) -> Any:
     from launcher.runtime.sweep.journal import open_study
 
-    every = spec.train.log_every
+    # Trials report their objective at each validation (train.validate_every); a job that
+    # does not validate reports at its logging cadence.
+    every = spec.train.validate_every or spec.train.log_every
     study = open_study(store, spec.name, sweep.direction, search.sampler(sweep),
                        search.pruner(sweep, spec.train.steps, every))
     asked = len(study.get_trials(deepcopy=False))

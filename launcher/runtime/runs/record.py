@@ -88,6 +88,8 @@ class RunRecord:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     logs: str | None = None  # locally: the folder of the stages' logs (off the volume)
+    # a sweep's trial: {"name": the sweep's job, "trial": its number, "params": {path: value}}
+    sweep: dict[str, Any] | None = None
     format: int = FORMAT
 
     def to_json(self) -> str:

@@ -56,7 +56,9 @@ def sampler(sweep: Sweep, asked: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def pruner(sweep: Sweep, steps: int, report_every: int) -> optuna.pruners.BasePruner:
-    """`steps`: a trial's updates; `report_every`: its reporting cadence, in updates."""
+    """`steps`: a trial's updates; `report_every`: its reporting cadence, in updates (the
+    validation cadence, train.validate_every, where the job validates): Hyperband's smallest
+    rung is one report."""
     if sweep.early_stop == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS)
     if sweep.early_stop == "hyperband":
