@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import yaml
@@ -80,3 +82,18 @@ def cli(capsys: Any, *args: str) -> tuple[int, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out + captured.err
+
+
+HEAVY = ("torch", "accelerate", "modal")
+
+
+def fresh_cli(argv: list[str], cwd: Path, watch: Iterable[str] = HEAVY) -> tuple[int, set[str]]:
+    """`launch ARGV` in a fresh interpreter: its exit code and which of the modules `watch`
+    names it imported (what a command on the CLI's fast path must not load)."""
+    code = (f"import json, sys; from launcher.cli import main; code = main({list(argv)!r}); "
+            f"print(json.dumps([code, sorted(set({list(watch)!r}) & set(sys.modules))]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    exit_code, loaded = json.loads(done.stdout.splitlines()[-1])
+    return exit_code, set(loaded)

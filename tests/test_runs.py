@@ -21,7 +21,7 @@ from launcher.cli import main
 from launcher.runtime.runs import liveness, lookup
 from launcher.runtime.runs.record import RunRecord, new_run_id, record_path
 from launcher.runtime.runs.recorder import Recorder
-from runjob import launch_forked, probe_spec, write_spec
+from runjob import fresh_cli, launch_forked, probe_spec, write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,13 +272,8 @@ def test_rerun_refuses_a_working_tree_at_another_commit(tmp_path: Path, capsys) 
 @pytest.mark.parametrize("args", [["runs", "--local"], ["runs", "--local", "--json", "--all"],
                                   ["logs", "x", "--local"], ["pull", "x", "{tmp}/d", "--local"]])
 def test_run_commands_import_no_heavy_modules(args: list[str], tmp_path: Path) -> None:
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code = (f"import sys; from launcher.cli import main; code = main({argv!r}); "
-            "heavy = {'torch', 'accelerate'} & set(sys.modules); assert not heavy, heavy; "
-            "sys.exit(0 if code in (0, 1) else code)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
+    code, loaded = fresh_cli([a.replace("{tmp}", str(tmp_path)) for a in args], ROOT, ("torch", "accelerate"))
+    assert code in (0, 1) and loaded == set()
 
 
 def _recorded(volumes: Path, *runs: str) -> None:

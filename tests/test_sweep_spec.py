@@ -5,12 +5,12 @@ neither imports torch or Optuna."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from runjob import HEAVY, fresh_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,12 +157,7 @@ def test_check_and_dry_run_of_a_sweep_import_neither_torch_nor_optuna(folder: Pa
     name = sweep_file(folder, GOOD)
     for args in (["check", name], ["--dry-run", "--use-local-code", name],
                  ["runs", name, "--local", "--volumes-dir", str(folder / "volumes")]):
-        code = (f"import sys; from launcher.cli import main; code = main({args!r}); "
-                "heavy = {'torch', 'accelerate', 'modal', 'optuna'} & set(sys.modules); "
-                "assert not heavy, heavy; sys.exit(code)")
-        done = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True,
-                              timeout=60)
-        assert done.returncode == 0, done.stderr
+        assert fresh_cli(args, folder, (*HEAVY, "optuna")) == (0, set()), args
 
 
 def test_without_optuna_a_sweep_says_so_in_one_line(folder: Path, launch, monkeypatch) -> None:
